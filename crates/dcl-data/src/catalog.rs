@@ -3,6 +3,7 @@
 //! Adding a data set is one [`DatasetInfo`] entry in [`DATASETS`].
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::{DataError, ImageSet, Normalization, SplitDataset};
 
@@ -133,8 +134,8 @@ impl DatasetInfo {
         let [train_images, train_labels, test_images, test_labels] = &paths;
         Ok(SplitDataset {
             name: self.name.to_owned(),
-            train: ImageSet::read_idx_pair(train_images, train_labels, self.num_classes)?,
-            test: ImageSet::read_idx_pair(test_images, test_labels, self.num_classes)?,
+            train: Arc::new(ImageSet::read_idx_pair(train_images, train_labels, self.num_classes)?),
+            test: Arc::new(ImageSet::read_idx_pair(test_images, test_labels, self.num_classes)?),
             num_classes: self.num_classes,
             normalization: self.normalization,
         })

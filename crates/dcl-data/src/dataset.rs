@@ -1,6 +1,7 @@
 //! In-memory image data sets: one [`ImageSet`] per split, held as raw bytes.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::{idx, DataError};
 
@@ -96,8 +97,8 @@ impl Normalization {
 pub struct SplitDataset {
     /// The catalogue name (`mnist`, …).
     pub name: String,
-    pub train: ImageSet,
-    pub test: ImageSet,
+    pub train: Arc<ImageSet>,
+    pub test: Arc<ImageSet>,
     pub num_classes: usize,
     pub normalization: Normalization,
 }

@@ -12,8 +12,10 @@ pub mod error;
 pub mod fetch;
 pub mod idx;
 pub mod loader;
+pub mod scenario;
 
 pub use catalog::{DatasetInfo, DATASETS};
 pub use dataset::{ImageSet, Normalization, SplitDataset};
 pub use error::DataError;
 pub use loader::{HostBatch, Loader, LoaderConfig};
+pub use scenario::{Scenario, Task};

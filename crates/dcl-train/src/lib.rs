@@ -1,0 +1,21 @@
+//! Training for dcl: the task/epoch loop, evaluation, the metrics of a run, and the
+//! files a run leaves in its results directory.
+
+pub mod config;
+pub mod error;
+pub mod learner;
+pub mod metrics;
+pub mod observer;
+pub mod results;
+pub mod trainer;
+
+pub use config::RunConfig;
+pub use error::TrainError;
+pub use learner::{Learner, SgdSettings};
+pub use metrics::{EpochRecord, EvalRecord, RunRecord, Summary};
+pub use observer::TrainObserver;
+pub use results::RunDir;
+pub use trainer::train;
+
+/// The version of dcl, recorded in every run's summary.
+pub const DCL_VERSION: &str = env!("CARGO_PKG_VERSION");

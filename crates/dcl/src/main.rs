@@ -1,0 +1,26 @@
+//! `dcl`: distributed continual learning with a distributed rehearsal buffer.
+//!
+//! The binary turns the command line into typed configurations, runs the library crates
+//! and turns their errors into one-line messages and exit codes.
+
+mod bench;
+mod cli;
+mod fetch;
+mod progress;
+mod report;
+mod train;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Train(args) => train::run(*args),
+        cli::Command::Data(cli::DataCommand::Fetch(args)) => fetch::run(args),
+        cli::Command::Bench(cli::BenchCommand::Step(args)) => bench::run_step(args),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
