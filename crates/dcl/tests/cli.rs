@@ -1,0 +1,181 @@
+//! End-to-end tests of the `dcl` binary on the real MNIST files fetched by
+//! `scripts/setup.sh` (or wherever `DCL_DATASET_DIR` points).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The directory holding `mnist/`: `$DCL_DATASET_DIR` or the checkout's `data/`.
+fn dataset_dir() -> PathBuf {
+    let dir = std::env::var_os("DCL_DATASET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    assert!(
+        dir.join("mnist/train-images-idx3-ubyte").is_file(),
+        "MNIST is not in {}: run scripts/setup.sh (or dcl data fetch mnist)",
+        dir.display()
+    );
+    dir
+}
+
+/// Runs the binary. The tests run side by side on few cores: OpenMP threads that spin
+/// while waiting would starve each other (measured: 8 s for this file becomes 115 s).
+fn dcl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dcl"))
+        .args(args)
+        .env_remove("DCL_DATASET_DIR")
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .output()
+        .expect("dcl runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Asserts a user error: exit code 1, one `error:` line containing `needle`, no panic.
+fn assert_user_error(output: &Output, needle: &str) {
+    let text = stderr(output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(errors.len(), 1, "{text}");
+    assert!(errors[0].contains(needle), "expected '{needle}' in: {text}");
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// One epoch on the first `train_samples` MNIST images, at batch 8: a 5,000-image epoch at
+/// the default batch of 64 is only 79 steps, too few for mnistnet and its two dropouts.
+/// Two threads, so that the result is the same on every 2-core machine.
+fn train_small(results: &Path, train_samples: &str, seed: &str) -> Output {
+    let data = dataset_dir();
+    dcl(&[
+        "train", "--model", "mnistnet", "--dataset", "mnist", "--epochs", "1", "--quiet",
+        "--batch-size", "8", "--threads", "2", "--train-samples", train_samples, "--seed", seed,
+        "--dataset-dir", data.to_str().unwrap(), "--results-dir", results.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn one_epoch_on_5000_real_images_exceeds_90_percent_and_writes_the_results_contract() {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("run");
+    let output = train_small(&results, "5000", "9");
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let summary = read_json(&results.join("summary.json"));
+    let accuracy = summary["final_average_accuracy"].as_f64().unwrap();
+    assert!(accuracy > 90.0, "test top-1 {accuracy} %");
+    assert_eq!(summary["accuracy_matrix"], serde_json::json!([[accuracy]]));
+    assert_eq!(summary["num_tasks"], 1);
+    assert_eq!(summary["world_size"], 1);
+    assert_eq!(summary["dcl_version"], env!("CARGO_PKG_VERSION"));
+    assert!(summary["train_images_per_second"].as_f64().unwrap() > 0.0);
+    assert!(summary["wall_time_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(summary["epochs"][0]["train_images"], 5000);
+    assert_eq!(summary["epochs"][0]["eval"][0]["samples"], 10000);
+
+    let config = read_json(&results.join("config.json"));
+    assert_eq!(config["model"], "mnistnet");
+    assert_eq!(config["train_samples"], 5000);
+    assert_eq!(config["momentum"], 0.9);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run_and_another_seed_another() {
+    let root = tempfile::tempdir().unwrap();
+    let run = |name: &str, seed: &str| {
+        let results = root.path().join(name);
+        let output = train_small(&results, "640", seed);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let summary = read_json(&results.join("summary.json"));
+        (summary["accuracy_matrix"].clone(), summary["epochs"][0]["train_loss"].clone())
+    };
+    let first = run("a", "7");
+    assert_eq!(first, run("b", "7"));
+    assert_ne!(first, run("c", "8"));
+}
+
+#[test]
+fn an_existing_results_directory_is_refused_and_left_intact() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("summary.json"), "earlier results").unwrap();
+    let output = train_small(root.path(), "64", "1");
+    assert_user_error(&output, "already exists; choose another --results-dir or pass --overwrite");
+    assert_eq!(std::fs::read_to_string(root.path().join("summary.json")).unwrap(), "earlier results");
+}
+
+/// A copy of MNIST in a temporary directory, with one file replaced by `corrupt`.
+fn mnist_with(file: &str, corrupt: impl FnOnce(Vec<u8>) -> Vec<u8>) -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("mnist");
+    std::fs::create_dir(&dir).unwrap();
+    for entry in std::fs::read_dir(dataset_dir().join("mnist")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let target = dir.join(file);
+    std::fs::write(&target, corrupt(std::fs::read(&target).unwrap())).unwrap();
+    root
+}
+
+fn train_on(data: &Path, results: &Path) -> Output {
+    dcl(&[
+        "train", "--model", "mnistnet", "--epochs", "1", "--quiet",
+        "--dataset-dir", data.to_str().unwrap(), "--results-dir", results.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn a_truncated_idx_file_is_named_and_no_results_are_written() {
+    let data = mnist_with("train-labels-idx1-ubyte", |mut b| {
+        b.truncate(b.len() - 100);
+        b
+    });
+    let results = data.path().join("results");
+    let output = train_on(data.path(), &results);
+    assert_user_error(&output, "train-labels-idx1-ubyte: not a valid IDX file: truncated");
+    assert!(!results.exists());
+}
+
+#[test]
+fn a_label_out_of_range_is_named() {
+    let data = mnist_with("t10k-labels-idx1-ubyte", |mut b| {
+        b[8 + 17] = 12;
+        b
+    });
+    let output = train_on(data.path(), &data.path().join("results"));
+    assert_user_error(&output, "t10k-labels-idx1-ubyte: label 12 of sample 17 is out of range");
+}
+
+#[test]
+fn a_missing_data_directory_names_the_path_and_the_fetch_command() {
+    let root = tempfile::tempdir().unwrap();
+    let output = train_on(root.path(), &root.path().join("results"));
+    let expected = format!(
+        "mnist data directory not found at {}; run `dcl data fetch mnist --dataset-dir {}` first",
+        root.path().join("mnist").display(),
+        root.path().display()
+    );
+    assert_user_error(&output, &expected);
+}
+
+#[test]
+fn unknown_models_and_datasets_list_the_valid_ones() {
+    assert_user_error(&dcl(&["train", "--model", "resnet9000"]), "unknown model 'resnet9000'; valid models: mnistnet");
+    assert_user_error(
+        &dcl(&["train", "--model", "mnistnet", "--dataset", "svhn"]),
+        "unknown dataset 'svhn'; valid datasets: mnist",
+    );
+    assert_user_error(&dcl(&["data", "fetch", "svhn"]), "unknown dataset 'svhn'");
+}
+
+#[test]
+fn impossible_settings_are_rejected_before_training() {
+    assert_user_error(&dcl(&["train", "--model", "mnistnet", "--epochs", "0"]), "--epochs must be at least 1");
+    assert_user_error(&dcl(&["train", "--model", "mnistnet", "--lr=-1"]), "--lr must be a finite number >= 0");
+}
