@@ -3,6 +3,7 @@
 //! Adding a model is one module and one [`MODELS`] entry.
 
 pub mod init;
+pub mod layout;
 pub mod mnistnet;
 
 use tch::nn;

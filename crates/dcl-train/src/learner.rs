@@ -24,10 +24,11 @@ pub struct Learner {
 
 impl Learner {
     /// Builds the model called `model` on `device` (initialised from libtorch's global
-    /// seed) and an SGD optimiser over its variables.
+    /// seed, laid out channels-last) and an SGD optimiser over its variables.
     pub fn new(model: &str, input: ModelInput, sgd: SgdSettings, device: Device) -> Result<Self, TrainError> {
         let vars = nn::VarStore::new(device);
         let model = dcl_models::build(model, &vars.root(), input)?;
+        dcl_models::layout::use_channels_last(&vars);
         let optimizer = nn::Sgd {
             momentum: sgd.momentum,
             dampening: 0.0,

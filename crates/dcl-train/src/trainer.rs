@@ -21,10 +21,27 @@ pub fn device() -> Device {
 
 /// Turns a host batch into (images, labels) tensors; runs on the loader thread.
 pub fn to_tensors(batch: HostBatch) -> (Tensor, Tensor) {
-    let shape: Vec<i64> = batch.shape.iter().map(|&d| d as i64).collect();
-    let images = Tensor::from_slice(&batch.images).view(shape.as_slice());
-    let labels = Tensor::from_slice(&batch.labels);
+    let shape = batch.shape.map(|d| d as i64);
+    let images = host_tensor(&batch.images, &shape);
+    let labels = host_tensor(&batch.labels, &[batch.labels.len() as i64]);
     (images, labels)
+}
+
+/// A new CPU tensor of `shape` holding a copy of `values`.
+///
+/// Unlike `Tensor::from_slice`, which zero-fills through libtorch's intra-op thread pool
+/// before copying, this issues no parallel libtorch operation. A loader thread that ran
+/// one would start a second OpenMP team whose spinning threads steal the cores of the
+/// training step: measured on mnistnet, 4.4 ms steps became 6-7 ms.
+pub fn host_tensor<T: tch::kind::Element>(values: &[T], shape: &[i64]) -> Tensor {
+    let tensor = Tensor::empty(shape, (T::KIND, Device::Cpu));
+    assert_eq!(tensor.numel(), values.len(), "shape {shape:?} does not hold {} values", values.len());
+    // SAFETY: `tensor` is a fresh, contiguous CPU tensor of `values.len()` elements of
+    // type T that nothing else references yet.
+    unsafe {
+        std::ptr::copy_nonoverlapping(values.as_ptr(), tensor.data_ptr() as *mut T, values.len());
+    }
+    tensor
 }
 
 /// A seed for one (task, epoch) pass, derived from the run's seed (SplitMix64 mixing),
@@ -229,6 +246,22 @@ fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_tensors_hold_the_values_in_shape() {
+        let images = host_tensor(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[1, 2, 3]);
+        assert_eq!(images.size(), vec![1, 2, 3]);
+        assert_eq!(images.kind(), Kind::Float);
+        assert_eq!(Vec::<f32>::try_from(images.flatten(0, -1)).unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        let labels = host_tensor(&[7i64, 0, 9], &[3]);
+        assert_eq!(Vec::<i64>::try_from(&labels).unwrap(), vec![7, 0, 9]);
+    }
+
+    #[test]
+    #[should_panic(expected = "does not hold")]
+    fn host_tensors_refuse_a_shape_of_another_size() {
+        host_tensor(&[1.0f32, 2.0], &[3]);
+    }
 
     #[test]
     fn pass_seeds_differ_per_task_and_epoch_and_repeat_per_seed() {
