@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark of the mnistnet training step: PyTorch (bench/pytorch_step.py,
-# the venv's torch 2.11.0) against dcl (`dcl bench step`), same batch, same threads, then
-# a full one-epoch `dcl train` against the bare step rate (the data pipeline's overhead).
+# Side-by-side benchmark of the mnistnet training step (batch 64, SGD with momentum):
+#   pytorch       bench/pytorch_step.py, torch 2.11.0 from the setup venv, default layout
+#                 (what upstream runs)
+#   pytorch-cl    the same script with the model laid out channels-last (what dcl does)
+#   dcl           `dcl bench step`
+# then a full one-epoch `dcl train` on MNIST against the bare step rate (the data
+# pipeline's overhead).
 #
-#   bench/compare_step.sh [--batch-size 64] [--threads 2] [--rounds 3]
+#   bench/compare_step.sh [--batch-size 64] [--threads 2] [--rounds 5]
 #
-# Rounds alternate the two engines so that machine noise hits both alike.
+# Rounds alternate the engines so that machine noise hits all alike; medians are reported.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BATCH=64 THREADS=2 ROUNDS=3
+BATCH=64 THREADS=2 ROUNDS=5
 while [ $# -gt 0 ]; do
   case "$1" in
     --batch-size) BATCH="$2"; shift 2 ;;
@@ -20,27 +24,33 @@ done
 DCL="$ROOT/target/release/dcl"
 PYTHON="$(sed -n 's/^VIRTUAL_ENV = "\(.*\)"$/\1/p' "$ROOT/.cargo/config.toml" 2>/dev/null)/bin/python"
 [ -x "$DCL" ] && [ -x "$PYTHON" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
-export OMP_WAIT_POLICY=PASSIVE
+export PYTHONWARNINGS=ignore
+
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 field() { sed -n "s/.*\"$1\": *\([0-9.e+-]*\).*/\1/p"; }
+ratio() { echo "$1 / $2" | bc -l; }
+STEP_ARGS=(--batch-size "$BATCH" --threads "$THREADS" --json)
 
-torch_rates=() dcl_rates=()
+pt=() pc=() dc=()
 for round in $(seq "$ROUNDS"); do
-  t=$("$PYTHON" "$ROOT/bench/pytorch_step.py" --batch-size "$BATCH" --threads "$THREADS" --json | field images_per_second_median)
-  d=$("$DCL" bench step --batch-size "$BATCH" --threads "$THREADS" --json | field images_per_second_median)
-  printf 'round %d: pytorch %.0f img/s, dcl %.0f img/s\n' "$round" "$t" "$d"
-  torch_rates+=("$t") dcl_rates+=("$d")
+  p=$("$PYTHON" "$ROOT/bench/pytorch_step.py" "${STEP_ARGS[@]}" 2>/dev/null | field images_per_second_median)
+  c=$("$PYTHON" "$ROOT/bench/pytorch_step.py" "${STEP_ARGS[@]}" --channels-last 2>/dev/null | field images_per_second_median)
+  d=$("$DCL" bench step "${STEP_ARGS[@]}" | field images_per_second_median)
+  printf 'round %d: pytorch %.0f, pytorch-cl %.0f, dcl %.0f img/s\n' "$round" "$p" "$c" "$d"
+  pt+=("$p") pc+=("$c") dc+=("$d")
 done
-T=$(printf '%s\n' "${torch_rates[@]}" | median)
-D=$(printf '%s\n' "${dcl_rates[@]}" | median)
-printf 'step, batch %s, %s threads: pytorch median %.0f img/s, dcl median %.0f img/s, ratio dcl/pytorch %.2fx\n' \
-  "$BATCH" "$THREADS" "$T" "$D" "$(echo "$D / $T" | bc -l)"
+P=$(printf '%s\n' "${pt[@]}" | median)
+C=$(printf '%s\n' "${pc[@]}" | median)
+D=$(printf '%s\n' "${dc[@]}" | median)
+printf '\nmnistnet step, batch %s, %s threads, medians of %s rounds:\n' "$BATCH" "$THREADS" "$ROUNDS"
+printf '  pytorch     %6.0f img/s\n  pytorch-cl  %6.0f img/s\n  dcl         %6.0f img/s\n' "$P" "$C" "$D"
+printf '  dcl / pytorch = %.2fx, dcl / pytorch-cl = %.2fx\n' "$(ratio "$D" "$P")" "$(ratio "$D" "$C")"
 
 RESULTS="$(mktemp -d)"
+trap 'rm -rf "$RESULTS"' EXIT
 "$DCL" train --model mnistnet --dataset mnist --dataset-dir "$ROOT/data" --epochs 1 --batch-size "$BATCH" \
   --threads "$THREADS" --quiet --results-dir "$RESULTS/run" > /dev/null 2>&1
 E=$(field train_images_per_second < "$RESULTS/run/summary.json")
 A=$(field final_average_accuracy < "$RESULTS/run/summary.json")
-rm -rf "$RESULTS"
-printf 'full dcl train epoch (60,000 images, loader + shuffling + step): %.0f img/s = %.3f of the bare step rate; test top-1 %.2f %%\n' \
-  "$E" "$(echo "$E / $D" | bc -l)" "$A"
+printf '\nfull dcl train epoch (60,000 MNIST images: loader, shuffling, steps): %.0f img/s = %.2f of the bare step median; test top-1 %.2f %%\n' \
+  "$E" "$(ratio "$E" "$D")" "$A"

@@ -40,12 +40,16 @@ def main():
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--channels-last", action="store_true",
+                        help="lay the model out channels-last, as dcl does (not what upstream does)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = MnistNet().train()
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     images = torch.randn(args.batch_size, 1, 28, 28)
     labels = torch.randint(10, (args.batch_size,))
@@ -68,10 +72,11 @@ def main():
     median = statistics.median(rates)
     if args.json:
         print(json.dumps({"engine": "pytorch", "torch": torch.__version__, "batch_size": args.batch_size,
-                          "threads": args.threads, "images_per_second_median": median,
+                          "threads": args.threads, "channels_last": args.channels_last, "images_per_second_median": median,
                           "images_per_second": rates}))
     else:
-        print(f"pytorch {torch.__version__} mnistnet step, batch {args.batch_size}, {args.threads} threads: "
+        layout = "channels-last" if args.channels_last else "default layout"
+        print(f"pytorch {torch.__version__} mnistnet step ({layout}), batch {args.batch_size}, {args.threads} threads: "
               f"median {median:.0f} img/s (min {rates[0]:.0f}, max {rates[-1]:.0f})")
 
 

@@ -26,11 +26,9 @@ pub enum Command {
 /// The flags of `dcl train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Model to train (valid: mnistnet).
-    #[arg(long)]
+    #[arg(long, help = format!("Model to train: {}", dcl_models::model_names()))]
     pub model: String,
-    /// Data set (valid: mnist).
-    #[arg(long, default_value = "mnist")]
+    #[arg(long, default_value = "mnist", help = format!("Data set: {}", dcl_data::catalog::dataset_names()))]
     pub dataset: String,
     /// Directory holding one folder per data set (`<DIR>/mnist/…`).
     #[arg(long, env = "DCL_DATASET_DIR", default_value = "data")]
@@ -84,7 +82,7 @@ pub enum DataCommand {
 
 #[derive(Debug, Args)]
 pub struct FetchArgs {
-    /// Data set to fetch (valid: mnist).
+    #[arg(help = format!("Data set to fetch: {}", dcl_data::catalog::dataset_names()))]
     pub dataset: String,
     /// Directory holding one folder per data set; the files go to `<DIR>/<dataset>/`.
     #[arg(long, env = "DCL_DATASET_DIR", default_value = "data")]
