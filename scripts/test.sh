@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Runs dcl's test suite (after scripts/setup.sh).
+# Runs dcl's test suite (after scripts/setup.sh) and ends with one line of totals.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 [ -f .cargo/config.toml ] || { echo "test: run scripts/setup.sh first (no .cargo/config.toml)" >&2; exit 1; }
 export DCL_DATASET_DIR="${DCL_DATASET_DIR:-$ROOT/data}"
-cargo test --workspace --release --locked "$@"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --release --locked "$@" 2>&1 | tee "$log" || status=$?
+awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
+exit "$status"

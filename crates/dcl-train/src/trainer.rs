@@ -260,7 +260,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "does not hold")]
     fn host_tensors_refuse_a_shape_of_another_size() {
-        host_tensor(&[1.0f32, 2.0], &[3]);
+        let _ = host_tensor(&[1.0f32, 2.0], &[3]);
     }
 
     #[test]
