@@ -17,5 +17,7 @@ pub mod scenario;
 pub use catalog::{DatasetInfo, DATASETS};
 pub use dataset::{ImageSet, Normalization, SplitDataset};
 pub use error::DataError;
-pub use loader::{HostBatch, Loader, LoaderConfig};
-pub use scenario::{Scenario, Task};
+pub use loader::{HostBatch, Loader, LoaderConfig, LoaderSource};
+pub use scenario::{
+    ClassOrder, SampleRef, Scenario, ScenarioError, ScenarioOptions, ScenarioSpec, Task, TaskIdentity, View,
+};

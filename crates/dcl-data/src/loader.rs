@@ -10,7 +10,28 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::scenario::{SampleRef, View};
 use crate::{ImageSet, Normalization};
+
+/// Where a loader's samples come from: a split, the views its samples refer to, and the
+/// normalisation of its pixels.
+#[derive(Debug, Clone)]
+pub struct LoaderSource {
+    pub set: Arc<ImageSet>,
+    pub views: Arc<Vec<View>>,
+    pub normalization: Normalization,
+}
+
+impl LoaderSource {
+    /// Appends the normalised values of `sample` to `out`, through its view.
+    fn extend_with(&self, sample: SampleRef, table: &[f32; 256], out: &mut Vec<f32>) {
+        let image = self.set.image(sample.index as usize);
+        match &self.views[sample.view as usize] {
+            View::Identity => out.extend(image.iter().map(|&b| table[b as usize])),
+            View::Permutation(p) => out.extend(p.iter().map(|&i| table[image[i as usize] as usize])),
+        }
+    }
+}
 
 /// A minibatch in host memory: normalised images and their labels.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,40 +63,39 @@ pub struct Loader<T> {
 }
 
 impl<T: Send + 'static> Loader<T> {
-    /// Starts the background thread over `indices` of `set`.
+    /// Starts the background thread over `samples` of `source`.
     ///
     /// # Panics
-    /// If `config.batch_size` is zero or an index is out of range of `set`.
-    pub fn spawn<F>(
-        set: Arc<ImageSet>,
-        normalization: Normalization,
-        mut indices: Vec<usize>,
-        config: LoaderConfig,
-        mut collate: F,
-    ) -> Self
+    /// If `config.batch_size` is zero or a sample is out of range of `source`.
+    pub fn spawn<F>(source: LoaderSource, mut samples: Vec<SampleRef>, config: LoaderConfig, mut collate: F) -> Self
     where
         F: FnMut(HostBatch) -> T + Send + 'static,
     {
         assert!(config.batch_size > 0, "batch size must be positive");
-        assert!(indices.iter().all(|&i| i < set.len()), "sample index out of range");
-        let num_batches = indices.len().div_ceil(config.batch_size);
+        assert!(
+            samples
+                .iter()
+                .all(|s| (s.index as usize) < source.set.len() && (s.view as usize) < source.views.len()),
+            "sample out of range"
+        );
+        let num_batches = samples.len().div_ceil(config.batch_size);
         let (sender, receiver) = sync_channel(config.prefetch.max(1));
         let worker = std::thread::Builder::new()
             .name("dcl-loader".to_owned())
             .spawn(move || {
                 if let Some(seed) = config.shuffle_seed {
-                    indices.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+                    samples.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
                 }
-                let table = normalization.lookup_table();
-                let [c, h, w] = set.image_shape;
-                for chunk in indices.chunks(config.batch_size) {
-                    let mut images = Vec::with_capacity(chunk.len() * set.image_len());
-                    for &index in chunk {
-                        images.extend(set.image(index).iter().map(|&b| table[b as usize]));
+                let table = source.normalization.lookup_table();
+                let [c, h, w] = source.set.image_shape;
+                for chunk in samples.chunks(config.batch_size) {
+                    let mut images = Vec::with_capacity(chunk.len() * source.set.image_len());
+                    for &sample in chunk {
+                        source.extend_with(sample, &table, &mut images);
                     }
                     let batch = HostBatch {
                         images,
-                        labels: chunk.iter().map(|&i| set.labels[i] as i64).collect(),
+                        labels: chunk.iter().map(|s| source.set.labels[s.index as usize] as i64).collect(),
                         shape: [chunk.len(), c, h, w],
                     };
                     if sender.send(collate(batch)).is_err() {
@@ -147,6 +167,18 @@ mod tests {
 
     const IDENTITY: Normalization = Normalization { mean: 0.0, std: 1.0 / 255.0 };
 
+    fn source(normalization: Normalization) -> LoaderSource {
+        LoaderSource {
+            set: numbered_set(),
+            views: Arc::new(vec![View::Identity]),
+            normalization,
+        }
+    }
+
+    fn refs(indices: impl IntoIterator<Item = u32>) -> Vec<SampleRef> {
+        indices.into_iter().map(|index| SampleRef { index, view: 0 }).collect()
+    }
+
     fn config(shuffle_seed: Option<u64>) -> LoaderConfig {
         LoaderConfig { batch_size: 4, shuffle_seed, prefetch: 2 }
     }
@@ -160,7 +192,7 @@ mod tests {
 
     #[test]
     fn batches_follow_the_indices_with_a_short_last_batch() {
-        let loader = Loader::spawn(numbered_set(), IDENTITY, vec![9, 1, 5, 0, 2, 7], config(None), |b| b);
+        let loader = Loader::spawn(source(IDENTITY), refs([9, 1, 5, 0, 2, 7]), config(None), |b| b);
         assert_eq!(loader.num_batches(), 2);
         let batches: Vec<_> = loader.collect();
         assert_eq!(batches[0].shape, [4, 1, 2, 2]);
@@ -173,7 +205,7 @@ mod tests {
     #[test]
     fn shuffling_is_a_seeded_permutation() {
         let run = |seed| -> Vec<usize> {
-            sample_ids(&Loader::spawn(numbered_set(), IDENTITY, (0..10).collect(), config(Some(seed)), |b| b).collect::<Vec<_>>())
+            sample_ids(&Loader::spawn(source(IDENTITY), refs(0..10), config(Some(seed)), |b| b).collect::<Vec<_>>())
         };
         let first = run(7);
         assert_eq!(first, run(7), "same seed, same order");
@@ -186,13 +218,28 @@ mod tests {
     #[test]
     fn normalises_through_the_table() {
         let half = Normalization { mean: 0.5, std: 0.5 };
-        let batch = Loader::spawn(numbered_set(), half, vec![3], config(None), |b| b).next().unwrap();
+        let batch = Loader::spawn(source(half), refs([3]), config(None), |b| b).next().unwrap();
         assert_eq!(batch.images, vec![(3.0 / 255.0 - 0.5) / 0.5; 4]);
     }
 
     #[test]
+    fn permuted_views_reorder_pixels() {
+        let set = Arc::new(ImageSet { images: vec![10, 20, 30, 40], labels: vec![1], image_shape: [1, 2, 2] });
+        let source = LoaderSource {
+            set,
+            views: Arc::new(vec![View::Identity, View::Permutation(vec![3, 0, 2, 1])]),
+            normalization: IDENTITY,
+        };
+        let samples = vec![SampleRef { index: 0, view: 0 }, SampleRef { index: 0, view: 1 }];
+        let batch = Loader::spawn(source, samples, config(None), |b| b).next().unwrap();
+        let pixels: Vec<f32> = batch.images.iter().map(|v| v.round()).collect();
+        assert_eq!(pixels, vec![10.0, 20.0, 30.0, 40.0, 40.0, 10.0, 30.0, 20.0]);
+        assert_eq!(batch.labels, vec![1, 1]);
+    }
+
+    #[test]
     fn dropping_early_stops_the_worker() {
-        let mut loader = Loader::spawn(numbered_set(), IDENTITY, (0..10).collect(), LoaderConfig { batch_size: 1, shuffle_seed: None, prefetch: 1 }, |b| b);
+        let mut loader = Loader::spawn(source(IDENTITY), refs(0..10), LoaderConfig { batch_size: 1, shuffle_seed: None, prefetch: 1 }, |b| b);
         assert!(loader.next().is_some());
         drop(loader); // must not hang on the blocked worker
     }
@@ -200,7 +247,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "collate failed")]
     fn a_worker_panic_reaches_the_consumer() {
-        let loader = Loader::spawn(numbered_set(), IDENTITY, (0..10).collect(), config(None), |_| -> HostBatch { panic!("collate failed") });
+        let loader = Loader::spawn(source(IDENTITY), refs(0..10), config(None), |_| -> HostBatch { panic!("collate failed") });
         let _ = loader.count();
     }
 }

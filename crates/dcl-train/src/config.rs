@@ -2,25 +2,44 @@
 
 use std::path::PathBuf;
 
+use dcl_data::ScenarioSpec;
 use serde::{Deserialize, Serialize};
 
+use crate::regime::Regime;
 use crate::TrainError;
 
-/// Everything that determines a run. Built once from the command line; nothing
-/// downstream reads flags or environment variables.
+/// The agent: how a learner uses what it saw before. `base` is plain fine-tuning; upstream's
+/// baselines are `base` with different configurations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentConfig {
+    /// The agent's name (`base`).
+    pub name: String,
+    /// Reset the weights to their initial values before each task after the first.
+    pub reset_state_dict: bool,
+}
+
+/// Everything that determines a run. Built once from the command line and the YAML file;
+/// nothing downstream reads flags or environment variables.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     pub model: String,
+    pub agent: AgentConfig,
     pub dataset: String,
     /// The directory holding the data set's files.
     pub dataset_dir: PathBuf,
+    /// How the data set is cut into tasks.
+    pub scenario: ScenarioSpec,
+    /// Train task t on the training samples of tasks 0..=t.
+    pub concatenate_tasksets: bool,
     /// Epochs per task.
     pub epochs: usize,
     pub batch_size: usize,
     pub eval_batch_size: usize,
-    pub lr: f64,
-    pub momentum: f64,
-    pub weight_decay: f64,
+    /// Optimiser settings per epoch of a task; restarted, with fresh optimiser state, at
+    /// every task.
+    pub optimizer_regime: Regime,
+    /// Restrict the training loss to the classes seen so far.
+    pub use_mask: bool,
     pub seed: u64,
     /// Intra-op threads of libtorch; 0 keeps libtorch's default.
     pub threads: usize,
@@ -47,17 +66,6 @@ impl RunConfig {
         if self.train_samples == Some(0) {
             return Err(TrainError::Config("--train-samples must be at least 1".into()));
         }
-        let finite_non_negative = [
-            ("--lr", self.lr),
-            ("--momentum", self.momentum),
-            ("--weight-decay", self.weight_decay),
-        ];
-        if let Some((flag, value)) = finite_non_negative
-            .iter()
-            .find(|(_, v)| !v.is_finite() || *v < 0.0)
-        {
-            return Err(TrainError::Config(format!("{flag} must be a finite number >= 0, not {value}")));
-        }
         Ok(())
     }
 }
@@ -65,18 +73,22 @@ impl RunConfig {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::regime::{OptimizerKind, OptimizerSettings};
 
     pub fn example() -> RunConfig {
+        let sgd = OptimizerSettings { optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
         RunConfig {
             model: "mnistnet".into(),
+            agent: AgentConfig { name: "base".into(), reset_state_dict: false },
             dataset: "mnist".into(),
             dataset_dir: "data/mnist".into(),
+            scenario: ScenarioSpec::Single,
+            concatenate_tasksets: false,
             epochs: 1,
             batch_size: 64,
             eval_batch_size: 64,
-            lr: 0.01,
-            momentum: 0.9,
-            weight_decay: 0.0,
+            optimizer_regime: Regime::new(sgd, vec![]).unwrap(),
+            use_mask: false,
             seed: 42,
             threads: 0,
             train_samples: None,
@@ -93,7 +105,5 @@ pub(crate) mod tests {
             zero_batch.validate().unwrap_err().to_string(),
             "invalid configuration: --batch-size must be at least 1"
         );
-        let bad_lr = RunConfig { lr: f64::NAN, ..example() };
-        assert!(bad_lr.validate().unwrap_err().to_string().contains("--lr must be"));
     }
 }

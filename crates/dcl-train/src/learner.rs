@@ -1,47 +1,82 @@
-//! A model with its optimizer: the unit that takes training steps.
+//! A model with its optimiser: the unit that takes training steps.
 
 use dcl_models::{Model, ModelInput};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Reduction, Tensor};
 
+use crate::regime::{OptimizerKind, OptimizerSettings};
 use crate::TrainError;
 
-/// The optimiser settings of a learner.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SgdSettings {
-    pub lr: f64,
-    pub momentum: f64,
-    pub weight_decay: f64,
+/// A model, its variables, their initial values and an optimiser.
+pub struct Learner {
+    vars: nn::VarStore,
+    model: Model,
+    /// The variables as initialised, for resets between tasks.
+    initial: Vec<(String, Tensor)>,
+    optimizer: nn::Optimizer,
+    settings: OptimizerSettings,
 }
 
-/// A model, its variables and its optimiser.
-pub struct Learner {
-    /// Keeps the model's variables alive; the optimiser updates them.
-    _vars: nn::VarStore,
-    model: Model,
-    optimizer: nn::Optimizer,
+fn build_optimizer(vars: &nn::VarStore, s: OptimizerSettings) -> Result<nn::Optimizer, TrainError> {
+    Ok(match s.optimizer {
+        OptimizerKind::Sgd => nn::Sgd { momentum: s.momentum, dampening: 0.0, wd: s.weight_decay, nesterov: false }.build(vars, s.lr)?,
+        OptimizerKind::Adam => nn::Adam { wd: s.weight_decay, ..Default::default() }.build(vars, s.lr)?,
+        OptimizerKind::AdamW => nn::AdamW { wd: s.weight_decay, ..Default::default() }.build(vars, s.lr)?,
+        OptimizerKind::RmsProp => nn::RmsProp { wd: s.weight_decay, momentum: s.momentum, ..Default::default() }.build(vars, s.lr)?,
+    })
 }
 
 impl Learner {
     /// Builds the model called `model` on `device` (initialised from libtorch's global
-    /// seed, laid out channels-last) and an SGD optimiser over its variables.
-    pub fn new(model: &str, input: ModelInput, sgd: SgdSettings, device: Device) -> Result<Self, TrainError> {
+    /// seed, laid out channels-last) and an optimiser with `settings` over its variables.
+    pub fn new(model: &str, input: ModelInput, settings: OptimizerSettings, device: Device) -> Result<Self, TrainError> {
         let vars = nn::VarStore::new(device);
         let model = dcl_models::build(model, &vars.root(), input)?;
         dcl_models::layout::use_channels_last(&vars);
-        let optimizer = nn::Sgd {
-            momentum: sgd.momentum,
-            dampening: 0.0,
-            wd: sgd.weight_decay,
-            nesterov: false,
-        }
-        .build(&vars, sgd.lr)?;
-        Ok(Learner { _vars: vars, model, optimizer })
+        let mut initial: Vec<(String, Tensor)> = vars.variables().into_iter().map(|(name, t)| (name, t.copy())).collect();
+        initial.sort_by(|a, b| a.0.cmp(&b.0));
+        let optimizer = build_optimizer(&vars, settings)?;
+        Ok(Learner { vars, model, initial, optimizer, settings })
     }
 
-    /// One SGD step on the mean cross-entropy of a batch; returns the loss and the logits.
-    pub fn train_step(&mut self, images: &Tensor, labels: &Tensor) -> Result<(Tensor, Tensor), TrainError> {
-        let logits = self.model.forward_t(images, true);
+    /// A fresh optimiser with `settings`: momentum and other state start from zero.
+    pub fn reset_optimizer(&mut self, settings: OptimizerSettings) -> Result<(), TrainError> {
+        self.optimizer = build_optimizer(&self.vars, settings)?;
+        self.settings = settings;
+        Ok(())
+    }
+
+    /// Moves to `settings` keeping the optimiser's state (a new optimiser if its kind changes).
+    pub fn apply(&mut self, settings: OptimizerSettings) -> Result<(), TrainError> {
+        if settings.optimizer != self.settings.optimizer {
+            return self.reset_optimizer(settings);
+        }
+        self.optimizer.set_lr(settings.lr);
+        self.optimizer.set_momentum(settings.momentum);
+        self.optimizer.set_weight_decay(settings.weight_decay);
+        self.settings = settings;
+        Ok(())
+    }
+
+    /// Restores every variable to its initial value (upstream's `reset_state_dict`).
+    pub fn reset_weights(&mut self) {
+        let variables = self.vars.variables();
+        tch::no_grad(|| {
+            for (name, value) in &self.initial {
+                let mut var = variables[name].shallow_clone();
+                var.copy_(value);
+            }
+        });
+    }
+
+    /// One optimiser step on the mean cross-entropy of a batch. `mask`, when given, is
+    /// added to the logits (0 for allowed classes, -inf for the others) before the loss.
+    /// Returns the loss and the (masked) logits.
+    pub fn train_step(&mut self, images: &Tensor, labels: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor), TrainError> {
+        let mut logits = self.model.forward_t(images, true);
+        if let Some(mask) = mask {
+            logits = logits.f_add(mask)?;
+        }
         let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, 0.0)?;
         self.optimizer.backward_step(&loss);
         Ok((loss, logits))
@@ -50,5 +85,62 @@ impl Learner {
     /// The logits of a batch in evaluation mode (dropout off), without gradients.
     pub fn predict(&self, images: &Tensor) -> Tensor {
         tch::no_grad(|| self.model.forward_t(images, false))
+    }
+
+    /// The variables, for checks and checkpoints.
+    pub fn variables(&self) -> &nn::VarStore {
+        &self.vars
+    }
+}
+
+/// An additive logit mask over `num_classes` that keeps only `allowed`.
+pub fn class_mask(allowed: &[usize], num_classes: usize, device: Device) -> Tensor {
+    let mut values = vec![f32::NEG_INFINITY; num_classes];
+    for &c in allowed {
+        values[c] = 0.0;
+    }
+    Tensor::from_slice(&values).to_device(device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SGD: OptimizerSettings = OptimizerSettings { optimizer: OptimizerKind::Sgd, lr: 0.1, momentum: 0.9, weight_decay: 0.0 };
+    const INPUT: ModelInput = ModelInput { image_shape: [1, 28, 28], num_classes: 10 };
+
+    fn batch() -> (Tensor, Tensor) {
+        (Tensor::rand([8, 1, 28, 28], tch::kind::FLOAT_CPU), Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1, 2, 3]))
+    }
+
+    fn snapshot(learner: &Learner) -> Vec<Tensor> {
+        let vars = learner.variables().variables();
+        let mut names: Vec<_> = vars.keys().cloned().collect();
+        names.sort();
+        names.iter().map(|n| vars[n].copy()).collect()
+    }
+
+    #[test]
+    fn reset_weights_restores_the_initial_values() {
+        tch::manual_seed(0);
+        let mut learner = Learner::new("mnistnet", INPUT, SGD, Device::Cpu).unwrap();
+        let initial = snapshot(&learner);
+        let (x, y) = batch();
+        let _ = learner.train_step(&x, &y, None).unwrap();
+        assert!(initial.iter().zip(snapshot(&learner)).any(|(a, b)| !a.equal(&b)), "the step changed nothing");
+        learner.reset_weights();
+        assert!(initial.iter().zip(snapshot(&learner)).all(|(a, b)| a.equal(&b)));
+    }
+
+    #[test]
+    fn a_mask_keeps_the_loss_on_allowed_classes() {
+        tch::manual_seed(0);
+        let mut learner = Learner::new("mnistnet", INPUT, SGD, Device::Cpu).unwrap();
+        let (x, y) = batch();
+        let mask = class_mask(&[0, 1, 2, 3], 10, Device::Cpu);
+        let (_, logits) = learner.train_step(&x, &y, Some(&mask)).unwrap();
+        let predicted = logits.argmax(-1, false);
+        assert!(bool::try_from(predicted.lt(4).all()).unwrap(), "a masked class won");
+        assert_eq!(f64::try_from(logits.get(0).get(7)).unwrap(), f64::NEG_INFINITY);
     }
 }

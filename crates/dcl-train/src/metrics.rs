@@ -14,6 +14,11 @@ pub struct EvalRecord {
     pub top1: f64,
     /// Top-5 accuracy, in percent (top-k with k = the number of classes when fewer).
     pub top5: f64,
+    /// Top-1 accuracy with the logits restricted to the task's classes (task-incremental
+    /// protocol), in percent; recorded for class-incremental runs, where `top1` is the
+    /// class-incremental figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top1_task_il: Option<f64>,
 }
 
 /// One epoch of training on a task, and the evaluation that followed it.
@@ -60,17 +65,23 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// Row `i` holds the top-1 accuracy on every task after the last epoch of task `i`;
-    /// `None` where the task has not been seen yet.
-    pub fn accuracy_matrix(&self) -> Vec<Vec<Option<f64>>> {
+    /// Row `i` holds `metric` on every task after the last epoch of task `i`; `None` where
+    /// the task has not been seen yet or the metric was not recorded.
+    fn matrix(&self, metric: impl Fn(&EvalRecord) -> Option<f64>) -> Vec<Vec<Option<f64>>> {
         (0..self.num_tasks)
             .filter_map(|task| self.epochs.iter().rev().find(|e| e.task == task))
             .map(|last| {
                 (0..self.num_tasks)
-                    .map(|j| last.eval.iter().find(|e| e.task == j).map(|e| e.top1))
+                    .map(|j| last.eval.iter().find(|e| e.task == j).and_then(&metric))
                     .collect()
             })
             .collect()
+    }
+
+    /// The top-1 accuracy matrix of the run's protocol: row `i` = after training task `i`,
+    /// entry `j` = top-1 % on test task `j`, `None` where `j > i`.
+    pub fn accuracy_matrix(&self) -> Vec<Vec<Option<f64>>> {
+        self.matrix(|e| Some(e.top1))
     }
 
     /// The total number of training images processed.
@@ -80,22 +91,60 @@ impl RunRecord {
 
     /// The headline figures of the run, as written to `summary.json`.
     pub fn summary(&self) -> Summary {
-        let accuracy_matrix = self.accuracy_matrix();
-        let task_averages: Vec<f64> = accuracy_matrix
-            .iter()
-            .map(|row| mean(row.iter().flatten().copied()))
-            .collect();
+        let task_il = self.matrix(|e| e.top1_task_il);
+        let has_task_il = task_il.iter().flatten().any(Option::is_some);
         Summary {
             dcl_version: crate::DCL_VERSION.to_owned(),
             num_tasks: self.num_tasks,
             world_size: self.world_size,
-            final_average_accuracy: task_averages.last().copied().unwrap_or(f64::NAN),
-            task_averages,
-            accuracy_matrix,
+            figures: Figures::from_matrix(self.accuracy_matrix()),
+            task_il: has_task_il.then(|| Figures::from_matrix(task_il)),
             train_images_per_second: self.train_images() as f64 / self.train_seconds,
             train_time_seconds: self.train_seconds,
             wall_time_seconds: self.wall_seconds,
             epochs: self.epochs.clone(),
+        }
+    }
+}
+
+/// The continual-learning figures derived from an accuracy matrix (percent).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    /// Row `i` = after training task `i`, entry `j` = top-1 % on test task `j` (`null`
+    /// where `j > i`).
+    pub accuracy_matrix: Vec<Vec<Option<f64>>>,
+    /// The mean top-1 over the seen tasks after each task.
+    pub task_averages: Vec<f64>,
+    /// The last task average.
+    pub final_average_accuracy: f64,
+    /// Mean over tasks 0..T-2 of (best accuracy on the task before the last training
+    /// task) minus (final accuracy on it); `None` with one task.
+    pub forgetting: Option<f64>,
+    /// Backward transfer: mean over tasks 0..T-2 of (final accuracy) minus (accuracy right
+    /// after training on the task); `None` with one task.
+    pub bwt: Option<f64>,
+}
+
+impl Figures {
+    /// Derives the figures from a complete lower-triangular matrix.
+    pub fn from_matrix(matrix: Vec<Vec<Option<f64>>>) -> Self {
+        let at = |i: usize, j: usize| matrix[i][j].unwrap_or(f64::NAN);
+        let task_averages: Vec<f64> = matrix.iter().map(|row| mean(row.iter().flatten().copied())).collect();
+        let t = matrix.len();
+        let (forgetting, bwt) = if t < 2 {
+            (None, None)
+        } else {
+            let last = t - 1;
+            let forgetting = mean((0..last).map(|j| (j..last).map(|i| at(i, j)).fold(f64::MIN, f64::max) - at(last, j)));
+            let bwt = mean((0..last).map(|j| at(last, j) - at(j, j)));
+            (Some(forgetting), Some(bwt))
+        };
+        Figures {
+            final_average_accuracy: task_averages.last().copied().unwrap_or(f64::NAN),
+            task_averages,
+            accuracy_matrix: matrix,
+            forgetting,
+            bwt,
         }
     }
 }
@@ -106,12 +155,12 @@ pub struct Summary {
     pub dcl_version: String,
     pub num_tasks: usize,
     pub world_size: usize,
-    /// See [`RunRecord::accuracy_matrix`]; top-1 in percent.
-    pub accuracy_matrix: Vec<Vec<Option<f64>>>,
-    /// The mean top-1 over the seen tasks after each task, in percent.
-    pub task_averages: Vec<f64>,
-    /// The last task average, in percent.
-    pub final_average_accuracy: f64,
+    /// The figures of the run's own protocol (class-, domain- or task-incremental).
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// For class-incremental runs: the same figures under the task-incremental protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_il: Option<Figures>,
     pub train_images_per_second: f64,
     pub train_time_seconds: f64,
     pub wall_time_seconds: f64,
@@ -134,7 +183,7 @@ mod tests {
             eval: top1s
                 .iter()
                 .enumerate()
-                .map(|(task, &top1)| EvalRecord { task, samples: 10, loss: 1.0, top1, top5: 100.0 })
+                .map(|(task, &top1)| EvalRecord { task, samples: 10, loss: 1.0, top1, top5: 100.0, top1_task_il: None })
                 .collect(),
         }
     }
@@ -149,9 +198,48 @@ mod tests {
             wall_seconds: 2.0,
         };
         let summary = record.summary();
-        assert_eq!(summary.accuracy_matrix, vec![vec![Some(90.0), None], vec![Some(60.0), Some(80.0)]]);
-        assert_eq!(summary.task_averages, vec![90.0, 70.0]);
-        assert_eq!(summary.final_average_accuracy, 70.0);
+        let figures = &summary.figures;
+        assert_eq!(figures.accuracy_matrix, vec![vec![Some(90.0), None], vec![Some(60.0), Some(80.0)]]);
+        assert_eq!(figures.task_averages, vec![90.0, 70.0]);
+        assert_eq!(figures.final_average_accuracy, 70.0);
+        assert_eq!(figures.forgetting, Some(30.0));
+        assert_eq!(figures.bwt, Some(-30.0));
         assert_eq!(summary.train_images_per_second, 200.0);
+        assert!(summary.task_il.is_none());
+        let json = serde_json::to_value(&summary).unwrap();
+        assert_eq!(json["final_average_accuracy"], 70.0, "figures are at the top level");
+        assert!(json.get("task_il").is_none());
+    }
+
+    fn matrix(rows: &[&[f64]]) -> Vec<Vec<Option<f64>>> {
+        let n = rows.len();
+        rows.iter()
+            .map(|row| (0..n).map(|j| row.get(j).copied()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn forgetting_takes_the_best_earlier_accuracy_and_bwt_the_one_after_learning() {
+        // Task 0: 90 after learning it, 95 after task 1, 50 at the end.
+        // Task 1: 80 after learning it, 70 at the end.
+        let figures = Figures::from_matrix(matrix(&[&[90.0], &[95.0, 80.0], &[50.0, 70.0, 60.0]]));
+        assert_eq!(figures.task_averages, vec![90.0, 87.5, 60.0]);
+        assert_eq!(figures.final_average_accuracy, 60.0);
+        assert_eq!(figures.forgetting, Some(((95.0 - 50.0) + (80.0 - 70.0)) / 2.0));
+        assert_eq!(figures.bwt, Some(((50.0 - 90.0) + (70.0 - 80.0)) / 2.0));
+    }
+
+    #[test]
+    fn no_forgetting_without_a_second_task() {
+        let figures = Figures::from_matrix(matrix(&[&[97.0]]));
+        assert_eq!((figures.forgetting, figures.bwt), (None, None));
+        assert_eq!(figures.final_average_accuracy, 97.0);
+    }
+
+    #[test]
+    fn positive_transfer_gives_positive_bwt_and_negative_forgetting() {
+        let figures = Figures::from_matrix(matrix(&[&[60.0], &[70.0, 90.0]]));
+        assert_eq!(figures.forgetting, Some(-10.0));
+        assert_eq!(figures.bwt, Some(10.0));
     }
 }

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use dcl_data::{HostBatch, ImageSet, Loader, LoaderConfig, Normalization, Scenario, SplitDataset};
+use dcl_data::{HostBatch, Loader, LoaderConfig, LoaderSource, SampleRef, Scenario, SplitDataset, TaskIdentity};
 use dcl_models::ModelInput;
 use tch::{Device, Kind, Reduction, Tensor};
 
-use crate::learner::{Learner, SgdSettings};
+use crate::learner::{class_mask, Learner};
 use crate::{EpochRecord, EvalRecord, RunConfig, RunRecord, TrainError, TrainObserver};
 
 /// Batches assembled ahead of the training step.
@@ -58,6 +58,10 @@ pub fn pass_seed(seed: u64, task: usize, epoch: usize) -> u64 {
 /// Trains `config.model` on the tasks of `scenario` in order and returns the record of
 /// the run. Same seed and configuration give the same record on one CPU worker (but for
 /// timings).
+///
+/// Before every task the optimiser state and the regime restart (upstream's behaviour), and
+/// with `reset_state_dict` the weights return to their initial values. After every epoch the
+/// model is evaluated on the test samples of every task seen so far.
 pub fn train(
     config: &RunConfig,
     data: &SplitDataset,
@@ -73,12 +77,15 @@ pub fn train(
         image_shape: data.train.image_shape,
         num_classes: data.num_classes,
     };
-    let sgd = SgdSettings {
-        lr: config.lr,
-        momentum: config.momentum,
-        weight_decay: config.weight_decay,
+    let regime = &config.optimizer_regime;
+    let mut learner = Learner::new(&config.model, input, regime.settings_at(0), device())?;
+    let train_source = LoaderSource {
+        set: Arc::clone(&data.train),
+        views: Arc::clone(&scenario.views),
+        normalization: data.normalization,
     };
-    let mut learner = Learner::new(&config.model, input, sgd, device())?;
+    let test_source = LoaderSource { set: Arc::clone(&data.test), ..train_source.clone() };
+    let masks = Masks::new(scenario, config.use_mask, data.num_classes);
 
     let started = Instant::now();
     let mut record = RunRecord {
@@ -87,10 +94,14 @@ pub fn train(
         ..Default::default()
     };
     for (task_id, task) in scenario.tasks.iter().enumerate() {
+        if task_id > 0 && config.agent.reset_state_dict {
+            learner.reset_weights();
+        }
+        learner.reset_optimizer(regime.settings_at(0))?;
         for epoch in 0..config.epochs {
+            learner.apply(regime.settings_at(epoch))?;
             let loader = Loader::spawn(
-                Arc::clone(&data.train),
-                data.normalization,
+                train_source.clone(),
                 task.train.clone(),
                 LoaderConfig {
                     batch_size: config.batch_size,
@@ -100,18 +111,13 @@ pub fn train(
                 to_tensors,
             );
             observer.epoch_started(task_id, epoch, loader.num_batches());
-            let pass = train_pass(&mut learner, loader, config.log_interval, observer)?;
+            let mask = masks.train(task_id);
+            let pass = train_pass(&mut learner, loader, mask, config.log_interval, observer)?;
             record.train_seconds += pass.seconds;
 
-            let seen = &scenario.tasks[..=task_id];
-            observer.evaluation_started(seen.len());
-            let eval = seen
-                .iter()
-                .enumerate()
-                .map(|(id, t)| {
-                    evaluate(&learner, &data.test, data.normalization, &t.test, config.eval_batch_size)
-                        .map(|m| m.into_record(id))
-                })
+            observer.evaluation_started(task_id + 1);
+            let eval = (0..=task_id)
+                .map(|j| evaluate(&learner, &test_source, &scenario.tasks[j].test, config.eval_batch_size, &masks.test(j)).map(|e| e.into_record(j)))
                 .collect::<Result<Vec<_>, _>>()?;
             let epoch_record = EpochRecord {
                 task: task_id,
@@ -131,23 +137,74 @@ pub fn train(
     Ok(record)
 }
 
-/// Sums over the batches of a pass, kept as tensors so that no step waits for a value.
+/// The logit masks of a run.
+struct Masks {
+    /// Per task: the mask of its training loss, if any.
+    train: Vec<Option<Tensor>>,
+    /// Per task: the mask of its own classes, when tasks have classes of their own.
+    task_classes: Vec<Option<Tensor>>,
+    task_identity: TaskIdentity,
+}
+
+/// How a test task is scored.
+struct TestMasks<'a> {
+    /// The mask of the run's protocol (task-incremental: the task's classes).
+    protocol: Option<&'a Tensor>,
+    /// The task-incremental mask, scored on the side in class-incremental runs.
+    task_il: Option<&'a Tensor>,
+}
+
+impl Masks {
+    fn new(scenario: &Scenario, use_mask: bool, num_classes: usize) -> Self {
+        let all_classes = |classes: &[usize]| classes.len() == num_classes;
+        let task_classes: Vec<Option<Tensor>> = scenario
+            .tasks
+            .iter()
+            .map(|t| (!all_classes(&t.classes)).then(|| class_mask(&t.classes, num_classes, device())))
+            .collect();
+        let train = (0..scenario.tasks.len())
+            .map(|t| match scenario.task_identity {
+                TaskIdentity::Known => task_classes[t].as_ref().map(Tensor::shallow_clone),
+                TaskIdentity::Unknown => {
+                    let seen = scenario.classes_seen(t);
+                    (use_mask && !all_classes(&seen)).then(|| class_mask(&seen, num_classes, device()))
+                }
+            })
+            .collect();
+        Masks { train, task_classes, task_identity: scenario.task_identity }
+    }
+
+    fn train(&self, task: usize) -> Option<&Tensor> {
+        self.train[task].as_ref()
+    }
+
+    fn test(&self, task: usize) -> TestMasks<'_> {
+        let own = self.task_classes[task].as_ref();
+        match self.task_identity {
+            TaskIdentity::Known => TestMasks { protocol: own, task_il: None },
+            TaskIdentity::Unknown => TestMasks { protocol: None, task_il: own },
+        }
+    }
+}
+
+/// Sums over the batches of a pass.
 struct Totals {
     samples: usize,
     loss_sum: f64,
     top1_hits: i64,
     top5_hits: i64,
+    task_il_hits: Option<i64>,
 }
 
 impl Totals {
+    fn percent(&self, hits: i64) -> f64 {
+        100.0 * hits as f64 / self.samples as f64
+    }
     fn mean_loss(&self) -> f64 {
         self.loss_sum / self.samples as f64
     }
     fn top1(&self) -> f64 {
-        100.0 * self.top1_hits as f64 / self.samples as f64
-    }
-    fn top5(&self) -> f64 {
-        100.0 * self.top5_hits as f64 / self.samples as f64
+        self.percent(self.top1_hits)
     }
     fn into_record(self, task: usize) -> EvalRecord {
         EvalRecord {
@@ -155,7 +212,8 @@ impl Totals {
             samples: self.samples,
             loss: self.mean_loss(),
             top1: self.top1(),
-            top5: self.top5(),
+            top5: self.percent(self.top5_hits),
+            top1_task_il: self.task_il_hits.map(|h| self.percent(h)),
         }
     }
 }
@@ -166,24 +224,31 @@ struct Pass {
     seconds: f64,
 }
 
+/// Adds the number of rows of `logits` whose arg-max is the label to `hits`.
+fn count_top1(hits: &mut Tensor, logits: &Tensor, labels: &Tensor) -> Result<(), TrainError> {
+    let _ = hits.f_add_(&logits.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_sum(Kind::Int64)?)?;
+    Ok(())
+}
+
 fn train_pass(
     learner: &mut Learner,
     loader: Loader<(Tensor, Tensor)>,
+    mask: Option<&Tensor>,
     log_interval: usize,
     observer: &mut dyn TrainObserver,
 ) -> Result<Pass, TrainError> {
     let started = Instant::now();
+    // Sums stay tensors so that no step waits for a value.
     let mut loss_sum = Tensor::zeros([], (Kind::Double, device()));
     let mut hits = Tensor::zeros([], (Kind::Int64, device()));
     let mut samples = 0;
     for (step, (images, labels)) in loader.enumerate() {
         let (images, labels) = (images.to_device(device()), labels.to_device(device()));
         let batch = labels.size()[0];
-        let (loss, logits) = learner.train_step(&images, &labels)?;
+        let (loss, logits) = learner.train_step(&images, &labels, mask)?;
         tch::no_grad(|| -> Result<(), TrainError> {
             let _ = loss_sum.f_add_(&(loss.f_to_kind(Kind::Double)? * batch as f64))?;
-            let _ = hits.f_add_(&logits.f_argmax(-1, false)?.f_eq_tensor(&labels)?.f_sum(Kind::Int64)?)?;
-            Ok(())
+            count_top1(&mut hits, &logits, &labels)
         })?;
         samples += batch as usize;
         let report = (step + 1) % log_interval == 0;
@@ -195,23 +260,23 @@ fn train_pass(
             loss_sum: loss_sum.double_value(&[]),
             top1_hits: hits.int64_value(&[]),
             top5_hits: 0,
+            task_il_hits: None,
         },
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-/// Loss, top-1 and top-5 of `model` on the samples `indices` of `set`.
+/// Loss, top-1 and top-5 of the learner on `samples` of `source`, scored as `masks` say.
 fn evaluate(
     learner: &Learner,
-    set: &Arc<ImageSet>,
-    normalization: Normalization,
-    indices: &[usize],
+    source: &LoaderSource,
+    samples: &[SampleRef],
     batch_size: usize,
+    masks: &TestMasks,
 ) -> Result<Totals, TrainError> {
     let loader = Loader::spawn(
-        Arc::clone(set),
-        normalization,
-        indices.to_vec(),
+        source.clone(),
+        samples.to_vec(),
         LoaderConfig {
             batch_size,
             shuffle_seed: None,
@@ -223,9 +288,14 @@ fn evaluate(
         let mut loss_sum = Tensor::zeros([], (Kind::Double, device()));
         let mut top1 = Tensor::zeros([], (Kind::Int64, device()));
         let mut top5 = Tensor::zeros([], (Kind::Int64, device()));
+        let mut task_il = Tensor::zeros([], (Kind::Int64, device()));
         for (images, labels) in loader {
             let (images, labels) = (images.to_device(device()), labels.to_device(device()));
-            let logits = learner.predict(&images);
+            let raw = learner.predict(&images);
+            let logits = match masks.protocol {
+                Some(mask) => raw.f_add(mask)?,
+                None => raw.shallow_clone(),
+            };
             let loss = logits.f_cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0)?;
             let _ = loss_sum.f_add_(&loss.f_to_kind(Kind::Double)?)?;
             let k = logits.size()[1].min(5);
@@ -233,12 +303,16 @@ fn evaluate(
             let correct = predicted.f_eq_tensor(&labels.unsqueeze(1))?;
             let _ = top1.f_add_(&correct.f_narrow(1, 0, 1)?.f_sum(Kind::Int64)?)?;
             let _ = top5.f_add_(&correct.f_sum(Kind::Int64)?)?;
+            if let Some(mask) = masks.task_il {
+                count_top1(&mut task_il, &raw.f_add(mask)?, &labels)?;
+            }
         }
         Ok(Totals {
-            samples: indices.len(),
+            samples: samples.len(),
             loss_sum: loss_sum.double_value(&[]),
             top1_hits: top1.int64_value(&[]),
             top5_hits: top5.int64_value(&[]),
+            task_il_hits: masks.task_il.map(|_| task_il.int64_value(&[])),
         })
     })
 }

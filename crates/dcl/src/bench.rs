@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Result};
 use dcl_models::ModelInput;
-use dcl_train::{Learner, SgdSettings};
+use dcl_train::{Learner, OptimizerKind, OptimizerSettings};
 use tch::{Kind, Tensor};
 
 use crate::cli::StepArgs;
@@ -19,20 +19,20 @@ pub fn run_step(args: StepArgs) -> Result<()> {
     tch::set_num_threads(args.threads as i32);
     tch::manual_seed(0);
     let device = dcl_train::trainer::device();
-    let sgd = SgdSettings { lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
+    let sgd = OptimizerSettings { optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
     let mut learner = Learner::new(&args.model, INPUT, sgd, device)?;
     let [c, h, w] = INPUT.image_shape.map(|d| d as i64);
     let b = args.batch_size as i64;
     let images = Tensor::randn([b, c, h, w], (Kind::Float, device));
     let labels = Tensor::randint(INPUT.num_classes as i64, [b], (Kind::Int64, device));
     for _ in 0..args.warmup {
-        let _step = learner.train_step(&images, &labels)?;
+        let _step = learner.train_step(&images, &labels, None)?;
     }
     let mut rates = Vec::with_capacity(args.repeats);
     for _ in 0..args.repeats {
         let started = Instant::now();
         for _ in 0..args.steps {
-            let _step = learner.train_step(&images, &labels)?;
+            let _step = learner.train_step(&images, &labels, None)?;
         }
         rates.push((args.steps * args.batch_size) as f64 / started.elapsed().as_secs_f64());
     }

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::options::TrainOptions;
+
 #[derive(Debug, Parser)]
 #[command(name = "dcl", version, about = "Distributed continual learning with a distributed rehearsal buffer")]
 pub struct Cli {
@@ -23,49 +25,20 @@ pub enum Command {
     Bench(BenchCommand),
 }
 
-/// The flags of `dcl train`.
+/// The flags of `dcl train`: upstream's options plus dcl's own.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    #[arg(long, help = format!("Model to train: {}", dcl_models::model_names()))]
-    pub model: String,
-    #[arg(long, default_value = "mnist", help = format!("Data set: {}", dcl_data::catalog::dataset_names()))]
-    pub dataset: String,
-    /// Directory holding one folder per data set (`<DIR>/mnist/…`).
-    #[arg(long, env = "DCL_DATASET_DIR", default_value = "data")]
-    pub dataset_dir: PathBuf,
-    /// Epochs per task.
-    #[arg(long, default_value_t = 25)]
-    pub epochs: usize,
-    /// Training minibatch size (per worker).
-    #[arg(long, short = 'b', default_value_t = 64)]
-    pub batch_size: usize,
-    /// Evaluation minibatch size [default: the training batch size].
+    #[command(flatten)]
+    pub options: TrainOptions,
+    /// YAML file of named option sections; its values override the command line.
+    #[arg(long, value_name = "FILE")]
+    pub yaml_config: Option<PathBuf>,
+    /// Section of --yaml-config to use.
+    #[arg(long, value_name = "NAME")]
+    pub config: Option<String>,
+    /// Print the resolved configuration as JSON and exit without training.
     #[arg(long)]
-    pub eval_batch_size: Option<usize>,
-    /// Learning rate of SGD.
-    #[arg(long, default_value_t = 0.01)]
-    pub lr: f64,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    /// L2 weight decay.
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    /// Random seed of initialisation, shuffling and dropout.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-    /// Intra-op CPU threads of libtorch [default: libtorch's choice, one per core].
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Train on the first N training samples only (quick experiments, smoke tests).
-    #[arg(long, value_name = "N")]
-    pub train_samples: Option<usize>,
-    /// Show the training loss every N batches.
-    #[arg(long, default_value_t = 10)]
-    pub log_interval: usize,
-    /// Directory of this run's results [default: results/<UTC time>-<model>-<dataset>].
-    #[arg(long, visible_alias = "save-dir", value_name = "DIR")]
-    pub results_dir: Option<PathBuf>,
+    pub print_config: bool,
     /// Replace the results of an earlier run in the same directory.
     #[arg(long)]
     pub overwrite: bool,

@@ -6,6 +6,7 @@
 mod bench;
 mod cli;
 mod fetch;
+mod options;
 mod progress;
 mod report;
 mod train;

@@ -2,33 +2,52 @@
 
 use std::path::Path;
 
-use dcl_train::Summary;
+use dcl_train::{Figures, Summary};
 
-/// Prints the accuracy matrix and the headline figures of a run.
-pub fn print_summary(summary: &Summary, run_dir: &Path) {
-    let n = summary.num_tasks;
-    println!();
-    println!("Accuracy matrix (top-1 %, row = after training task, column = test task)");
-    let mut header = format!("{:>8}", "");
+fn optional(value: Option<f64>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+}
+
+/// Prints an accuracy matrix with its task averages.
+fn print_matrix(title: &str, figures: &Figures) {
+    let n = figures.accuracy_matrix.len();
+    println!("{title} (top-1 %, row = after training task, column = test task)");
+    let mut header = format!("{:>9}", "");
     for j in 0..n {
         header.push_str(&format!("{:>9}", format!("task {}", j + 1)));
     }
-    header.push_str(&format!("{:>9}", "mean"));
-    println!("{header}");
-    for (i, row) in summary.accuracy_matrix.iter().enumerate() {
-        let mut line = format!("{:>8}", format!("task {}", i + 1));
+    println!("{header}{:>9}", "mean");
+    for (i, row) in figures.accuracy_matrix.iter().enumerate() {
+        let mut line = format!("{:>9}", format!("task {}", i + 1));
         for cell in row {
-            match cell {
-                Some(v) => line.push_str(&format!("{v:>9.2}")),
-                None => line.push_str(&format!("{:>9}", "-")),
-            }
+            line.push_str(&format!("{:>9}", optional(*cell)));
         }
-        line.push_str(&format!("{:>9.2}", summary.task_averages[i]));
-        println!("{line}");
+        println!("{line}{:>9.2}", figures.task_averages[i]);
+    }
+}
+
+fn print_figures(prefix: &str, figures: &Figures) {
+    println!("{:<32}{:.2} %", format!("{prefix}final average accuracy"), figures.final_average_accuracy);
+    if figures.forgetting.is_some() {
+        println!("{:<32}{} points", format!("{prefix}forgetting"), optional(figures.forgetting));
+        println!("{:<32}{} points", format!("{prefix}backward transfer"), optional(figures.bwt));
+    }
+}
+
+/// Prints the accuracy matrix and the headline figures of a run.
+pub fn print_summary(summary: &Summary, run_dir: &Path) {
+    println!();
+    print_matrix("Accuracy matrix", &summary.figures);
+    if let Some(task_il) = &summary.task_il {
+        println!();
+        print_matrix("Task-incremental accuracy matrix (logits restricted to each task's classes)", task_il);
     }
     println!();
-    println!("{:<28}{:.2} %", "final average accuracy", summary.final_average_accuracy);
-    println!("{:<28}{:.0}", "training images/s", summary.train_images_per_second);
-    println!("{:<28}{:.1} s (training {:.1} s)", "wall time", summary.wall_time_seconds, summary.train_time_seconds);
-    println!("{:<28}{}", "results", run_dir.display());
+    print_figures("", &summary.figures);
+    if let Some(task_il) = &summary.task_il {
+        print_figures("task-IL ", task_il);
+    }
+    println!("{:<32}{:.0}", "training images/s", summary.train_images_per_second);
+    println!("{:<32}{:.1} s (training {:.1} s)", "wall time", summary.wall_time_seconds, summary.train_time_seconds);
+    println!("{:<32}{}", "results", run_dir.display());
 }

@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use dcl_data::Scenario;
-use dcl_train::{RunConfig, RunDir};
+use dcl_data::{Scenario, ScenarioOptions};
+use dcl_train::RunDir;
 
 use crate::cli::TrainArgs;
+use crate::options;
 use crate::progress::ProgressDisplay;
 use crate::report;
 
@@ -15,50 +16,39 @@ const DEFAULT_DATASET_DIR: &str = "data";
 
 /// Runs `dcl train`. Every user error is detected before training starts.
 pub fn run(args: TrainArgs) -> Result<()> {
-    let dataset = dcl_data::catalog::find(&args.dataset)?;
-    dcl_models::find(&args.model)?;
-    let config = RunConfig {
-        results_dir: args
-            .results_dir
-            .clone()
-            .unwrap_or_else(|| default_results_dir(&args.model, &args.dataset)),
-        dataset_dir: args.dataset_dir.join(dataset.name),
-        model: args.model,
-        dataset: args.dataset,
-        epochs: args.epochs,
-        batch_size: args.batch_size,
-        eval_batch_size: args.eval_batch_size.unwrap_or(args.batch_size),
-        lr: args.lr,
-        momentum: args.momentum,
-        weight_decay: args.weight_decay,
-        seed: args.seed,
-        threads: args.threads.unwrap_or(0),
-        train_samples: args.train_samples,
-        log_interval: args.log_interval,
-    };
-    config.validate()?;
+    let options = options::with_yaml(args.options, args.yaml_config.as_deref(), args.config.as_deref())?;
+    let dataset_dir_is_default = options.dataset_dir == Path::new(DEFAULT_DATASET_DIR);
+    let config = options::resolve(options, default_results_dir)?;
+    if args.print_config {
+        println!("{}", serde_json::to_string_pretty(&config)?);
+        return Ok(());
+    }
     RunDir::check_available(&config.results_dir, args.overwrite)?;
-    let data = dataset.load(&config.dataset_dir, args.dataset_dir == Path::new(DEFAULT_DATASET_DIR))?;
-    let scenario = Scenario::single_task(&data, config.train_samples);
+    let dataset = dcl_data::catalog::find(&config.dataset)?;
+    let data = dataset.load(&config.dataset_dir, dataset_dir_is_default)?;
+    let scenario_options = ScenarioOptions {
+        concatenate: config.concatenate_tasksets,
+        train_limit: config.train_samples,
+    };
+    let scenario = Scenario::build(&config.scenario, &data, scenario_options, config.seed)
+        .map_err(|e| anyhow::anyhow!("--tasksets-config: {e}"))?;
 
     let run_dir = RunDir::create(&config.results_dir, args.overwrite)?;
     run_dir.write_json("config.json", &config)?;
     eprintln!(
-        "dcl {}: {} on {} ({} training / {} test images), {} task(s) x {} epoch(s); results in {}",
+        "dcl {}: {} ({}) on {}, {} task(s) x {} epoch(s); results in {}",
         dcl_train::DCL_VERSION,
         config.model,
+        config.agent.name,
         config.dataset,
-        scenario.tasks.iter().map(|t| t.train.len()).sum::<usize>(),
-        data.test.len(),
         scenario.tasks.len(),
         config.epochs,
         run_dir.path().display()
     );
     let mut display = ProgressDisplay::new(args.quiet, scenario.tasks.len(), config.epochs);
     let record = dcl_train::train(&config, &data, &scenario, &mut display)?;
-    let summary = record.summary();
-    run_dir.write_json("summary.json", &summary)?;
-    report::print_summary(&summary, run_dir.path());
+    dcl_train::writers::write_all(&run_dir, &record)?;
+    report::print_summary(&record.summary(), run_dir.path());
     Ok(())
 }
 

@@ -82,7 +82,8 @@ fn one_epoch_on_5000_real_images_exceeds_90_percent_and_writes_the_results_contr
     let config = read_json(&results.join("config.json"));
     assert_eq!(config["model"], "mnistnet");
     assert_eq!(config["train_samples"], 5000);
-    assert_eq!(config["momentum"], 0.9);
+    assert_eq!(config["optimizer_regime"][0]["momentum"], 0.9);
+    assert_eq!(config["scenario"]["scenario"], "single");
 }
 
 #[test]

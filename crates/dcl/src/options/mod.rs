@@ -1,0 +1,281 @@
+//! The options of `dcl train`: upstream's flags (also settable from a YAML section), and
+//! their resolution into the typed [`RunConfig`] that the library crates run on.
+
+pub mod literal;
+mod tasksets;
+mod yaml;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Result};
+use clap::Args;
+use dcl_train::{AgentConfig, OptimizerKind, OptimizerSettings, Regime, RegimeEntry, RunConfig};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The agents dcl runs.
+const AGENTS: &[&str] = &["base"];
+
+fn dict_flag(text: &str) -> Result<Map<String, Value>, String> {
+    literal::parse_dict(text)
+}
+
+fn list_flag(text: &str) -> Result<Value, String> {
+    match literal::parse(text)? {
+        list @ Value::Array(_) => Ok(list),
+        other => Err(format!("expected a list like [{{'epoch': 0, 'lr': 0.1}}], not {other}")),
+    }
+}
+
+/// Upstream's options, under upstream's names. The same struct reads the command line
+/// (clap) and a YAML section (serde), so both spell every option alike.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainOptions {
+    #[arg(long, help = format!("Model to train: {}", dcl_models::model_names()))]
+    pub model: Option<String>,
+    /// Model-specific parameters, as a Python dict literal.
+    #[arg(long, value_parser = dict_flag, default_value = "{}", hide_default_value = true)]
+    pub model_config: Map<String, Value>,
+    /// Agent: base (plain fine-tuning; upstream's baselines are base with other configs).
+    #[arg(long, default_value = "base")]
+    pub agent: String,
+    /// Agent-specific parameters: "{'reset_state_dict': True}" resets the weights before each task.
+    #[arg(long, value_parser = dict_flag, default_value = "{}", hide_default_value = true)]
+    pub agent_config: Map<String, Value>,
+    /// Scenario, e.g. "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}" (README).
+    #[arg(long, value_parser = dict_flag, default_value = "{}", hide_default_value = true)]
+    pub tasksets_config: Map<String, Value>,
+    #[arg(long, default_value = "mnist", help = format!("Data set: {}", dcl_data::catalog::dataset_names()))]
+    pub dataset: String,
+    /// Directory holding one folder per data set (`<DIR>/mnist/…`).
+    #[arg(long, env = "DCL_DATASET_DIR", default_value = "data")]
+    pub dataset_dir: PathBuf,
+    /// Epochs per task.
+    #[arg(long, default_value_t = 25)]
+    pub epochs: usize,
+    /// Training minibatch size (per worker).
+    #[arg(long, short = 'b', default_value_t = 64)]
+    pub batch_size: usize,
+    /// Evaluation minibatch size [default: the training batch size].
+    #[arg(long)]
+    pub eval_batch_size: Option<usize>,
+    /// Learning rate (first entry of the optimiser regime).
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f64,
+    /// Momentum (SGD, RMSprop).
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Optimiser settings per epoch of each task, a list of dicts with 'epoch' and any of
+    /// 'optimizer' (SGD, Adam, AdamW, RMSprop), 'lr', 'momentum', 'weight_decay'.
+    #[arg(long, value_parser = list_flag)]
+    pub optimizer_regime: Option<Value>,
+    /// Restrict the training loss to the classes seen so far.
+    #[arg(long)]
+    pub use_mask: bool,
+    /// Random seed of initialisation, class order, splits, shuffling and dropout.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Intra-op CPU threads of libtorch [default: libtorch's choice, one per core].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Train on the first N training samples only (quick experiments, smoke tests).
+    #[arg(long, value_name = "N")]
+    pub train_samples: Option<usize>,
+    /// Show the training loss every N batches.
+    #[arg(long, default_value_t = 10)]
+    pub log_interval: usize,
+    /// Directory of this run's results [default: results/<UTC time>-<model>-<dataset>].
+    #[arg(long, visible_alias = "save-dir", value_name = "DIR")]
+    #[serde(alias = "save_dir")]
+    pub results_dir: Option<PathBuf>,
+    /// Resume from a checkpoint (not available yet).
+    #[arg(long, value_name = "FILE")]
+    pub load_checkpoint: Option<PathBuf>,
+    /// Keep a checkpoint per epoch (not available yet).
+    #[arg(long)]
+    pub save_all_checkpoints: bool,
+    /// Compress gradients to fp16 for the all-reduce (data-parallel runs; not available yet).
+    #[arg(long)]
+    pub fp16_allreduce: bool,
+    /// Batches whose gradients are accumulated per all-reduce (data-parallel runs; not available yet).
+    #[arg(long, default_value_t = 1)]
+    pub batches_per_allreduce: usize,
+}
+
+/// Deserialises `map` into `T`, naming the offending key in errors.
+pub(crate) fn typed<T: DeserializeOwned>(map: &Map<String, Value>, what: &str) -> Result<T> {
+    serde_path_to_error::deserialize(Value::Object(map.clone())).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        // An unknown key's message names it already.
+        if path == "." || path.is_empty() || inner.to_string().starts_with("unknown field") {
+            anyhow!("{what}: {inner}")
+        } else {
+            anyhow!("{what}: '{path}': {inner}")
+        }
+    })
+}
+
+/// The keys `--agent-config` accepts for the base agent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaseAgentConfig {
+    #[serde(default)]
+    reset_state_dict: bool,
+}
+
+/// Applies the YAML section, if any, to the command-line options.
+pub fn with_yaml(options: TrainOptions, yaml_config: Option<&Path>, section: Option<&str>) -> Result<TrainOptions> {
+    let Some(path) = yaml_config else {
+        if let Some(name) = section {
+            bail!("--config {name} needs --yaml-config FILE");
+        }
+        return Ok(options);
+    };
+    let Value::Object(mut merged) = serde_json::to_value(&options)? else {
+        unreachable!("options serialise to a map");
+    };
+    yaml::overlay(&mut merged, &yaml::load_section(path, section)?)?;
+    typed(&merged, &format!("{}", path.display()))
+}
+
+/// Resolves the options into the configuration of a run. `default_dataset_dir` tells
+/// whether `--dataset-dir` kept its default (for messages).
+pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> PathBuf) -> Result<RunConfig> {
+    let model = options.model.ok_or_else(|| anyhow!("--model is required (valid models: {})", dcl_models::model_names()))?;
+    dcl_models::find(&model)?;
+    if let Some(key) = options.model_config.keys().next() {
+        bail!("--model-config: unknown key '{key}' ({model} takes no options)");
+    }
+    let dataset = dcl_data::catalog::find(&options.dataset)?;
+    if !AGENTS.contains(&options.agent.as_str()) {
+        bail!("unknown agent '{}'; valid agents: {}", options.agent, AGENTS.join(", "));
+    }
+    let agent_config: BaseAgentConfig = typed(&options.agent_config, "--agent-config")?;
+    let (scenario, concatenate_tasksets) = tasksets::parse(&options.tasksets_config)?;
+    if let Some(path) = &options.load_checkpoint {
+        bail!("--load-checkpoint {}: checkpoints are not available yet (roadmap: checkpoint/resume)", path.display());
+    }
+    if options.save_all_checkpoints {
+        bail!("--save-all-checkpoints: checkpoints are not available yet (roadmap: checkpoint/resume)");
+    }
+    if options.fp16_allreduce || options.batches_per_allreduce != 1 {
+        bail!("--fp16-allreduce and --batches-per-allreduce apply to data-parallel training, which is not available yet");
+    }
+    for (flag, value) in [("--lr", options.lr), ("--momentum", options.momentum), ("--weight-decay", options.weight_decay)] {
+        if !value.is_finite() || value < 0.0 {
+            bail!("{flag} must be a finite number >= 0, not {value}");
+        }
+    }
+    let entries: Vec<RegimeEntry> = match options.optimizer_regime {
+        None => Vec::new(),
+        Some(Value::Array(list)) => serde_path_to_error::deserialize(Value::Array(list))
+            .map_err(|e| anyhow!("--optimizer-regime: '{}': {}", e.path(), e.inner()))?,
+        Some(other) => bail!("--optimizer-regime: expected a list of dicts, not {other}"),
+    };
+    let base = OptimizerSettings {
+        optimizer: OptimizerKind::Sgd,
+        lr: options.lr,
+        momentum: options.momentum,
+        weight_decay: options.weight_decay,
+    };
+    let config = RunConfig {
+        results_dir: options.results_dir.unwrap_or_else(|| results_dir(&model, dataset.name)),
+        dataset_dir: options.dataset_dir.join(dataset.name),
+        agent: AgentConfig { name: options.agent, reset_state_dict: agent_config.reset_state_dict },
+        dataset: dataset.name.to_owned(),
+        model,
+        scenario,
+        concatenate_tasksets,
+        epochs: options.epochs,
+        batch_size: options.batch_size,
+        eval_batch_size: options.eval_batch_size.unwrap_or(options.batch_size),
+        optimizer_regime: Regime::new(base, entries)?,
+        use_mask: options.use_mask,
+        seed: options.seed,
+        threads: options.threads.unwrap_or(0),
+        train_samples: options.train_samples,
+        log_interval: options.log_interval,
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use dcl_data::ScenarioSpec;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        options: TrainOptions,
+    }
+
+    fn options(args: &[&str]) -> TrainOptions {
+        let mut argv = vec!["dcl"];
+        argv.extend_from_slice(args);
+        Cli::try_parse_from(argv).unwrap().options
+    }
+
+    fn resolved(args: &[&str]) -> Result<RunConfig> {
+        resolve(options(args), |_, _| PathBuf::from("results/test"))
+    }
+
+    #[test]
+    fn the_upstream_readme_command_lines_resolve() {
+        let config = resolved(&["--model", "mnistnet", "--dataset", "mnist", "--tasksets-config",
+            "{'scenario': 'class', 'initial_increment': 5, 'increment': 5}"]).unwrap();
+        assert!(matches!(config.scenario, ScenarioSpec::Classes { initial_increment: 5, increment: 5, .. }));
+        let scratch = resolved(&["--model", "mnistnet", "--dataset-dir", "data", "--agent-config", "{'reset_state_dict': True}",
+            "--tasksets-config", "{'scenario': 'class', 'initial_increment': 5, 'increment': 5, 'concatenate_tasksets': True}"]).unwrap();
+        assert!(scratch.agent.reset_state_dict && scratch.concatenate_tasksets);
+        assert_eq!(scratch.epochs, 25);
+        assert_eq!(scratch.dataset_dir, PathBuf::from("data/mnist"));
+    }
+
+    #[test]
+    fn bad_options_are_named() {
+        let err = |args: &[&str]| resolved(args).unwrap_err().to_string();
+        assert!(err(&[]).starts_with("--model is required"));
+        assert_eq!(err(&["--model", "mnistnet", "--agent", "gem"]), "unknown agent 'gem'; valid agents: base");
+        assert!(err(&["--model", "mnistnet", "--agent-config", "{'reset': True}"]).starts_with("--agent-config: unknown field `reset`"));
+        assert_eq!(err(&["--model", "mnistnet", "--model-config", "{'lr_min': 1e-6}"]), "--model-config: unknown key 'lr_min' (mnistnet takes no options)");
+        assert!(err(&["--model", "mnistnet", "--load-checkpoint", "x.pt"]).contains("not available yet"));
+        assert_eq!(err(&["--model", "mnistnet", "--lr=-1"]), "--lr must be a finite number >= 0, not -1");
+        assert_eq!(err(&["--model", "mnistnet", "--optimizer-regime", "[{'epoch': 0, 'optimizer': 'LBFGS'}]"]),
+            "--optimizer-regime: '[0].optimizer': unknown variant `LBFGS`, expected one of `SGD`, `Adam`, `AdamW`, `RMSprop`");
+    }
+
+    #[test]
+    fn the_regime_builds_on_the_flags() {
+        let config = resolved(&["--model", "mnistnet", "--lr", "0.05", "--optimizer-regime", "[{'epoch': 2, 'lr': 0.005}]"]).unwrap();
+        assert_eq!(config.optimizer_regime.settings_at(0).lr, 0.05);
+        assert_eq!(config.optimizer_regime.settings_at(2).lr, 0.005);
+        assert_eq!(config.optimizer_regime.settings_at(2).momentum, 0.9);
+    }
+
+    #[test]
+    fn yaml_sections_override_and_merge() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, "split:\n  epochs: 3\n  tasksets_config:\n    increment: 2\n  agent_config: {reset_state_dict: true}\n").unwrap();
+        let cli = options(&["--model", "mnistnet", "--epochs", "9", "--tasksets-config", "{'scenario': 'task', 'increment': 5}"]);
+        let merged = with_yaml(cli, Some(&path), Some("split")).unwrap();
+        let config = resolve(merged, |_, _| PathBuf::from("r")).unwrap();
+        assert_eq!(config.epochs, 3);
+        assert!(config.agent.reset_state_dict);
+        assert!(matches!(config.scenario, ScenarioSpec::Classes { increment: 2, initial_increment: 2, task_identity: dcl_data::TaskIdentity::Known, .. }));
+
+        std::fs::write(&path, "bad:\n  batchsize: 3\n").unwrap();
+        let cli = options(&["--model", "mnistnet"]);
+        let err = with_yaml(cli, Some(&path), Some("bad")).unwrap_err().to_string();
+        assert!(err.contains("unknown field `batchsize`"), "{err}");
+    }
+}
