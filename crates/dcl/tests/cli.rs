@@ -170,7 +170,7 @@ fn unknown_models_and_datasets_list_the_valid_ones() {
     assert_user_error(&dcl(&["train", "--model", "resnet9000"]), "unknown model 'resnet9000'; valid models: mnistnet");
     assert_user_error(
         &dcl(&["train", "--model", "mnistnet", "--dataset", "svhn"]),
-        "unknown dataset 'svhn'; valid datasets: mnist",
+        "unknown dataset 'svhn'; valid datasets: mnist, fashion-mnist",
     );
     assert_user_error(&dcl(&["data", "fetch", "svhn"]), "unknown dataset 'svhn'");
 }
@@ -179,4 +179,123 @@ fn unknown_models_and_datasets_list_the_valid_ones() {
 fn impossible_settings_are_rejected_before_training() {
     assert_user_error(&dcl(&["train", "--model", "mnistnet", "--epochs", "0"]), "--epochs must be at least 1");
     assert_user_error(&dcl(&["train", "--model", "mnistnet", "--lr=-1"]), "--lr must be a finite number >= 0");
+}
+
+/// Runs `dcl train` on MNIST with `extra` flags into `results`; asserts success.
+fn train_scenario(results: &Path, extra: &[&str]) -> Value {
+    let data = dataset_dir();
+    let mut args = vec![
+        "train", "--model", "mnistnet", "--epochs", "1", "--quiet", "--threads", "2",
+        "--dataset-dir", data.to_str().unwrap(), "--results-dir", results.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let output = dcl(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    read_json(&results.join("summary.json"))
+}
+
+#[test]
+fn split_mnist_class_il_forgets_and_writes_every_results_file() {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("split");
+    let summary = train_scenario(&results, &[
+        "--train-samples", "10000", "--batch-size", "16",
+        "--tasksets-config", "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
+    ]);
+    assert_eq!(summary["num_tasks"], 5);
+    let matrix = summary["accuracy_matrix"].as_array().unwrap();
+    assert_eq!(matrix.len(), 5);
+    for (i, row) in matrix.iter().enumerate() {
+        let row = row.as_array().unwrap();
+        assert_eq!(row.len(), 5);
+        for (j, cell) in row.iter().enumerate() {
+            assert_eq!(cell.is_null(), j > i, "entry ({i}, {j}) = {cell}");
+        }
+        assert!(row[i].as_f64().unwrap() > 75.0, "task {i} not learned (2 classes: chance is 50 %): {row:?}");
+    }
+    // Naive fine-tuning on a shared head forgets the first task completely.
+    assert!(matrix[4][0].as_f64().unwrap() < 5.0, "{matrix:?}");
+    assert!(summary["forgetting"].as_f64().unwrap() > 80.0);
+    assert!(summary["final_average_accuracy"].as_f64().unwrap() < 25.0);
+    // The task-incremental view of the same run is far better.
+    let task_il = summary["task_il"]["final_average_accuracy"].as_f64().unwrap();
+    assert!(task_il > 55.0, "task-IL {task_il}");
+
+    let csv = std::fs::read_to_string(results.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 15, "a row per (train task, test task)");
+    let tasks = read_json(&results.join("tasks_metrics.json"));
+    assert_eq!(tasks.as_array().unwrap().len(), 5);
+    assert_eq!(tasks[4]["tasks"].as_array().unwrap().len(), 5);
+    assert!(read_json(&results.join("dl_metrics.json"))[0]["images_per_second"].as_f64().unwrap() > 0.0);
+    assert!(read_json(&results.join("time_metrics.json"))["total_time"].as_f64().unwrap() > 0.0);
+    let config = read_json(&results.join("config.json"));
+    assert_eq!(config["scenario"]["increment"], 2);
+}
+
+#[test]
+fn task_incremental_domain_and_permuted_scenarios_run() {
+    let root = tempfile::tempdir().unwrap();
+    let task_il = train_scenario(&root.path().join("task"), &[
+        "--train-samples", "2000", "--batch-size", "16",
+        "--tasksets-config", "{'scenario': 'task', 'initial_increment': 2, 'increment': 2}",
+    ]);
+    assert!(task_il["final_average_accuracy"].as_f64().unwrap() > 80.0, "{}", task_il["accuracy_matrix"]);
+    assert!(task_il.get("task_il").is_none(), "a task-IL run is its own task-IL figure");
+
+    let domain = train_scenario(&root.path().join("domain"), &[
+        "--train-samples", "600", "--tasksets-config", "{'scenario': 'domain', 'num_tasks': 3}",
+    ]);
+    let samples: Vec<u64> = domain["epochs"][2]["eval"].as_array().unwrap().iter().map(|e| e["samples"].as_u64().unwrap()).collect();
+    assert_eq!(samples, vec![3334, 3333, 3333]);
+    assert!(domain["epochs"].as_array().unwrap().iter().all(|e| e["train_images"] == 200));
+
+    let permuted = train_scenario(&root.path().join("permuted"), &[
+        "--train-samples", "600", "--tasksets-config", "{'scenario': 'permuted', 'num_tasks': 2, 'concatenate_tasksets': True}",
+    ]);
+    let train_images: Vec<u64> = permuted["epochs"].as_array().unwrap().iter().map(|e| e["train_images"].as_u64().unwrap()).collect();
+    assert_eq!(train_images, vec![600, 1200], "task 2 trains on both tasks");
+    assert_eq!(permuted["epochs"][1]["eval"][1]["samples"], 10000);
+}
+
+#[test]
+fn a_yaml_section_overrides_the_command_line_and_print_config_shows_the_result() {
+    let root = tempfile::tempdir().unwrap();
+    let yaml = root.path().join("config.yaml");
+    std::fs::write(&yaml, "split:\n  batch_size: 16\n  tasksets_config: {increment: 5}\n  agent_config: {reset_state_dict: true}\n").unwrap();
+    let output = dcl(&[
+        "train", "--model", "mnistnet", "--batch-size", "128", "--yaml-config", yaml.to_str().unwrap(),
+        "--config", "split", "--tasksets-config", "{'scenario': 'class', 'increment': 2}", "--print-config",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let config: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(config["batch_size"], 16);
+    assert_eq!(config["scenario"]["increment"], 5);
+    assert_eq!(config["scenario"]["initial_increment"], 5);
+    assert_eq!(config["agent"]["reset_state_dict"], true);
+
+    assert_user_error(
+        &dcl(&["train", "--model", "mnistnet", "--yaml-config", yaml.to_str().unwrap(), "--config", "other"]),
+        "no section 'other' (sections: split)",
+    );
+}
+
+#[test]
+fn impossible_scenarios_are_rejected_before_training() {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("never");
+    let data = dataset_dir();
+    let run = |tasksets: &str| {
+        dcl(&["train", "--model", "mnistnet", "--dataset-dir", data.to_str().unwrap(),
+            "--results-dir", results.to_str().unwrap(), "--tasksets-config", tasksets])
+    };
+    assert_user_error(&run("{'scenario': 'class', 'initial_increment': 4, 'increment': 4}"),
+        "--tasksets-config: 'initial_increment' 4 and 'increment' 4 do not cover the 10 classes");
+    assert_user_error(&run("{'scenario': 'domain', 'num_tasks': 0}"), "--tasksets-config: 'num_tasks' must be at least 1");
+    assert_user_error(&run("{'scenario': 'domain', 'num_tasks': 20000}"), "'num_tasks' 20000 exceeds the 10000 samples to split");
+    assert_user_error(&run("{'scenario': 'class', 'increment': 2, 'colour': 1}"), "--tasksets-config: unknown field `colour`");
+    assert!(!results.exists(), "a results directory was created for a rejected run");
+    // Malformed flag syntax is a usage error: clap's exit code 2, with the position.
+    let malformed = run("{'scenario': 'class' 'increment': 2}");
+    assert_eq!(malformed.status.code(), Some(2));
+    assert!(stderr(&malformed).contains("expected ',' or '}' at character 22"), "{}", stderr(&malformed));
 }
