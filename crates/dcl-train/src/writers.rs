@@ -18,20 +18,19 @@ pub fn write_all(dir: &RunDir, record: &RunRecord) -> Result<(), TrainError> {
     dir.write("metrics.csv", metrics_csv(record).as_bytes())
 }
 
+/// A JSON list with one entry per epoch of the run.
+fn per_epoch(record: &RunRecord, entry: impl Fn(&EpochRecord) -> Value) -> Value {
+    Value::Array(record.epochs.iter().map(entry).collect())
+}
+
 /// Upstream's per-epoch training metrics.
 pub fn dl_metrics(record: &RunRecord) -> Value {
-    Value::Array(
-        record
-            .epochs
-            .iter()
-            .map(|e| {
-                json!({
-                    "task": e.task, "epoch": e.epoch, "loss": e.train_loss, "top1": e.train_top1,
-                    "images": e.train_images, "time": e.train_seconds, "images_per_second": e.images_per_second,
-                })
-            })
-            .collect(),
-    )
+    per_epoch(record, |e| {
+        json!({
+            "task": e.task, "epoch": e.epoch, "loss": e.train_loss, "top1": e.train_top1,
+            "images": e.train_images, "time": e.train_seconds, "images_per_second": e.images_per_second,
+        })
+    })
 }
 
 fn mean_of(epoch: &EpochRecord, metric: impl Fn(&crate::EvalRecord) -> f64) -> f64 {
@@ -40,20 +39,14 @@ fn mean_of(epoch: &EpochRecord, metric: impl Fn(&crate::EvalRecord) -> f64) -> f
 
 /// Upstream's per-epoch test metrics on every seen task, with their task average.
 pub fn tasks_metrics(record: &RunRecord) -> Value {
-    Value::Array(
-        record
-            .epochs
-            .iter()
-            .map(|e| {
-                json!({
-                    "task": e.task, "epoch": e.epoch, "tasks": e.eval,
-                    "task_average": {
-                        "loss": mean_of(e, |t| t.loss), "top1": mean_of(e, |t| t.top1), "top5": mean_of(e, |t| t.top5),
-                    },
-                })
-            })
-            .collect(),
-    )
+    per_epoch(record, |e| {
+        json!({
+            "task": e.task, "epoch": e.epoch, "tasks": e.eval,
+            "task_average": {
+                "loss": mean_of(e, |t| t.loss), "top1": mean_of(e, |t| t.top1), "top5": mean_of(e, |t| t.top5),
+            },
+        })
+    })
 }
 
 /// Upstream's totals: times and mean throughput.
