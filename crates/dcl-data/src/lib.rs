@@ -19,5 +19,5 @@ pub use dataset::{ImageSet, Normalization, SplitDataset};
 pub use error::DataError;
 pub use loader::{HostBatch, Loader, LoaderConfig, LoaderSource};
 pub use scenario::{
-    ClassOrder, SampleRef, Scenario, ScenarioError, ScenarioOptions, ScenarioSpec, Task, TaskIdentity, View,
+    ClassOrder, Resampling, SampleRef, Scenario, ScenarioError, ScenarioOptions, ScenarioSpec, Task, TaskIdentity, View,
 };

@@ -10,7 +10,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::scenario::{SampleRef, View};
+use crate::scenario::{Resampling, SampleRef, View};
 use crate::{ImageSet, Normalization};
 
 /// Where a loader's samples come from: a split, the views its samples refer to, and the
@@ -29,6 +29,19 @@ impl LoaderSource {
         match &self.views[sample.view as usize] {
             View::Identity => out.extend(image.iter().map(|&b| table[b as usize])),
             View::Permutation(p) => out.extend(p.iter().map(|&i| table[image[i as usize] as usize])),
+            View::Resampled(resampling) => {
+                let plane = resampling.taps.len();
+                for channel in image.chunks(plane) {
+                    out.extend(resampling.taps.iter().map(|taps| {
+                        taps.iter()
+                            .map(|&(i, w)| {
+                                let byte = if i == Resampling::OUTSIDE { 0 } else { channel[i as usize] };
+                                w * table[byte as usize]
+                            })
+                            .sum::<f32>()
+                    }));
+                }
+            }
         }
     }
 }

@@ -4,8 +4,8 @@
 //! class-incremental (`class`: one head over all classes, no task identity), task-incremental
 //! (`task`: the same class splits, with the task identity known at train and test time), and
 //! domain-incremental (`domain`: upstream's instance-incremental split of all classes into
-//! disjoint parts; `permuted`: every task sees all images through its own fixed pixel
-//! permutation).
+//! disjoint parts; `permuted` and `rotated`: every task sees all images through its own
+//! fixed pixel permutation or rotation).
 
 use std::sync::Arc;
 
@@ -31,6 +31,64 @@ pub enum View {
     /// Pixels permuted: value `i` of the presented image is value `permutation[i]` of the
     /// stored one.
     Permutation(Vec<u32>),
+    /// Each channel resampled through the same bilinear taps (a rotation).
+    Resampled(Resampling),
+}
+
+/// Bilinear resampling of an image plane: every output pixel is a weighted sum of four
+/// input pixels; taps that fall outside the image read 0 (black).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resampling {
+    /// Per output pixel, four (input pixel index or [`Resampling::OUTSIDE`], weight) taps.
+    pub taps: Vec<[(u32, f32); 4]>,
+}
+
+impl Eq for Resampling {}
+
+impl Resampling {
+    /// The index of a tap outside the image.
+    pub const OUTSIDE: u32 = u32::MAX;
+
+    /// The rotation of an `height` x `width` plane by `degrees` (counter-clockwise) about
+    /// its centre.
+    pub fn rotation(height: usize, width: usize, degrees: f64) -> Self {
+        let (sin, cos) = degrees.to_radians().sin_cos();
+        let (cy, cx) = ((height as f64 - 1.0) / 2.0, (width as f64 - 1.0) / 2.0);
+        let pixel = |y: f64, x: f64| -> u32 {
+            if y < 0.0 || x < 0.0 || y >= height as f64 || x >= width as f64 {
+                Self::OUTSIDE
+            } else {
+                (y as usize * width + x as usize) as u32
+            }
+        };
+        let taps = (0..height * width)
+            .map(|i| {
+                let (dy, dx) = ((i / width) as f64 - cy, (i % width) as f64 - cx);
+                // The source of an output pixel: the output position rotated back.
+                let sx = cos * dx - sin * dy + cx;
+                let sy = sin * dx + cos * dy + cy;
+                // Snap values within rounding noise of a grid point onto it.
+                let (sx, sy) = (snap(sx), snap(sy));
+                let (x0, y0) = (sx.floor(), sy.floor());
+                let (fx, fy) = ((sx - x0) as f32, (sy - y0) as f32);
+                [
+                    (pixel(y0, x0), (1.0 - fx) * (1.0 - fy)),
+                    (pixel(y0, x0 + 1.0), fx * (1.0 - fy)),
+                    (pixel(y0 + 1.0, x0), (1.0 - fx) * fy),
+                    (pixel(y0 + 1.0, x0 + 1.0), fx * fy),
+                ]
+            })
+            .collect();
+        Resampling { taps }
+    }
+}
+
+fn snap(v: f64) -> f64 {
+    if (v - v.round()).abs() < 1e-9 {
+        v.round()
+    } else {
+        v
+    }
 }
 
 /// One task of a scenario.
@@ -67,7 +125,7 @@ pub enum ClassOrder {
 }
 
 /// What the tasks are made of: the typed form of upstream's `--tasksets-config`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "scenario")]
 pub enum ScenarioSpec {
     /// One task over the whole data set: plain deep learning.
@@ -83,7 +141,11 @@ pub enum ScenarioSpec {
     Instances { num_tasks: usize },
     /// All samples in every task, each task through its own pixel permutation (task 0: none).
     Permuted { num_tasks: usize },
+    /// All samples in every task, task t rotated by `angles[t]` degrees.
+    Rotated { angles: Vec<f64> },
 }
+
+impl Eq for ScenarioSpec {}
 
 /// A scenario specification that cannot be applied to a data set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,6 +156,7 @@ pub struct ScenarioError(pub String);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scenario {
     pub tasks: Vec<Task>,
+    /// The views the tasks' samples refer to.
     pub views: Arc<Vec<View>>,
     pub task_identity: TaskIdentity,
 }
@@ -168,10 +231,7 @@ impl Scenario {
                 (tasks, vec![View::Identity], TaskIdentity::Unknown)
             }
             ScenarioSpec::Permuted { num_tasks } => {
-                check_num_tasks(*num_tasks, usize::MAX)?;
-                if *num_tasks > u16::MAX as usize {
-                    return Err(ScenarioError(format!("'num_tasks' {num_tasks} exceeds {}", u16::MAX)));
-                }
+                check_view_count(*num_tasks)?;
                 let pixels = data.train.image_len();
                 let views = (0..*num_tasks)
                     .map(|t| match t {
@@ -179,19 +239,13 @@ impl Scenario {
                         _ => View::Permutation(permutation(pixels, task_seed(seed, t))),
                     })
                     .collect();
-                let tasks = (0..*num_tasks)
-                    .map(|t| {
-                        let through = |len: usize| -> Vec<SampleRef> {
-                            (0..len).map(|i| SampleRef { index: i as u32, view: t as u16 }).collect()
-                        };
-                        Task {
-                            train: through(train_len),
-                            test: through(data.test.len()),
-                            classes: all_classes.clone(),
-                        }
-                    })
-                    .collect();
-                (tasks, views, TaskIdentity::Unknown)
+                viewed_tasks(views, train_len, data)?
+            }
+            ScenarioSpec::Rotated { angles } => {
+                check_view_count(angles.len())?;
+                let [_, h, w] = data.train.image_shape;
+                let views = angles.iter().map(|&a| View::Resampled(Resampling::rotation(h, w, a))).collect();
+                viewed_tasks(views, train_len, data)?
             }
         };
         if let Some((t, _)) = tasks.iter().enumerate().find(|(_, task)| task.train.is_empty()) {
@@ -223,6 +277,28 @@ impl Scenario {
     }
 }
 
+/// One task per view, each with every sample seen through its view (domain-incremental).
+fn viewed_tasks(
+    views: Vec<View>,
+    train_len: usize,
+    data: &SplitDataset,
+) -> Result<(Vec<Task>, Vec<View>, TaskIdentity), ScenarioError> {
+    let all_classes: Vec<usize> = (0..data.num_classes).collect();
+    let tasks = (0..views.len())
+        .map(|t| {
+            let through = |len: usize| -> Vec<SampleRef> {
+                (0..len).map(|i| SampleRef { index: i as u32, view: t as u16 }).collect()
+            };
+            Task {
+                train: through(train_len),
+                test: through(data.test.len()),
+                classes: all_classes.clone(),
+            }
+        })
+        .collect();
+    Ok((tasks, views, TaskIdentity::Unknown))
+}
+
 /// A seed for task `t`'s random choices, derived from the run's seed.
 fn task_seed(seed: u64, t: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(t as u64).rotate_left(17) ^ 0xA076_1D64_78BD_642F
@@ -232,6 +308,15 @@ fn permutation(len: usize, seed: u64) -> Vec<u32> {
     let mut values: Vec<u32> = (0..len as u32).collect();
     values.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
     values
+}
+
+/// Scenarios of views hold one view per task, numbered by `u16`.
+fn check_view_count(num_tasks: usize) -> Result<(), ScenarioError> {
+    check_num_tasks(num_tasks, usize::MAX)?;
+    if num_tasks > u16::MAX as usize {
+        return Err(ScenarioError(format!("'num_tasks' {num_tasks} exceeds {}", u16::MAX)));
+    }
+    Ok(())
 }
 
 fn check_num_tasks(num_tasks: usize, samples: usize) -> Result<(), ScenarioError> {
@@ -411,6 +496,43 @@ mod tests {
         assert_eq!(scenario.tasks[2].train.len(), 100);
         let again = build(ScenarioSpec::Permuted { num_tasks: 3 }, Default::default()).unwrap();
         assert_eq!(scenario.views, again.views);
+    }
+
+    #[test]
+    fn rotations_by_right_angles_move_pixels_exactly() {
+        // A 2x2 plane [a b; c d]: output pixel i reads the taps of weight 1.
+        let source_of = |degrees| -> Vec<u32> {
+            Resampling::rotation(2, 2, degrees)
+                .taps
+                .iter()
+                .map(|taps| {
+                    let full: Vec<_> = taps.iter().filter(|(_, w)| (*w - 1.0).abs() < 1e-6).collect();
+                    assert_eq!(full.len(), 1, "{taps:?}");
+                    full[0].0
+                })
+                .collect()
+        };
+        assert_eq!(source_of(0.0), vec![0, 1, 2, 3]);
+        assert_eq!(source_of(180.0), vec![3, 2, 1, 0]);
+        let quarter = source_of(90.0);
+        assert_ne!(quarter, vec![0, 1, 2, 3]);
+        let mut sorted = quarter.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, vec![0, 1, 2, 3], "a right angle permutes the pixels");
+    }
+
+    #[test]
+    fn other_angles_blend_neighbours_and_read_black_outside() {
+        let rotation = Resampling::rotation(5, 5, 30.0);
+        for taps in &rotation.taps {
+            let total: f32 = taps.iter().map(|(_, w)| w).sum();
+            assert!((total - 1.0).abs() < 1e-5);
+        }
+        assert!(rotation.taps[0].iter().any(|(i, w)| *i == Resampling::OUTSIDE && *w > 0.0), "a corner leaves the image");
+        let scenario = build(ScenarioSpec::Rotated { angles: vec![0.0, 45.0] }, Default::default()).unwrap();
+        assert_eq!(scenario.tasks.len(), 2);
+        assert!(matches!(scenario.views[1], View::Resampled(_)));
+        assert!(scenario.tasks[1].train.iter().all(|s| s.view == 1));
     }
 
     #[test]

@@ -16,6 +16,7 @@ struct TasksetsConfig {
     increment: Option<usize>,
     num_tasks: Option<usize>,
     class_order: Option<Vec<usize>>,
+    angles: Option<Vec<f64>>,
     #[serde(default)]
     shuffle_classes: bool,
     #[serde(default)]
@@ -23,7 +24,7 @@ struct TasksetsConfig {
 }
 
 /// The scenario names `'scenario'` accepts.
-const SCENARIOS: &str = "'class', 'task', 'domain', 'permuted'";
+const SCENARIOS: &str = "'class', 'task', 'domain', 'permuted', 'rotated'";
 
 /// Reads the dict into a scenario and the `concatenate_tasksets` flag.
 pub fn parse(map: &Map<String, Value>) -> Result<(ScenarioSpec, bool)> {
@@ -34,6 +35,7 @@ pub fn parse(map: &Map<String, Value>) -> Result<(ScenarioSpec, bool)> {
         given("increment", config.increment.is_some()),
         given("num_tasks", config.num_tasks.is_some()),
         given("class_order", config.class_order.is_some()),
+        given("angles", config.angles.is_some()),
         given("shuffle_classes", config.shuffle_classes),
     ]
     .into_iter()
@@ -82,6 +84,20 @@ pub fn parse(map: &Map<String, Value>) -> Result<(ScenarioSpec, bool)> {
                 ScenarioSpec::Permuted { num_tasks }
             }
         }
+        Some("rotated") => {
+            refuse_others("rotated", &["num_tasks", "angles"])?;
+            let angles = match (config.angles, config.num_tasks) {
+                (Some(_), Some(_)) => bail!("--tasksets-config: give either 'angles' or 'num_tasks', not both"),
+                (Some(angles), None) => angles,
+                // Evenly spread over a half turn: 0, 180/n, 2·180/n, …
+                (None, Some(n)) => (0..n).map(|t| t as f64 * 180.0 / n as f64).collect(),
+                (None, None) => bail!("--tasksets-config: scenario 'rotated' needs 'num_tasks' or 'angles'"),
+            };
+            if let Some(angle) = angles.iter().find(|a| !a.is_finite()) {
+                bail!("--tasksets-config: angle {angle} is not a number of degrees");
+            }
+            ScenarioSpec::Rotated { angles }
+        }
         Some(other) => bail!("--tasksets-config: unknown scenario '{other}'; valid scenarios: {SCENARIOS}"),
     };
     Ok((spec, config.concatenate_tasksets))
@@ -129,6 +145,12 @@ mod tests {
         assert_eq!((initial_increment, task_identity), (2, TaskIdentity::Known));
         assert_eq!(class_order, ClassOrder::Given(vec![1, 0, 2, 3, 4, 5, 6, 7, 8, 9]));
         assert_eq!(read("{'scenario': 'permuted', 'num_tasks': 3}").unwrap().0, ScenarioSpec::Permuted { num_tasks: 3 });
+        assert_eq!(
+            read("{'scenario': 'rotated', 'num_tasks': 4}").unwrap().0,
+            ScenarioSpec::Rotated { angles: vec![0.0, 45.0, 90.0, 135.0] }
+        );
+        assert_eq!(read("{'scenario': 'rotated', 'angles': [0, 30]}").unwrap().0, ScenarioSpec::Rotated { angles: vec![0.0, 30.0] });
+        assert!(error("{'scenario': 'rotated'}").contains("needs 'num_tasks' or 'angles'"));
         let shuffled = read("{'scenario': 'class', 'increment': 5, 'shuffle_classes': True}").unwrap().0;
         assert!(matches!(shuffled, ScenarioSpec::Classes { class_order: ClassOrder::Shuffled, .. }));
     }
@@ -140,7 +162,7 @@ mod tests {
         assert_eq!(error("{'scenario': 'class', 'num_tasks': 5}"), "--tasksets-config: 'num_tasks' does not apply to scenario 'class'");
         assert_eq!(error("{'scenario': 'class'}"), "--tasksets-config: scenario 'class' needs 'increment'");
         assert_eq!(error("{'scenario': 'domain'}"), "--tasksets-config: scenario 'domain' needs 'num_tasks'");
-        assert_eq!(error("{'increment': 2}"), "--tasksets-config: 'increment' needs a 'scenario' ('class', 'task', 'domain', 'permuted')");
+        assert_eq!(error("{'increment': 2}"), "--tasksets-config: 'increment' needs a 'scenario' ('class', 'task', 'domain', 'permuted', 'rotated')");
         assert!(error("{'scenario': 'instance'}").contains("unknown scenario 'instance'"));
         assert_eq!(error("{'scenario': 'class', 'increment': 'two'}"),
             "--tasksets-config: 'increment': invalid type: string \"two\", expected usize");
