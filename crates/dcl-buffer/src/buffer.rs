@@ -1,0 +1,452 @@
+//! The buffer: contiguous slots, the bookkeeping of which class holds which slot, and the
+//! insertion and sampling algorithms.
+
+use rand::seq::index;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::InsertionPolicy;
+
+/// The shape and budget of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BufferConfig {
+    /// Slots in all; never exceeded. With [`InsertionPolicy::Upstream`], a multiple of
+    /// `num_classes` (one bucket of `capacity / num_classes` slots per class).
+    pub capacity: usize,
+    pub num_classes: usize,
+    /// Values per sample.
+    pub sample_len: usize,
+    /// Values of the per-sample payload (0: none).
+    pub payload_len: usize,
+    pub policy: InsertionPolicy,
+    /// Seed of the buffer's own random choices.
+    pub seed: u64,
+}
+
+/// A configuration or a sample that a buffer cannot take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BufferError {
+    #[error("rehearsal buffer: {0}")]
+    Config(String),
+    #[error("rehearsal buffer: label {label} is out of range ({num_classes} classes)")]
+    Label { label: u32, num_classes: usize },
+    #[error("rehearsal buffer: {values} values do not make whole samples of {sample_len}")]
+    Shape { values: usize, sample_len: usize },
+}
+
+/// Representatives drawn from a buffer, appended sample after sample.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Drawn<T> {
+    pub samples: Vec<T>,
+    pub labels: Vec<u32>,
+    pub payloads: Vec<f32>,
+}
+
+impl<T> Drawn<T> {
+    /// The number of representatives.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether nothing was drawn.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Empties the lists, keeping their memory.
+    pub fn clear(&mut self) {
+        self.samples.clear();
+        self.labels.clear();
+        self.payloads.clear();
+    }
+}
+
+/// Where an offered sample goes.
+enum Placement {
+    /// Into slot `slot`, which was free.
+    Free(u32),
+    /// Over slot `slot`, whose sample is evicted.
+    Replace(u32),
+    /// Nowhere: the sample is not kept.
+    Skip,
+}
+
+/// A rehearsal buffer of samples of type `T` (`f32` or `u8`).
+#[derive(Debug, Clone)]
+pub struct RehearsalBuffer<T> {
+    config: BufferConfig,
+    samples: Vec<T>,
+    payloads: Vec<f32>,
+    /// Label of each occupied slot.
+    labels: Vec<u32>,
+    /// The occupied slots, in the order they were first filled.
+    occupied: Vec<u32>,
+    /// The slots of each class, and each slot's position in its class's list.
+    by_class: Vec<Vec<u32>>,
+    position: Vec<u32>,
+    /// Samples offered so far, in all and per class.
+    seen: u64,
+    seen_per_class: Vec<u64>,
+    rng: ChaCha8Rng,
+}
+
+impl<T: Copy + Default> RehearsalBuffer<T> {
+    /// A buffer with every slot preallocated.
+    pub fn new(config: BufferConfig) -> Result<Self, BufferError> {
+        if config.capacity == 0 || config.num_classes == 0 || config.sample_len == 0 {
+            return Err(BufferError::Config(format!(
+                "capacity ({}), classes ({}) and sample size ({}) must be positive",
+                config.capacity, config.num_classes, config.sample_len
+            )));
+        }
+        if let InsertionPolicy::Upstream { candidates, batch_size } = config.policy {
+            if config.capacity % config.num_classes != 0 {
+                return Err(BufferError::Config(format!(
+                    "the upstream policy needs a capacity that is a multiple of the {} classes, not {}",
+                    config.num_classes, config.capacity
+                )));
+            }
+            if batch_size == 0 || candidates > batch_size {
+                return Err(BufferError::Config(format!(
+                    "num_candidates ({candidates}) must be at most the batch size ({batch_size}), which must be positive"
+                )));
+            }
+        }
+        Ok(RehearsalBuffer {
+            samples: vec![T::default(); config.capacity * config.sample_len],
+            payloads: vec![0.0; config.capacity * config.payload_len],
+            labels: vec![0; config.capacity],
+            occupied: Vec::with_capacity(config.capacity),
+            by_class: vec![Vec::new(); config.num_classes],
+            position: vec![0; config.capacity],
+            seen: 0,
+            seen_per_class: vec![0; config.num_classes],
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            config,
+        })
+    }
+
+    /// The buffer's configuration.
+    pub fn config(&self) -> &BufferConfig {
+        &self.config
+    }
+
+    /// The number of samples stored.
+    pub fn len(&self) -> usize {
+        self.occupied.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.occupied.is_empty()
+    }
+
+    /// The number of samples stored per class.
+    pub fn class_counts(&self) -> Vec<usize> {
+        self.by_class.iter().map(Vec::len).collect()
+    }
+
+    /// The number of samples offered so far.
+    pub fn seen(&self) -> u64 {
+        self.seen
+    }
+
+    /// Offers a batch of samples (`labels.len()` samples of `sample_len` values, and as
+    /// many payloads when the buffer keeps them); the policy decides which are kept.
+    pub fn offer(&mut self, samples: &[T], labels: &[u32], payloads: &[f32]) -> Result<(), BufferError> {
+        let (n, len, plen) = (labels.len(), self.config.sample_len, self.config.payload_len);
+        if samples.len() != n * len {
+            return Err(BufferError::Shape { values: samples.len(), sample_len: len });
+        }
+        if payloads.len() != n * plen {
+            return Err(BufferError::Shape { values: payloads.len(), sample_len: plen });
+        }
+        if let Some(&label) = labels.iter().find(|&&l| l as usize >= self.config.num_classes) {
+            return Err(BufferError::Label { label, num_classes: self.config.num_classes });
+        }
+        for (i, &label) in labels.iter().enumerate() {
+            self.seen += 1;
+            self.seen_per_class[label as usize] += 1;
+            let slot = match self.place(label) {
+                Placement::Skip => continue,
+                Placement::Free(slot) => {
+                    self.occupied.push(slot);
+                    slot
+                }
+                Placement::Replace(slot) => {
+                    self.release(slot);
+                    slot
+                }
+            };
+            self.assign(slot, label);
+            let s = slot as usize;
+            self.samples[s * len..(s + 1) * len].copy_from_slice(&samples[i * len..(i + 1) * len]);
+            self.payloads[s * plen..(s + 1) * plen].copy_from_slice(&payloads[i * plen..(i + 1) * plen]);
+        }
+        Ok(())
+    }
+
+    /// Draws up to `count` stored samples uniformly without duplicates (all of them when
+    /// fewer are stored) and appends them to `out`.
+    pub fn sample(&mut self, count: usize, out: &mut Drawn<T>) {
+        let chosen = index::sample(&mut self.rng, self.occupied.len(), count.min(self.occupied.len()));
+        for i in chosen {
+            self.copy_slot(self.occupied[i] as usize, out);
+        }
+    }
+
+    /// Appends slot `slot` to `out`.
+    pub fn copy_slot(&self, slot: usize, out: &mut Drawn<T>) {
+        let (len, plen) = (self.config.sample_len, self.config.payload_len);
+        out.samples.extend_from_slice(&self.samples[slot * len..(slot + 1) * len]);
+        out.payloads.extend_from_slice(&self.payloads[slot * plen..(slot + 1) * plen]);
+        out.labels.push(self.labels[slot]);
+    }
+
+    /// The occupied slots, for transports that address slots directly.
+    pub fn occupied_slots(&self) -> &[u32] {
+        &self.occupied
+    }
+
+    fn assign(&mut self, slot: u32, label: u32) {
+        self.labels[slot as usize] = label;
+        self.position[slot as usize] = self.by_class[label as usize].len() as u32;
+        self.by_class[label as usize].push(slot);
+    }
+
+    /// Takes `slot` out of its class's list (its data is about to be overwritten).
+    fn release(&mut self, slot: u32) {
+        let class = &mut self.by_class[self.labels[slot as usize] as usize];
+        let at = self.position[slot as usize] as usize;
+        class.swap_remove(at);
+        if let Some(&moved) = class.get(at) {
+            self.position[moved as usize] = at as u32;
+        }
+    }
+
+    fn random_slot_of(&mut self, class: usize) -> u32 {
+        let slots = &self.by_class[class];
+        slots[self.rng.random_range(0..slots.len())]
+    }
+
+    fn place(&mut self, label: u32) -> Placement {
+        let class = label as usize;
+        let capacity = self.config.capacity;
+        match self.config.policy {
+            InsertionPolicy::Upstream { candidates, batch_size } => {
+                let bucket = capacity / self.config.num_classes;
+                let stored = self.by_class[class].len();
+                if stored < bucket {
+                    Placement::Free((class * bucket + stored) as u32)
+                } else if self.rng.random_range(0..batch_size) < candidates {
+                    Placement::Replace(self.random_slot_of(class))
+                } else {
+                    Placement::Skip
+                }
+            }
+            InsertionPolicy::Reservoir => {
+                if self.occupied.len() < capacity {
+                    Placement::Free(self.occupied.len() as u32)
+                } else {
+                    let j = self.rng.random_range(0..self.seen);
+                    if (j as usize) < capacity {
+                        Placement::Replace(self.occupied[j as usize])
+                    } else {
+                        Placement::Skip
+                    }
+                }
+            }
+            InsertionPolicy::ClassBalanced => {
+                if self.occupied.len() < capacity {
+                    return Placement::Free(self.occupied.len() as u32);
+                }
+                let largest = self.by_class.iter().map(Vec::len).max().unwrap_or(0);
+                if self.by_class[class].len() < largest {
+                    let full: Vec<usize> = (0..self.by_class.len()).filter(|&c| self.by_class[c].len() == largest).collect();
+                    let victim = full[self.rng.random_range(0..full.len())];
+                    Placement::Replace(self.random_slot_of(victim))
+                } else {
+                    let stored = self.by_class[class].len() as u64;
+                    if self.rng.random_range(0..self.seen_per_class[class]) < stored {
+                        Placement::Replace(self.random_slot_of(class))
+                    } else {
+                        Placement::Skip
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn config(capacity: usize, num_classes: usize, policy: InsertionPolicy, seed: u64) -> BufferConfig {
+        BufferConfig { capacity, num_classes, sample_len: 2, payload_len: 0, policy, seed }
+    }
+
+    /// Samples whose two values are (stream position, label).
+    fn stream(labels: &[u32], start: usize) -> Vec<f32> {
+        labels.iter().enumerate().flat_map(|(i, &l)| [(start + i) as f32, l as f32]).collect()
+    }
+
+    fn offer_stream(buffer: &mut RehearsalBuffer<f32>, labels: &[u32], batch: usize) {
+        for (b, chunk) in labels.chunks(batch).enumerate() {
+            buffer.offer(&stream(chunk, b * batch), chunk, &[]).unwrap();
+        }
+    }
+
+    const POLICIES: [InsertionPolicy; 3] = [
+        InsertionPolicy::Upstream { candidates: 8, batch_size: 64 },
+        InsertionPolicy::Reservoir,
+        InsertionPolicy::ClassBalanced,
+    ];
+
+    /// The stored (position, label) pairs, checked against the bookkeeping.
+    fn contents(buffer: &mut RehearsalBuffer<f32>) -> Vec<(usize, u32)> {
+        let mut drawn = Drawn::default();
+        buffer.sample(usize::MAX, &mut drawn);
+        let pairs: Vec<(usize, u32)> = drawn.samples.chunks(2).map(|s| (s[0] as usize, s[1] as u32)).collect();
+        for (&(_, label), &stored) in pairs.iter().zip(&drawn.labels) {
+            assert_eq!(label, stored, "a sample lost its label");
+        }
+        let counts = buffer.class_counts();
+        for c in 0..counts.len() {
+            assert_eq!(counts[c], pairs.iter().filter(|p| p.1 == c as u32).count());
+        }
+        pairs
+    }
+
+    #[test]
+    fn no_policy_ever_exceeds_its_budget_or_mixes_up_samples() {
+        for policy in POLICIES {
+            for seed in 0..5 {
+                let mut buffer = RehearsalBuffer::new(config(50, 10, policy, seed)).unwrap();
+                let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
+                let labels: Vec<u32> = (0..3000).map(|i| if i < 1500 { rng.random_range(0..4) } else { rng.random_range(0..10) }).collect();
+                for (b, chunk) in labels.chunks(64).enumerate() {
+                    buffer.offer(&stream(chunk, b * 64), chunk, &[]).unwrap();
+                    assert!(buffer.len() <= 50, "{policy:?} exceeded its budget");
+                }
+                let pairs = contents(&mut buffer);
+                assert_eq!(pairs.len(), buffer.len());
+                let distinct: HashSet<usize> = pairs.iter().map(|p| p.0).collect();
+                assert_eq!(distinct.len(), pairs.len(), "{policy:?} stored a sample twice");
+                for (position, label) in pairs {
+                    assert_eq!(labels[position], label, "{policy:?}: slot data and label disagree");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reservoir_keeps_every_stream_item_with_equal_probability() {
+        // 20 slots, a stream of 100 items: each should be kept with probability 0.2.
+        let trials = 4000;
+        let mut kept = vec![0u32; 100];
+        for seed in 0..trials {
+            let mut buffer = RehearsalBuffer::new(config(20, 1, InsertionPolicy::Reservoir, seed)).unwrap();
+            offer_stream(&mut buffer, &[0; 100], 7);
+            for (position, _) in contents(&mut buffer) {
+                kept[position] += 1;
+            }
+        }
+        let expected = trials as f64 * 0.2;
+        let tolerance = 4.0 * (trials as f64 * 0.2 * 0.8).sqrt(); // 4 sigma
+        for (position, &k) in kept.iter().enumerate() {
+            assert!((k as f64 - expected).abs() < tolerance, "item {position} kept {k} times, expected {expected} ± {tolerance}");
+        }
+    }
+
+    #[test]
+    fn upstream_favours_recent_samples_unlike_reservoir() {
+        let trials = 400;
+        let mut early = 0;
+        for seed in 0..trials {
+            let mut buffer = RehearsalBuffer::new(config(10, 1, InsertionPolicy::Upstream { candidates: 8, batch_size: 16 }, seed)).unwrap();
+            offer_stream(&mut buffer, &[0; 200], 16);
+            early += contents(&mut buffer).iter().filter(|p| p.0 < 100).count();
+        }
+        // A reservoir keeps half its slots for the first half of the stream; upstream far fewer.
+        assert!((early as f64) < 0.2 * (trials * 10) as f64, "{early}");
+    }
+
+    #[test]
+    fn class_balanced_rebalances_as_classes_arrive_and_samples_each_class_uniformly() {
+        let mut buffer = RehearsalBuffer::new(config(100, 10, InsertionPolicy::ClassBalanced, 1)).unwrap();
+        for task in 0..5u32 {
+            let labels: Vec<u32> = (0..1000).map(|i| 2 * task + (i % 2)).collect();
+            offer_stream(&mut buffer, &labels, 64);
+            let counts = buffer.class_counts();
+            let seen: Vec<usize> = counts[..2 * (task as usize + 1)].to_vec();
+            let (min, max) = (seen.iter().min().unwrap(), seen.iter().max().unwrap());
+            assert_eq!(buffer.len(), 100);
+            assert!(max - min <= 1, "after task {task}: {counts:?}");
+        }
+        // Within a class, kept samples spread over its whole stream (not just its end).
+        let trials = 300;
+        let mut first_half = 0;
+        let mut total = 0;
+        for seed in 0..trials {
+            let mut buffer = RehearsalBuffer::new(config(10, 2, InsertionPolicy::ClassBalanced, seed)).unwrap();
+            let labels: Vec<u32> = (0..400).map(|i| i % 2).collect();
+            offer_stream(&mut buffer, &labels, 16);
+            let pairs = contents(&mut buffer);
+            total += pairs.len();
+            first_half += pairs.iter().filter(|p| p.0 < 200).count();
+        }
+        let share = first_half as f64 / total as f64;
+        assert!((share - 0.5).abs() < 0.05, "first half of the stream holds {share:.3} of the samples");
+    }
+
+    #[test]
+    fn sampling_is_without_duplicates_seeded_and_capped_by_the_content() {
+        let mut buffer = RehearsalBuffer::new(config(30, 3, InsertionPolicy::ClassBalanced, 9)).unwrap();
+        let mut drawn = Drawn::default();
+        buffer.sample(8, &mut drawn);
+        assert!(drawn.is_empty(), "an empty buffer gives nothing");
+        offer_stream(&mut buffer, &(0..20).map(|i| i % 3).collect::<Vec<_>>(), 5);
+        buffer.sample(8, &mut drawn);
+        let positions: HashSet<u32> = drawn.samples.chunks(2).map(|s| s[0] as u32).collect();
+        assert_eq!(positions.len(), 8);
+        drawn.clear();
+        buffer.sample(100, &mut drawn);
+        assert_eq!(drawn.len(), 20, "fewer stored than asked: all of them");
+        let mut again = RehearsalBuffer::new(config(30, 3, InsertionPolicy::ClassBalanced, 9)).unwrap();
+        offer_stream(&mut again, &(0..20).map(|i| i % 3).collect::<Vec<_>>(), 5);
+        let (mut a, mut b) = (Drawn::default(), Drawn::default());
+        buffer.sample(5, &mut a);
+        again.sample(8, &mut Drawn::default());
+        again.sample(100, &mut Drawn::default());
+        again.sample(5, &mut b);
+        assert_eq!(a, b, "same seed and history, same draws");
+    }
+
+    #[test]
+    fn payloads_travel_with_their_samples() {
+        let mut cfg = config(4, 2, InsertionPolicy::Reservoir, 0);
+        cfg.payload_len = 1;
+        let mut buffer = RehearsalBuffer::new(cfg).unwrap();
+        buffer.offer(&[1.0, 1.0, 2.0, 0.0], &[1, 0], &[10.0, 20.0]).unwrap();
+        let mut drawn = Drawn::default();
+        buffer.sample(2, &mut drawn);
+        for (i, sample) in drawn.samples.chunks(2).enumerate() {
+            assert_eq!(drawn.payloads[i], sample[0] * 10.0);
+        }
+    }
+
+    #[test]
+    fn bad_input_is_refused() {
+        let mut buffer = RehearsalBuffer::<f32>::new(config(4, 2, InsertionPolicy::Reservoir, 0)).unwrap();
+        assert!(matches!(buffer.offer(&[0.0; 2], &[2], &[]), Err(BufferError::Label { label: 2, .. })));
+        assert!(matches!(buffer.offer(&[0.0; 3], &[1], &[]), Err(BufferError::Shape { .. })));
+        assert_eq!(buffer.len(), 0);
+        let odd = RehearsalBuffer::<f32>::new(config(5, 2, InsertionPolicy::Upstream { candidates: 1, batch_size: 4 }, 0));
+        assert!(odd.unwrap_err().to_string().contains("multiple of the 2 classes"));
+        assert!(RehearsalBuffer::<f32>::new(config(0, 2, InsertionPolicy::Reservoir, 0)).is_err());
+    }
+}

@@ -1,0 +1,31 @@
+//! The seam between a worker and the buffers its representatives come from.
+
+use std::sync::{Arc, Mutex};
+
+use crate::{Drawn, RehearsalBuffer};
+
+/// Draws representatives from the buffers a worker reaches. The in-process implementation
+/// reaches the local buffer; the distributed one (MPI) draws uniformly over the union of
+/// every worker's buffer, fetching remote samples from their owners.
+pub trait Transport<T>: Send {
+    /// Appends up to `count` representatives, drawn uniformly without duplicates over the
+    /// reachable buffers as they are now, to `out`.
+    fn draw(&mut self, count: usize, out: &mut Drawn<T>);
+}
+
+/// The in-process transport: the worker's own buffer.
+pub struct LocalTransport<T> {
+    buffer: Arc<Mutex<RehearsalBuffer<T>>>,
+}
+
+impl<T> LocalTransport<T> {
+    pub fn new(buffer: Arc<Mutex<RehearsalBuffer<T>>>) -> Self {
+        LocalTransport { buffer }
+    }
+}
+
+impl<T: Copy + Default + Send> Transport<T> for LocalTransport<T> {
+    fn draw(&mut self, count: usize, out: &mut Drawn<T>) {
+        self.buffer.lock().expect("buffer lock poisoned").sample(count, out);
+    }
+}
