@@ -16,6 +16,9 @@ pub struct AgentConfig {
     pub name: String,
     /// Reset the weights to their initial values before each task after the first.
     pub reset_state_dict: bool,
+    /// The rehearsal buffer and pipeline, for rehearsal agents (`er`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearsal: Option<crate::rehearsal::RehearsalConfig>,
 }
 
 /// Everything that determines a run. Built once from the command line and the YAML file;
@@ -79,7 +82,7 @@ pub(crate) mod tests {
         let sgd = OptimizerSettings { optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
         RunConfig {
             model: "mnistnet".into(),
-            agent: AgentConfig { name: "base".into(), reset_state_dict: false },
+            agent: AgentConfig { name: "base".into(), reset_state_dict: false, rehearsal: None },
             dataset: "mnist".into(),
             dataset_dir: "data/mnist".into(),
             scenario: ScenarioSpec::Single,

@@ -34,6 +34,9 @@ pub struct EpochRecord {
     pub images_per_second: f64,
     /// One entry per task seen so far.
     pub eval: Vec<EvalRecord>,
+    /// The rehearsal pipeline's timing breakdown over the epoch (rehearsal agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearsal_timing: Option<dcl_buffer::StepTimings>,
 }
 
 impl EpochRecord {
@@ -62,6 +65,8 @@ pub struct RunRecord {
     pub train_seconds: f64,
     /// Seconds from the start of training to the end of the last evaluation.
     pub wall_seconds: f64,
+    /// The rehearsal buffer and its timings (rehearsal agents).
+    pub rehearsal: Option<crate::rehearsal::RehearsalReport>,
 }
 
 impl RunRecord {
@@ -102,6 +107,7 @@ impl RunRecord {
             train_images_per_second: self.train_images() as f64 / self.train_seconds,
             train_time_seconds: self.train_seconds,
             wall_time_seconds: self.wall_seconds,
+            rehearsal: self.rehearsal.clone(),
             epochs: self.epochs.clone(),
         }
     }
@@ -164,6 +170,9 @@ pub struct Summary {
     pub train_images_per_second: f64,
     pub train_time_seconds: f64,
     pub wall_time_seconds: f64,
+    /// The buffer configuration and the pipeline's timing breakdown (rehearsal agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearsal: Option<crate::rehearsal::RehearsalReport>,
     pub epochs: Vec<EpochRecord>,
 }
 
@@ -180,6 +189,7 @@ mod tests {
             train_images: 100,
             train_seconds: 0.5,
             images_per_second: 200.0,
+            rehearsal_timing: None,
             eval: top1s
                 .iter()
                 .enumerate()
@@ -196,6 +206,7 @@ mod tests {
             epochs: vec![epoch(0, 0, &[50.0]), epoch(0, 1, &[90.0]), epoch(1, 0, &[60.0, 80.0])],
             train_seconds: 1.5,
             wall_seconds: 2.0,
+            rehearsal: None,
         };
         let summary = record.summary();
         let figures = &summary.figures;

@@ -9,6 +9,7 @@ use dcl_models::ModelInput;
 use tch::{Device, Kind, Reduction, Tensor};
 
 use crate::learner::{class_mask, Learner};
+use crate::rehearsal::{Rehearsal, StepBatch};
 use crate::{EpochRecord, EvalRecord, RunConfig, RunRecord, TrainError, TrainObserver};
 
 /// Batches assembled ahead of the training step.
@@ -21,6 +22,11 @@ pub fn device() -> Device {
 
 /// Turns a host batch into (images, labels) tensors; runs on the loader thread.
 pub fn to_tensors(batch: HostBatch) -> (Tensor, Tensor) {
+    tensors_of(&batch)
+}
+
+/// The (images, labels) tensors of a host batch.
+pub fn tensors_of(batch: &HostBatch) -> (Tensor, Tensor) {
     let shape = batch.shape.map(|d| d as i64);
     let images = host_tensor(&batch.images, &shape);
     let labels = host_tensor(&batch.labels, &[batch.labels.len() as i64]);
@@ -86,6 +92,19 @@ pub fn train(
     };
     let test_source = LoaderSource { set: Arc::clone(&data.test), ..train_source.clone() };
     let masks = Masks::new(scenario, config.use_mask, data.num_classes);
+    let mut rehearsal = match &config.agent.rehearsal {
+        Some(rehearsal_config) => {
+            if scenario.task_identity == TaskIdentity::Known {
+                return Err(TrainError::Config(format!(
+                    "agent {} does not support task-incremental scenarios yet (representatives of other tasks would need their own masks)",
+                    config.agent.name
+                )));
+            }
+            let train_len = config.train_samples.map_or(data.train.len(), |n| n.min(data.train.len()));
+            Some(Rehearsal::new(rehearsal_config.clone(), data.num_classes, data.train.image_shape, train_len, config.batch_size, config.seed)?)
+        }
+        None => None,
+    };
 
     let started = Instant::now();
     let mut record = RunRecord {
@@ -100,6 +119,10 @@ pub fn train(
         learner.reset_optimizer(regime.settings_at(0))?;
         for epoch in 0..config.epochs {
             learner.apply(regime.settings_at(epoch))?;
+            let collate: Box<dyn FnMut(HostBatch) -> StepBatch + Send> = match &rehearsal {
+                Some(rehearsal) => Box::new(rehearsal.collate(task_id)),
+                None => Box::new(StepBatch::plain),
+            };
             let loader = Loader::spawn(
                 train_source.clone(),
                 task.train.clone(),
@@ -108,11 +131,12 @@ pub fn train(
                     shuffle_seed: Some(pass_seed(config.seed, task_id, epoch)),
                     prefetch: PREFETCH_BATCHES,
                 },
-                to_tensors,
+                collate,
             );
             observer.epoch_started(task_id, epoch, loader.num_batches());
             let mask = masks.train(task_id);
-            let pass = train_pass(&mut learner, loader, mask, config.log_interval, observer)?;
+            let pass = train_pass(&mut learner, loader, mask, rehearsal.as_ref(), config.log_interval, observer)?;
+            let rehearsal_timing = rehearsal.as_mut().map(Rehearsal::take_window);
             record.train_seconds += pass.seconds;
 
             observer.evaluation_started(task_id + 1);
@@ -128,12 +152,14 @@ pub fn train(
                 train_seconds: pass.seconds,
                 images_per_second: pass.totals.samples as f64 / pass.seconds,
                 eval,
+                rehearsal_timing,
             };
             observer.epoch_finished(&epoch_record);
             record.epochs.push(epoch_record);
         }
     }
     record.wall_seconds = started.elapsed().as_secs_f64();
+    record.rehearsal = rehearsal.as_ref().map(Rehearsal::report);
     Ok(record)
 }
 
@@ -232,8 +258,9 @@ fn count_top1(hits: &mut Tensor, logits: &Tensor, labels: &Tensor) -> Result<(),
 
 fn train_pass(
     learner: &mut Learner,
-    loader: Loader<(Tensor, Tensor)>,
+    mut loader: Loader<StepBatch>,
     mask: Option<&Tensor>,
+    rehearsal: Option<&Rehearsal>,
     log_interval: usize,
     observer: &mut dyn TrainObserver,
 ) -> Result<Pass, TrainError> {
@@ -242,7 +269,20 @@ fn train_pass(
     let mut loss_sum = Tensor::zeros([], (Kind::Double, device()));
     let mut hits = Tensor::zeros([], (Kind::Int64, device()));
     let mut samples = 0;
-    for (step, (images, labels)) in loader.enumerate() {
+    let mut step = 0;
+    loop {
+        let waited = Instant::now();
+        let Some(batch) = loader.next() else { break };
+        if let Some(rehearsal) = rehearsal {
+            rehearsal.add_wait(waited.elapsed());
+        }
+        let (images, labels) = match batch.representatives {
+            None => (batch.images, batch.labels),
+            Some((rep_images, rep_labels)) => (
+                Tensor::f_cat(&[batch.images, rep_images], 0)?,
+                Tensor::f_cat(&[batch.labels, rep_labels], 0)?,
+            ),
+        };
         let (images, labels) = (images.to_device(device()), labels.to_device(device()));
         let batch = labels.size()[0];
         let (loss, logits) = learner.train_step(&images, &labels, mask)?;
@@ -251,7 +291,8 @@ fn train_pass(
             count_top1(&mut hits, &logits, &labels)
         })?;
         samples += batch as usize;
-        let report = (step + 1) % log_interval == 0;
+        step += 1;
+        let report = step % log_interval == 0;
         observer.batch_finished(batch as usize, report.then(|| loss.double_value(&[])));
     }
     Ok(Pass {

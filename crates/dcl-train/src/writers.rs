@@ -95,6 +95,7 @@ mod tests {
             train_seconds: 2.0,
             images_per_second: 50.0,
             eval: evals,
+            rehearsal_timing: None,
         };
         RunRecord {
             num_tasks: 2,
@@ -102,6 +103,7 @@ mod tests {
             epochs: vec![epoch(0, vec![eval(0, 80.0)]), epoch(1, vec![eval(0, 40.0), eval(1, 90.0)])],
             train_seconds: 4.0,
             wall_seconds: 5.0,
+            rehearsal: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The options of `dcl train`: upstream's flags (also settable from a YAML section), and
 //! their resolution into the typed [`RunConfig`] that the library crates run on.
 
+mod agent;
 pub mod literal;
 mod tasksets;
 mod yaml;
@@ -9,13 +10,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use dcl_train::{AgentConfig, OptimizerKind, OptimizerSettings, Regime, RegimeEntry, RunConfig};
+use dcl_train::{OptimizerKind, OptimizerSettings, Regime, RegimeEntry, RunConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-
-/// The agents dcl runs.
-const AGENTS: &[&str] = &["base"];
 
 fn dict_flag(text: &str) -> Result<Map<String, Value>, String> {
     literal::parse_dict(text)
@@ -38,7 +36,7 @@ pub struct TrainOptions {
     /// Model-specific parameters, as a Python dict literal.
     #[arg(long, value_parser = dict_flag, default_value = "{}", hide_default_value = true)]
     pub model_config: Map<String, Value>,
-    /// Agent: base (plain fine-tuning; upstream's baselines are base with other configs).
+    /// Agent: base (fine-tuning) or er (rehearsal; upstream's nil, nil_cpp, nil_cpp_cat, nil_local).
     #[arg(long, default_value = "base")]
     pub agent: String,
     /// Agent-specific parameters: "{'reset_state_dict': True}" resets the weights before each task.
@@ -121,14 +119,6 @@ pub(crate) fn typed<T: DeserializeOwned>(map: &Map<String, Value>, what: &str) -
     })
 }
 
-/// The keys `--agent-config` accepts for the base agent.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BaseAgentConfig {
-    #[serde(default)]
-    reset_state_dict: bool,
-}
-
 /// Applies the YAML section, if any, to the command-line options.
 pub fn with_yaml(options: TrainOptions, yaml_config: Option<&Path>, section: Option<&str>) -> Result<TrainOptions> {
     let Some(path) = yaml_config else {
@@ -153,10 +143,10 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         bail!("--model-config: unknown key '{key}' ({model} takes no options)");
     }
     let dataset = dcl_data::catalog::find(&options.dataset)?;
-    if !AGENTS.contains(&options.agent.as_str()) {
-        bail!("unknown agent '{}'; valid agents: {}", options.agent, AGENTS.join(", "));
+    let (agent, notice) = agent::parse(&options.agent, &options.agent_config)?;
+    if let Some(notice) = notice {
+        eprintln!("note: {notice}");
     }
-    let agent_config: BaseAgentConfig = typed(&options.agent_config, "--agent-config")?;
     let (scenario, concatenate_tasksets) = tasksets::parse(&options.tasksets_config)?;
     if let Some(path) = &options.load_checkpoint {
         bail!("--load-checkpoint {}: checkpoints are not available yet (roadmap: checkpoint/resume)", path.display());
@@ -187,7 +177,7 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
     let config = RunConfig {
         results_dir: options.results_dir.unwrap_or_else(|| results_dir(&model, dataset.name)),
         dataset_dir: options.dataset_dir.join(dataset.name),
-        agent: AgentConfig { name: options.agent, reset_state_dict: agent_config.reset_state_dict },
+        agent,
         dataset: dataset.name.to_owned(),
         model,
         scenario,
@@ -244,7 +234,7 @@ mod tests {
     fn bad_options_are_named() {
         let err = |args: &[&str]| resolved(args).unwrap_err().to_string();
         assert!(err(&[]).starts_with("--model is required"));
-        assert_eq!(err(&["--model", "mnistnet", "--agent", "gem"]), "unknown agent 'gem'; valid agents: base");
+        assert!(err(&["--model", "mnistnet", "--agent", "gem"]).starts_with("unknown agent 'gem'; valid agents: base, er"));
         assert!(err(&["--model", "mnistnet", "--agent-config", "{'reset': True}"]).starts_with("--agent-config: unknown field `reset`"));
         assert_eq!(err(&["--model", "mnistnet", "--model-config", "{'lr_min': 1e-6}"]), "--model-config: unknown key 'lr_min' (mnistnet takes no options)");
         assert!(err(&["--model", "mnistnet", "--load-checkpoint", "x.pt"]).contains("not available yet"));

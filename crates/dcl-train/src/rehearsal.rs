@@ -1,0 +1,263 @@
+//! Rehearsal (agent `er`, upstream's `nil` family): every training minibatch of fresh
+//! samples is augmented with representatives drawn from the rehearsal buffer, and the
+//! fresh samples are then offered to the buffer.
+//!
+//! The work runs on the loader's background thread, in the order of the stream: draw the
+//! representatives (from the buffer as it is before the batch is offered), assemble, offer
+//! the fresh samples. The training step never waits for it unless the step is faster than
+//! the pipeline, and every fresh batch is trained in its own step.
+//!
+//! Pipeline modes, as upstream's:
+//! - `standard`: the background thread assembles the whole augmented minibatch (fresh and
+//!   representatives in one tensor). Upstream's version also trained fresh samples one step
+//!   late, an artefact of its synchronous data loader that dcl's asynchronous loader does
+//!   not need.
+//! - `flyweight` (upstream's `cat` variant): only the representatives come from the
+//!   background; the training thread concatenates them to the fresh batch.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, LocalTransport, RehearsalBuffer, StepTimings, TimingStage, Transport};
+use dcl_data::HostBatch;
+use serde::{Deserialize, Serialize};
+use tch::Tensor;
+
+use crate::trainer::host_tensor;
+use crate::TrainError;
+
+/// How the buffer's budget is given.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BufferSize {
+    /// Percent of the training set, split evenly over classes and workers (upstream's
+    /// `rehearsal_ratio`).
+    Ratio(f64),
+    /// Slots per class per worker (upstream's `rehearsal_size`).
+    PerClass(usize),
+    /// Samples in all, over all workers.
+    Total(usize),
+}
+
+/// The insertion policies by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyName {
+    Upstream,
+    Reservoir,
+    ClassBalanced,
+}
+
+/// Where the augmented minibatch is assembled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineMode {
+    Standard,
+    Flyweight,
+}
+
+/// The configuration of rehearsal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RehearsalConfig {
+    pub size: BufferSize,
+    pub policy: PolicyName,
+    /// C of the upstream policy.
+    pub num_candidates: usize,
+    /// R: representatives per minibatch.
+    pub num_representatives: usize,
+    pub mode: PipelineMode,
+    /// The first task (from 0) whose minibatches are augmented.
+    pub start_task: usize,
+    /// Draw over every worker's buffer (data-parallel runs) rather than the local one.
+    pub global_sampling: bool,
+}
+
+/// The resolved buffer of a run, as reported in `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RehearsalReport {
+    #[serde(flatten)]
+    pub config: RehearsalConfig,
+    /// Slots in all (this worker).
+    pub capacity: usize,
+    pub per_class: usize,
+    /// Samples stored per class at the end of the run.
+    pub final_class_counts: Vec<usize>,
+    /// The timing breakdown over the whole run.
+    pub timing: StepTimings,
+    /// Its mean per step, in milliseconds.
+    pub timing_ms_per_step: std::collections::BTreeMap<String, f64>,
+}
+
+/// A training minibatch: fresh samples and, in flyweight mode, representatives apart.
+pub struct StepBatch {
+    pub images: Tensor,
+    pub labels: Tensor,
+    pub representatives: Option<(Tensor, Tensor)>,
+}
+
+impl StepBatch {
+    /// A minibatch without representatives.
+    pub fn plain(batch: HostBatch) -> Self {
+        let (images, labels) = crate::trainer::tensors_of(&batch);
+        StepBatch { images, labels, representatives: None }
+    }
+}
+
+/// The rehearsal state of a run: the buffer and the timings of the current window.
+pub struct Rehearsal {
+    config: RehearsalConfig,
+    buffer: Arc<Mutex<RehearsalBuffer<f32>>>,
+    timings: Arc<Mutex<StepTimings>>,
+    total: StepTimings,
+    per_class: usize,
+    image_shape: [usize; 3],
+}
+
+impl Rehearsal {
+    /// A buffer sized for `train_len` training samples of `num_classes` classes.
+    pub fn new(
+        config: RehearsalConfig,
+        num_classes: usize,
+        image_shape: [usize; 3],
+        train_len: usize,
+        batch_size: usize,
+        seed: u64,
+    ) -> Result<Self, TrainError> {
+        let workers = 1;
+        let per_class = match config.size {
+            BufferSize::Ratio(percent) => (train_len as f64 * percent / 100.0 / num_classes as f64 / workers as f64) as usize,
+            BufferSize::PerClass(n) => n,
+            BufferSize::Total(n) => n / num_classes / workers,
+        };
+        if per_class == 0 {
+            return Err(TrainError::Config(format!(
+                "--agent-config: the rehearsal buffer ({:?}) leaves no slot per class ({num_classes} classes, {workers} worker(s))",
+                config.size
+            )));
+        }
+        let policy = match config.policy {
+            PolicyName::Upstream => InsertionPolicy::Upstream { candidates: config.num_candidates, batch_size },
+            PolicyName::Reservoir => InsertionPolicy::Reservoir,
+            PolicyName::ClassBalanced => InsertionPolicy::ClassBalanced,
+        };
+        let buffer = RehearsalBuffer::new(BufferConfig {
+            capacity: per_class * num_classes,
+            num_classes,
+            sample_len: image_shape.iter().product(),
+            payload_len: 0,
+            policy,
+            seed: seed ^ 0x5245_4845_4152_5345,
+        })
+        .map_err(|e| TrainError::Config(format!("--agent-config: {e}")))?;
+        Ok(Rehearsal {
+            config,
+            buffer: Arc::new(Mutex::new(buffer)),
+            timings: Arc::default(),
+            total: StepTimings::default(),
+            per_class,
+            image_shape,
+        })
+    }
+
+    /// The collate function of a training pass over task `task`: runs on the loader thread.
+    pub fn collate(&self, task: usize) -> impl FnMut(HostBatch) -> StepBatch + Send + 'static {
+        let buffer = Arc::clone(&self.buffer);
+        let mut transport = LocalTransport::new(Arc::clone(&buffer));
+        let timings = Arc::clone(&self.timings);
+        let count = if task >= self.config.start_task { self.config.num_representatives } else { 0 };
+        let mode = self.config.mode;
+        let [c, h, w] = self.image_shape;
+        let mut drawn = Drawn::default();
+        move |fresh: HostBatch| {
+            let mut clock = Stopwatch::new();
+            drawn.clear();
+            transport.draw(count, &mut drawn);
+            clock.lap(TimingStage::Sample);
+            let reps = drawn.len();
+            let rep_labels: Vec<i64> = drawn.labels.iter().map(|&l| l as i64).collect();
+            let batch = match mode {
+                PipelineMode::Standard => {
+                    let n = fresh.labels.len() + reps;
+                    let mut images = Vec::with_capacity(n * c * h * w);
+                    images.extend_from_slice(&fresh.images);
+                    let mut labels = fresh.labels.clone();
+                    clock.lap(TimingStage::BatchCopy);
+                    images.extend_from_slice(&drawn.samples);
+                    labels.extend_from_slice(&rep_labels);
+                    let shape = [n as i64, c as i64, h as i64, w as i64];
+                    let batch = StepBatch {
+                        images: host_tensor(&images, &shape),
+                        labels: host_tensor(&labels, &[n as i64]),
+                        representatives: None,
+                    };
+                    clock.lap(TimingStage::RepresentativesCopy);
+                    batch
+                }
+                PipelineMode::Flyweight => {
+                    let representatives = (reps > 0).then(|| {
+                        let shape = [reps as i64, c as i64, h as i64, w as i64];
+                        (host_tensor(&drawn.samples, &shape), host_tensor(&rep_labels, &[reps as i64]))
+                    });
+                    clock.lap(TimingStage::RepresentativesCopy);
+                    let (images, labels) = crate::trainer::tensors_of(&fresh);
+                    clock.lap(TimingStage::BatchCopy);
+                    StepBatch { images, labels, representatives }
+                }
+            };
+            let labels: Vec<u32> = fresh.labels.iter().map(|&l| l as u32).collect();
+            buffer
+                .lock()
+                .expect("buffer lock poisoned")
+                .offer(&fresh.images, &labels, &[])
+                .expect("the loader's samples fit the buffer");
+            clock.lap(TimingStage::BufferUpdate);
+            let mut shared = timings.lock().expect("timing lock poisoned");
+            shared.merge(&clock.timings);
+            shared.steps += 1;
+            batch
+        }
+    }
+
+    /// Adds the training thread's wait for a minibatch to the current window.
+    pub fn add_wait(&self, elapsed: std::time::Duration) {
+        self.timings.lock().expect("timing lock poisoned").add(TimingStage::Wait, elapsed);
+    }
+
+    /// Closes the current timing window (a pass) and returns it.
+    pub fn take_window(&mut self) -> StepTimings {
+        let window = std::mem::take(&mut *self.timings.lock().expect("timing lock poisoned"));
+        self.total.merge(&window);
+        window
+    }
+
+    /// The report of the run so far.
+    pub fn report(&self) -> RehearsalReport {
+        let buffer = self.buffer.lock().expect("buffer lock poisoned");
+        RehearsalReport {
+            config: self.config.clone(),
+            capacity: buffer.config().capacity,
+            per_class: self.per_class,
+            final_class_counts: buffer.class_counts(),
+            timing: self.total,
+            timing_ms_per_step: self.total.per_step_ms().iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        }
+    }
+}
+
+/// Measures consecutive stages.
+struct Stopwatch {
+    last: Instant,
+    timings: StepTimings,
+}
+
+impl Stopwatch {
+    fn new() -> Self {
+        Stopwatch { last: Instant::now(), timings: StepTimings::default() }
+    }
+
+    fn lap(&mut self, stage: TimingStage) {
+        let now = Instant::now();
+        self.timings.add(stage, now - self.last);
+        self.last = now;
+    }
+}

@@ -1,0 +1,166 @@
+//! `--agent` and `--agent-config`: the agent and its typed configuration.
+
+use anyhow::{bail, Result};
+use dcl_train::{AgentConfig, BufferSize, PipelineMode, PolicyName, RehearsalConfig};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::typed;
+
+/// The agents and upstream's names for them.
+pub const AGENTS: &str = "base, er (aliases: nil, nil_cpp, nil_cpp_cat, nil_local)";
+
+/// The keys `--agent-config` accepts for the base agent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaseConfig {
+    #[serde(default)]
+    reset_state_dict: bool,
+}
+
+/// The keys `--agent-config` accepts for rehearsal agents.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ErConfig {
+    #[serde(default)]
+    reset_state_dict: bool,
+    rehearsal_ratio: Option<f64>,
+    rehearsal_size: Option<usize>,
+    buffer_size: Option<usize>,
+    #[serde(default = "defaults::num_candidates")]
+    num_candidates: usize,
+    #[serde(default = "defaults::num_representatives")]
+    num_representatives: usize,
+    #[serde(default = "defaults::policy")]
+    policy: PolicyName,
+    mode: Option<PipelineMode>,
+    #[serde(default)]
+    start_task: usize,
+    global_sampling: Option<bool>,
+}
+
+/// dcl's defaults for rehearsal (see the README for why).
+mod defaults {
+    use dcl_train::PolicyName;
+
+    pub fn num_candidates() -> usize {
+        8
+    }
+    pub fn num_representatives() -> usize {
+        8
+    }
+    pub fn policy() -> PolicyName {
+        PolicyName::ClassBalanced
+    }
+    /// Upstream's `rehearsal_ratio` default, in percent.
+    pub const REHEARSAL_RATIO: f64 = 30.0;
+}
+
+/// An upstream agent name: the agent it maps to and what it fixes.
+struct Alias {
+    name: &'static str,
+    mode: Option<PipelineMode>,
+    global_sampling: Option<bool>,
+    notice: &'static str,
+}
+
+const ALIASES: &[Alias] = &[
+    Alias { name: "er", mode: None, global_sampling: None, notice: "" },
+    Alias { name: "nil", mode: Some(PipelineMode::Standard), global_sampling: Some(true), notice: "upstream's nil (global sampling in Python) runs as er with the standard pipeline" },
+    Alias { name: "nil_cpp", mode: Some(PipelineMode::Standard), global_sampling: Some(true), notice: "upstream's nil_cpp runs as er with the standard pipeline" },
+    Alias { name: "nil_cpp_cat", mode: Some(PipelineMode::Flyweight), global_sampling: Some(true), notice: "upstream's nil_cpp_cat runs as er with the flyweight pipeline" },
+    Alias { name: "nil_local", mode: Some(PipelineMode::Standard), global_sampling: Some(false), notice: "upstream's nil_local runs as er with local sampling (global_sampling: False)" },
+];
+
+/// Resolves `--agent NAME --agent-config DICT`; returns the configuration and a notice to
+/// show when an upstream alias was used.
+pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Option<&'static str>)> {
+    if name == "base" {
+        let config: BaseConfig = typed(map, "--agent-config")?;
+        return Ok((AgentConfig { name: "base".into(), reset_state_dict: config.reset_state_dict, rehearsal: None }, None));
+    }
+    let Some(alias) = ALIASES.iter().find(|a| a.name == name) else {
+        bail!("unknown agent '{name}'; valid agents: {AGENTS}");
+    };
+    let config: ErConfig = typed(map, "--agent-config")?;
+    let size = match (config.rehearsal_ratio, config.rehearsal_size, config.buffer_size) {
+        (None, None, None) => BufferSize::Ratio(defaults::REHEARSAL_RATIO),
+        (Some(ratio), None, None) => {
+            if !(ratio > 0.0 && ratio <= 100.0) {
+                bail!("--agent-config: 'rehearsal_ratio' must be a percentage in (0, 100], not {ratio}");
+            }
+            BufferSize::Ratio(ratio)
+        }
+        (None, Some(n), None) => BufferSize::PerClass(n),
+        (None, None, Some(n)) => BufferSize::Total(n),
+        _ => bail!("--agent-config: give one of 'rehearsal_ratio', 'rehearsal_size' and 'buffer_size'"),
+    };
+    if let (Some(given), Some(fixed)) = (config.mode, alias.mode) {
+        if given != fixed {
+            bail!("--agent-config: 'mode' {given:?} contradicts agent {name}, which is mode {fixed:?}");
+        }
+    }
+    if let (Some(given), Some(fixed)) = (config.global_sampling, alias.global_sampling) {
+        if given != fixed {
+            bail!("--agent-config: 'global_sampling' {given} contradicts agent {name}");
+        }
+    }
+    if config.num_representatives == 0 {
+        bail!("--agent-config: 'num_representatives' must be at least 1");
+    }
+    let rehearsal = RehearsalConfig {
+        size,
+        policy: config.policy,
+        num_candidates: config.num_candidates,
+        num_representatives: config.num_representatives,
+        mode: config.mode.or(alias.mode).unwrap_or(PipelineMode::Standard),
+        start_task: config.start_task,
+        global_sampling: config.global_sampling.or(alias.global_sampling).unwrap_or(true),
+    };
+    let notice = (!alias.notice.is_empty()).then_some(alias.notice);
+    Ok((AgentConfig { name: "er".into(), reset_state_dict: config.reset_state_dict, rehearsal: Some(rehearsal) }, notice))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::literal::parse_dict;
+
+    fn read(name: &str, text: &str) -> Result<(AgentConfig, Option<&'static str>)> {
+        parse(name, &parse_dict(text).unwrap())
+    }
+
+    #[test]
+    fn er_takes_the_upstream_keys_with_dcl_defaults() {
+        let (agent, notice) = read("er", "{'buffer_size': 500, 'num_representatives': 64, 'policy': 'reservoir', 'mode': 'flyweight'}").unwrap();
+        assert!(notice.is_none());
+        let r = agent.rehearsal.unwrap();
+        assert_eq!(r.size, BufferSize::Total(500));
+        assert_eq!((r.num_representatives, r.policy, r.mode), (64, PolicyName::Reservoir, PipelineMode::Flyweight));
+        let (agent, _) = read("er", "{}").unwrap();
+        let r = agent.rehearsal.unwrap();
+        assert_eq!((r.size, r.num_candidates, r.policy), (BufferSize::Ratio(30.0), 8, PolicyName::ClassBalanced));
+    }
+
+    #[test]
+    fn upstream_aliases_map_to_modes_with_a_notice() {
+        let (agent, notice) = read("nil_cpp_cat", "{'rehearsal_ratio': 100}").unwrap();
+        assert_eq!(agent.name, "er");
+        assert_eq!(agent.rehearsal.as_ref().unwrap().mode, PipelineMode::Flyweight);
+        assert!(notice.unwrap().contains("flyweight"));
+        let (agent, _) = read("nil_local", "{}").unwrap();
+        assert!(!agent.rehearsal.unwrap().global_sampling);
+        assert!(read("nil_local", "{'global_sampling': True}").unwrap_err().to_string().contains("contradicts"));
+    }
+
+    #[test]
+    fn bad_rehearsal_settings_are_named() {
+        let err = |name: &str, text: &str| read(name, text).unwrap_err().to_string();
+        assert!(err("er", "{'buffer_size': 5, 'rehearsal_size': 2}").contains("give one of"));
+        assert!(err("er", "{'policy': 'fifo'}").contains("'policy': unknown variant `fifo`"));
+        assert!(err("er", "{'rehearsal_ratio': 0}").contains("percentage"));
+        assert!(err("er", "{'candidates': 3}").contains("unknown field `candidates`"));
+        assert_eq!(err("gem", "{}"), format!("unknown agent 'gem'; valid agents: {AGENTS}"));
+        assert!(err("base", "{'buffer_size': 10}").contains("unknown field `buffer_size`"));
+    }
+}
