@@ -80,6 +80,10 @@ pub struct RehearsalBuffer<T> {
     payloads: Vec<f32>,
     /// Label of each occupied slot.
     labels: Vec<u32>,
+    /// The era (task) in which each occupied slot was last written.
+    eras: Vec<u32>,
+    /// The era of the samples offered now.
+    era: u32,
     /// The occupied slots, in the order they were first filled.
     occupied: Vec<u32>,
     /// The slots of each class, and each slot's position in its class's list.
@@ -117,6 +121,8 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
             samples: vec![T::default(); config.capacity * config.sample_len],
             payloads: vec![0.0; config.capacity * config.payload_len],
             labels: vec![0; config.capacity],
+            eras: vec![0; config.capacity],
+            era: 0,
             occupied: Vec::with_capacity(config.capacity),
             by_class: vec![Vec::new(); config.num_classes],
             position: vec![0; config.capacity],
@@ -152,6 +158,12 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
         self.seen
     }
 
+    /// Starts era `era` (a task): samples offered from now on are tagged with it, so that
+    /// draws can be restricted to earlier eras.
+    pub fn begin_era(&mut self, era: u32) {
+        self.era = era;
+    }
+
     /// Offers a batch of samples (`labels.len()` samples of `sample_len` values, and as
     /// many payloads when the buffer keeps them); the policy decides which are kept.
     pub fn offer(&mut self, samples: &[T], labels: &[u32], payloads: &[f32]) -> Result<(), BufferError> {
@@ -181,6 +193,7 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
             };
             self.assign(slot, label);
             let s = slot as usize;
+            self.eras[s] = self.era;
             self.samples[s * len..(s + 1) * len].copy_from_slice(&samples[i * len..(i + 1) * len]);
             self.payloads[s * plen..(s + 1) * plen].copy_from_slice(&payloads[i * plen..(i + 1) * plen]);
         }
@@ -193,6 +206,15 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
         let chosen = index::sample(&mut self.rng, self.occupied.len(), count.min(self.occupied.len()));
         for i in chosen {
             self.copy_slot(self.occupied[i] as usize, out);
+        }
+    }
+
+    /// As [`RehearsalBuffer::sample`], among the samples written before era `era` only.
+    pub fn sample_before(&mut self, era: u32, count: usize, out: &mut Drawn<T>) {
+        let eligible: Vec<u32> = self.occupied.iter().copied().filter(|&s| self.eras[s as usize] < era).collect();
+        let chosen = index::sample(&mut self.rng, eligible.len(), count.min(eligible.len()));
+        for i in chosen {
+            self.copy_slot(eligible[i] as usize, out);
         }
     }
 
@@ -424,6 +446,24 @@ mod tests {
         again.sample(100, &mut Drawn::default());
         again.sample(5, &mut b);
         assert_eq!(a, b, "same seed and history, same draws");
+    }
+
+    #[test]
+    fn draws_can_be_restricted_to_earlier_eras() {
+        let mut buffer = RehearsalBuffer::new(config(100, 2, InsertionPolicy::ClassBalanced, 3)).unwrap();
+        offer_stream(&mut buffer, &[0; 30], 10);
+        buffer.begin_era(1);
+        let mut drawn = Drawn::default();
+        buffer.sample_before(1, 100, &mut drawn);
+        assert_eq!(drawn.len(), 30);
+        buffer.offer(&stream(&[1; 20], 30), &[1; 20], &[]).unwrap();
+        drawn.clear();
+        buffer.sample_before(1, 100, &mut drawn);
+        assert_eq!(drawn.len(), 30, "samples of the current era are not drawn");
+        assert!(drawn.labels.iter().all(|&l| l == 0));
+        drawn.clear();
+        buffer.sample(100, &mut drawn);
+        assert_eq!(drawn.len(), 50);
     }
 
     #[test]

@@ -9,8 +9,9 @@ use crate::{Drawn, RehearsalBuffer};
 /// every worker's buffer, fetching remote samples from their owners.
 pub trait Transport<T>: Send {
     /// Appends up to `count` representatives, drawn uniformly without duplicates over the
-    /// reachable buffers as they are now, to `out`.
-    fn draw(&mut self, count: usize, out: &mut Drawn<T>);
+    /// reachable buffers as they are now, to `out`; with `before_era`, only among samples
+    /// written before that era.
+    fn draw(&mut self, count: usize, before_era: Option<u32>, out: &mut Drawn<T>);
 }
 
 /// The in-process transport: the worker's own buffer.
@@ -25,7 +26,11 @@ impl<T> LocalTransport<T> {
 }
 
 impl<T: Copy + Default + Send> Transport<T> for LocalTransport<T> {
-    fn draw(&mut self, count: usize, out: &mut Drawn<T>) {
-        self.buffer.lock().expect("buffer lock poisoned").sample(count, out);
+    fn draw(&mut self, count: usize, before_era: Option<u32>, out: &mut Drawn<T>) {
+        let mut buffer = self.buffer.lock().expect("buffer lock poisoned");
+        match before_era {
+            Some(era) => buffer.sample_before(era, count, out),
+            None => buffer.sample(count, out),
+        }
     }
 }

@@ -17,7 +17,7 @@ pub use error::TrainError;
 pub use learner::Learner;
 pub use metrics::{EpochRecord, EvalRecord, Figures, RunRecord, Summary};
 pub use regime::{OptimizerKind, OptimizerSettings, Regime, RegimeEntry};
-pub use rehearsal::{BufferSize, PipelineMode, PolicyName, RehearsalConfig};
+pub use rehearsal::{BufferSize, PipelineMode, PolicyName, RehearsalConfig, ReplaySource};
 pub use observer::TrainObserver;
 pub use results::RunDir;
 pub use trainer::train;

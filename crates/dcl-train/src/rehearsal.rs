@@ -70,6 +70,18 @@ pub struct RehearsalConfig {
     pub start_task: usize,
     /// Draw over every worker's buffer (data-parallel runs) rather than the local one.
     pub global_sampling: bool,
+    /// Which stored samples representatives are drawn from.
+    pub replay: ReplaySource,
+}
+
+/// Which stored samples representatives are drawn from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplaySource {
+    /// Everything stored, the current task's samples included (upstream).
+    All,
+    /// Samples of earlier tasks only: every representative rehearses the past.
+    PastTasks,
 }
 
 /// The resolved buffer of a run, as reported in `summary.json`.
@@ -166,12 +178,17 @@ impl Rehearsal {
         let timings = Arc::clone(&self.timings);
         let count = if task >= self.config.start_task { self.config.num_representatives } else { 0 };
         let mode = self.config.mode;
+        let before_era = match self.config.replay {
+            ReplaySource::All => None,
+            ReplaySource::PastTasks => Some(task as u32),
+        };
+        buffer.lock().expect("buffer lock poisoned").begin_era(task as u32);
         let [c, h, w] = self.image_shape;
         let mut drawn = Drawn::default();
         move |fresh: HostBatch| {
             let mut clock = Stopwatch::new();
             drawn.clear();
-            transport.draw(count, &mut drawn);
+            transport.draw(count, before_era, &mut drawn);
             clock.lap(TimingStage::Sample);
             let reps = drawn.len();
             let rep_labels: Vec<i64> = drawn.labels.iter().map(|&l| l as i64).collect();

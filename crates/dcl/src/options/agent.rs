@@ -1,7 +1,7 @@
 //! `--agent` and `--agent-config`: the agent and its typed configuration.
 
 use anyhow::{bail, Result};
-use dcl_train::{AgentConfig, BufferSize, PipelineMode, PolicyName, RehearsalConfig};
+use dcl_train::{AgentConfig, BufferSize, PipelineMode, PolicyName, RehearsalConfig, ReplaySource};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -37,6 +37,8 @@ struct ErConfig {
     #[serde(default)]
     start_task: usize,
     global_sampling: Option<bool>,
+    #[serde(default = "defaults::replay")]
+    replay: ReplaySource,
 }
 
 /// dcl's defaults for rehearsal (see the README for why).
@@ -51,6 +53,12 @@ mod defaults {
     }
     pub fn policy() -> PolicyName {
         PolicyName::ClassBalanced
+    }
+    /// Representatives from earlier tasks only: on Split-MNIST (buffer 500, R 64) online
+    /// replay drawing from everything stored averaged 87.3 % over seeds 0-2 (79.4 at worst);
+    /// drawing from the past only, 92.9 ± 0.4 %. See the README.
+    pub fn replay() -> dcl_train::ReplaySource {
+        dcl_train::ReplaySource::PastTasks
     }
     /// Upstream's `rehearsal_ratio` default, in percent.
     pub const REHEARSAL_RATIO: f64 = 30.0;
@@ -116,6 +124,7 @@ pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Optio
         mode: config.mode.or(alias.mode).unwrap_or(PipelineMode::Standard),
         start_task: config.start_task,
         global_sampling: config.global_sampling.or(alias.global_sampling).unwrap_or(true),
+        replay: config.replay,
     };
     let notice = (!alias.notice.is_empty()).then_some(alias.notice);
     Ok((AgentConfig { name: "er".into(), reset_state_dict: config.reset_state_dict, rehearsal: Some(rehearsal) }, notice))
@@ -140,6 +149,7 @@ mod tests {
         let (agent, _) = read("er", "{}").unwrap();
         let r = agent.rehearsal.unwrap();
         assert_eq!((r.size, r.num_candidates, r.policy), (BufferSize::Ratio(30.0), 8, PolicyName::ClassBalanced));
+        assert_eq!(r.replay, ReplaySource::PastTasks);
     }
 
     #[test]
