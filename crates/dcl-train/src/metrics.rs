@@ -27,10 +27,13 @@ pub struct EpochRecord {
     pub task: usize,
     pub epoch: usize,
     pub train_loss: f64,
-    /// Top-1 accuracy on the training batches, in percent (with dropout active).
+    /// Top-1 accuracy on the training batches (representatives included), in percent,
+    /// with dropout active.
     pub train_top1: f64,
+    /// The task's own training images of the epoch (representatives not counted).
     pub train_images: usize,
     pub train_seconds: f64,
+    /// `train_images / train_seconds`.
     pub images_per_second: f64,
     /// One entry per task seen so far.
     pub eval: Vec<EvalRecord>,

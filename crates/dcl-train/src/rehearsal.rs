@@ -102,8 +102,12 @@ pub struct RehearsalReport {
 
 /// A training minibatch: fresh samples and, in flyweight mode, representatives apart.
 pub struct StepBatch {
+    /// The fresh samples, followed by the representatives in standard mode.
     pub images: Tensor,
     pub labels: Tensor,
+    /// The number of fresh samples.
+    pub fresh: usize,
+    /// The representatives, in flyweight mode.
     pub representatives: Option<(Tensor, Tensor)>,
 }
 
@@ -111,7 +115,7 @@ impl StepBatch {
     /// A minibatch without representatives.
     pub fn plain(batch: HostBatch) -> Self {
         let (images, labels) = crate::trainer::tensors_of(&batch);
-        StepBatch { images, labels, representatives: None }
+        StepBatch { images, labels, fresh: batch.labels.len(), representatives: None }
     }
 }
 
@@ -205,6 +209,7 @@ impl Rehearsal {
                     let batch = StepBatch {
                         images: host_tensor(&images, &shape),
                         labels: host_tensor(&labels, &[n as i64]),
+                        fresh: fresh.labels.len(),
                         representatives: None,
                     };
                     clock.lap(TimingStage::RepresentativesCopy);
@@ -218,7 +223,7 @@ impl Rehearsal {
                     clock.lap(TimingStage::RepresentativesCopy);
                     let (images, labels) = crate::trainer::tensors_of(&fresh);
                     clock.lap(TimingStage::BatchCopy);
-                    StepBatch { images, labels, representatives }
+                    StepBatch { images, labels, fresh: fresh.labels.len(), representatives }
                 }
             };
             let labels: Vec<u32> = fresh.labels.iter().map(|&l| l as u32).collect();
@@ -276,5 +281,160 @@ impl Stopwatch {
         let now = Instant::now();
         self.timings.add(stage, now - self.last);
         self.last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use dcl_data::{ImageSet, Loader, LoaderConfig, LoaderSource, Normalization, SampleRef, View};
+
+    use super::*;
+
+    /// 200 images of two pixels: (label, sample index); labels 0..10, 20 per class.
+    fn tagged_set() -> LoaderSource {
+        let labels: Vec<u8> = (0..200).map(|i| (i % 10) as u8).collect();
+        let images = (0..200).flat_map(|i| [(i % 10) as u8, i as u8]).collect();
+        LoaderSource {
+            set: Arc::new(ImageSet { images, labels, image_shape: [1, 1, 2] }),
+            views: Arc::new(vec![View::Identity]),
+            // Values come out as the bytes themselves.
+            normalization: Normalization { mean: 0.0, std: 1.0 / 255.0 },
+        }
+    }
+
+    fn config(mode: PipelineMode, replay: ReplaySource) -> RehearsalConfig {
+        RehearsalConfig {
+            size: BufferSize::Total(40),
+            policy: PolicyName::ClassBalanced,
+            num_candidates: 8,
+            num_representatives: 6,
+            mode,
+            start_task: 0,
+            global_sampling: true,
+            replay,
+        }
+    }
+
+    /// (label pixel, index pixel, label) of every sample of a step, fresh ones first.
+    fn samples_of(batch: &StepBatch) -> (Vec<(i64, i64, i64)>, usize) {
+        let decode = |images: &Tensor, labels: &Tensor| -> Vec<(i64, i64, i64)> {
+            let values = Vec::<f32>::try_from(images.flatten(0, -1)).unwrap();
+            let labels = Vec::<i64>::try_from(labels).unwrap();
+            values.chunks(2).zip(labels).map(|(px, l)| (px[0].round() as i64, px[1].round() as i64, l)).collect()
+        };
+        let mut all = decode(&batch.images, &batch.labels);
+        if let Some((images, labels)) = &batch.representatives {
+            all.extend(decode(images, labels));
+        }
+        (all, batch.fresh)
+    }
+
+    /// Runs tasks of classes {0..5} then {5..10} through the pipeline; returns per step the
+    /// decoded samples, the fresh count and the task.
+    fn run(mode: PipelineMode, replay: ReplaySource, batch_size: usize) -> Vec<(Vec<(i64, i64, i64)>, usize, usize)> {
+        let source = tagged_set();
+        let rehearsal = Rehearsal::new(config(mode, replay), 10, [1, 1, 2], 200, batch_size, 7).unwrap();
+        let mut steps = Vec::new();
+        for task in 0..2 {
+            let samples: Vec<SampleRef> = (0..200u32)
+                .filter(|i| (i % 10 < 5) == (task == 0))
+                .map(|index| SampleRef { index, view: 0 })
+                .collect();
+            let loader_config = LoaderConfig { batch_size, shuffle_seed: Some(task as u64), prefetch: 2 };
+            for batch in Loader::spawn(source.clone(), samples, loader_config, rehearsal.collate(task)) {
+                let (decoded, fresh) = samples_of(&batch);
+                steps.push((decoded, fresh, task));
+            }
+        }
+        steps
+    }
+
+    const MODES: [PipelineMode; 2] = [PipelineMode::Standard, PipelineMode::Flyweight];
+
+    #[test]
+    fn the_pipeline_never_mixes_samples_labels_or_batches() {
+        for mode in MODES {
+            for replay in [ReplaySource::All, ReplaySource::PastTasks] {
+                let steps = run(mode, replay, 8);
+                assert!(steps.iter().any(|(s, fresh, _)| s.len() > *fresh), "no representatives at all");
+                for (samples, fresh, _) in &steps {
+                    for &(label_pixel, index_pixel, label) in samples {
+                        assert_eq!(label_pixel, label, "{mode:?}: pixels and label disagree");
+                        assert_eq!(index_pixel % 10, label, "{mode:?}: a sample was torn");
+                    }
+                    let fresh_ids: HashSet<i64> = samples[..*fresh].iter().map(|s| s.1).collect();
+                    let rep_ids: HashSet<i64> = samples[*fresh..].iter().map(|s| s.1).collect();
+                    assert_eq!(rep_ids.len(), samples.len() - fresh, "duplicate representatives");
+                    assert!(fresh_ids.is_disjoint(&rep_ids), "a representative came from its own batch");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fresh_samples_train_in_their_own_step_in_both_modes() {
+        let plain: Vec<Vec<i64>> = {
+            let samples: Vec<SampleRef> = (0..200u32).filter(|i| i % 10 < 5).map(|index| SampleRef { index, view: 0 }).collect();
+            let config = LoaderConfig { batch_size: 8, shuffle_seed: Some(0), prefetch: 2 };
+            Loader::spawn(tagged_set(), samples, config, StepBatch::plain)
+                .map(|b| samples_of(&b).0.iter().map(|s| s.1).collect())
+                .collect()
+        };
+        for mode in MODES {
+            let steps = run(mode, ReplaySource::All, 8);
+            let fresh: Vec<Vec<i64>> = steps.iter().filter(|s| s.2 == 0).map(|(s, f, _)| s[..*f].iter().map(|x| x.1).collect()).collect();
+            assert_eq!(fresh, plain, "{mode:?}: fresh samples are not those of the step's own loader batch");
+        }
+    }
+
+    #[test]
+    fn past_task_replay_draws_only_earlier_tasks_and_starts_with_the_second_task() {
+        let steps = run(PipelineMode::Standard, ReplaySource::PastTasks, 8);
+        for (samples, fresh, task) in &steps {
+            let reps = &samples[*fresh..];
+            if *task == 0 {
+                assert!(reps.is_empty(), "representatives during the first task");
+            } else {
+                assert_eq!(reps.len(), 6);
+                assert!(reps.iter().all(|s| s.2 < 5), "a representative of the current task");
+            }
+        }
+        let all = run(PipelineMode::Standard, ReplaySource::All, 8);
+        assert!(all.iter().filter(|s| s.2 == 1).any(|(s, f, _)| s[*f..].iter().any(|x| x.2 >= 5)), "replay 'all' draws the current task too");
+        assert!(all.first().is_some_and(|(s, f, _)| s.len() == *f), "the very first step has nothing to draw from");
+    }
+
+    #[test]
+    fn the_report_tracks_the_buffer_and_timings() {
+        let mut rehearsal = Rehearsal::new(config(PipelineMode::Standard, ReplaySource::All), 10, [1, 1, 2], 200, 8, 7).unwrap();
+        let samples: Vec<SampleRef> = (0..100u32).map(|index| SampleRef { index, view: 0 }).collect();
+        let loader_config = LoaderConfig { batch_size: 10, shuffle_seed: None, prefetch: 2 };
+        let steps = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0)).count();
+        let window = rehearsal.take_window();
+        assert_eq!(window.steps, steps as u64);
+        let report = rehearsal.report();
+        assert_eq!((report.capacity, report.per_class), (40, 4));
+        assert_eq!(report.final_class_counts, vec![4; 10]);
+        assert_eq!(report.timing.steps, 10);
+    }
+
+    #[test]
+    fn a_buffer_without_slots_is_refused() {
+        let tiny = RehearsalConfig { size: BufferSize::Total(5), ..config(PipelineMode::Standard, ReplaySource::All) };
+        let err = Rehearsal::new(tiny, 10, [1, 1, 2], 200, 8, 0).err().unwrap().to_string();
+        assert!(err.contains("leaves no slot per class"), "{err}");
+    }
+
+    #[test]
+    fn stopping_a_pass_early_shuts_the_pipeline_down() {
+        let rehearsal = Rehearsal::new(config(PipelineMode::Flyweight, ReplaySource::All), 10, [1, 1, 2], 200, 4, 7).unwrap();
+        let samples: Vec<SampleRef> = (0..200u32).map(|index| SampleRef { index, view: 0 }).collect();
+        let loader_config = LoaderConfig { batch_size: 4, shuffle_seed: None, prefetch: 1 };
+        let mut loader = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0));
+        assert!(loader.next().is_some());
+        drop(loader); // joins the loader thread; must not hang
+        assert!(rehearsal.report().final_class_counts.iter().sum::<usize>() <= 40);
     }
 }

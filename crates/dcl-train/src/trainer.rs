@@ -94,12 +94,6 @@ pub fn train(
     let masks = Masks::new(scenario, config.use_mask, data.num_classes);
     let mut rehearsal = match &config.agent.rehearsal {
         Some(rehearsal_config) => {
-            if scenario.task_identity == TaskIdentity::Known {
-                return Err(TrainError::Config(format!(
-                    "agent {} does not support task-incremental scenarios yet (representatives of other tasks would need their own masks)",
-                    config.agent.name
-                )));
-            }
             let train_len = config.train_samples.map_or(data.train.len(), |n| n.min(data.train.len()));
             Some(Rehearsal::new(rehearsal_config.clone(), data.num_classes, data.train.image_shape, train_len, config.batch_size, config.seed)?)
         }
@@ -148,9 +142,9 @@ pub fn train(
                 epoch,
                 train_loss: pass.totals.mean_loss(),
                 train_top1: pass.totals.top1(),
-                train_images: pass.totals.samples,
+                train_images: pass.fresh_samples,
                 train_seconds: pass.seconds,
-                images_per_second: pass.totals.samples as f64 / pass.seconds,
+                images_per_second: pass.fresh_samples as f64 / pass.seconds,
                 eval,
                 rehearsal_timing,
             };
@@ -246,7 +240,10 @@ impl Totals {
 
 /// The outcome of one training pass over a task.
 struct Pass {
+    /// Over every trained sample, representatives included.
     totals: Totals,
+    /// The task's own samples in the pass.
+    fresh_samples: usize,
     seconds: f64,
 }
 
@@ -268,7 +265,9 @@ fn train_pass(
     // Sums stay tensors so that no step waits for a value.
     let mut loss_sum = Tensor::zeros([], (Kind::Double, device()));
     let mut hits = Tensor::zeros([], (Kind::Int64, device()));
+    // Samples trained on (fresh and representatives) and fresh samples.
     let mut samples = 0;
+    let mut fresh_samples = 0;
     let mut step = 0;
     loop {
         let waited = Instant::now();
@@ -276,6 +275,7 @@ fn train_pass(
         if let Some(rehearsal) = rehearsal {
             rehearsal.add_wait(waited.elapsed());
         }
+        let fresh = batch.fresh;
         let (images, labels) = match batch.representatives {
             None => (batch.images, batch.labels),
             Some((rep_images, rep_labels)) => (
@@ -291,9 +291,10 @@ fn train_pass(
             count_top1(&mut hits, &logits, &labels)
         })?;
         samples += batch as usize;
+        fresh_samples += fresh;
         step += 1;
         let report = step % log_interval == 0;
-        observer.batch_finished(batch as usize, report.then(|| loss.double_value(&[])));
+        observer.batch_finished(fresh, report.then(|| loss.double_value(&[])));
     }
     Ok(Pass {
         totals: Totals {
@@ -303,6 +304,7 @@ fn train_pass(
             top5_hits: 0,
             task_il_hits: None,
         },
+        fresh_samples,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
