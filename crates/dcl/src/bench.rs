@@ -1,5 +1,7 @@
-//! `dcl bench step`: the bare training step of a model on synthetic data, the Rust side
-//! of `bench/compare_step.sh` (whose PyTorch side is `bench/pytorch_step.py`).
+//! Benchmarks: `dcl bench step`, the bare training step of a model on synthetic data (the
+//! Rust side of `bench/compare_step.sh`, whose PyTorch side is `bench/pytorch_step.py`), and
+//! `dcl bench buffer`, the rehearsal buffer (`bench/compare_buffer.sh`,
+//! `bench/buffer_python.py`).
 
 use std::time::Instant;
 
@@ -8,7 +10,7 @@ use dcl_models::ModelInput;
 use dcl_train::{Learner, OptimizerKind, OptimizerSettings};
 use tch::{Kind, Tensor};
 
-use crate::cli::StepArgs;
+use crate::cli::{BufferArgs, RehearsalArgs, StepArgs};
 
 /// The MNIST-shaped input the step is measured on.
 const INPUT: ModelInput = ModelInput { image_shape: [1, 28, 28], num_classes: 10 };
@@ -36,8 +38,7 @@ pub fn run_step(args: StepArgs) -> Result<()> {
         }
         rates.push((args.steps * args.batch_size) as f64 / started.elapsed().as_secs_f64());
     }
-    rates.sort_by(f64::total_cmp);
-    let median = rates[rates.len() / 2];
+    let median = median(&mut rates);
     if args.json {
         println!(
             "{}",
@@ -50,5 +51,128 @@ pub fn run_step(args: StepArgs) -> Result<()> {
             args.model, args.batch_size, args.threads, rates[0], rates[rates.len() - 1], args.repeats, args.steps
         );
     }
+    Ok(())
+}
+
+/// The median of `values` (sorted in place).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Times `offer` and `sample` on a buffer of synthetic samples; reports the median
+/// samples/s of each over the repeats.
+pub fn run_buffer(args: BufferArgs) -> Result<()> {
+    use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer};
+    use rand::{Rng, SeedableRng};
+
+    ensure!(args.batches > 0 && args.repeats > 0 && args.batch_size > 0, "--batches, --repeats and --batch-size must be at least 1");
+    let sample_len = if args.shape == "mnist" { 28 * 28 } else { 3 * 32 * 32 };
+    let num_classes = 10;
+    let policy = match args.policy.as_str() {
+        "upstream" => InsertionPolicy::Upstream { candidates: 8, batch_size: args.batch_size },
+        "reservoir" => InsertionPolicy::Reservoir,
+        _ => InsertionPolicy::ClassBalanced,
+    };
+    let capacity = args.capacity / num_classes * num_classes;
+    let mut buffer = RehearsalBuffer::<f32>::new(BufferConfig { capacity, num_classes, sample_len, payload_len: 0, policy, seed: 0 })?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let samples: Vec<f32> = (0..args.batch_size * sample_len).map(|_| rng.random::<f32>()).collect();
+    let batches: Vec<Vec<u32>> = (0..64).map(|_| (0..args.batch_size).map(|_| rng.random_range(0..num_classes as u32)).collect()).collect();
+    let mut drawn = Drawn::default();
+    let (mut offer_rates, mut sample_rates) = (Vec::new(), Vec::new());
+    for _ in 0..args.repeats {
+        let (mut offering, mut sampling) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+        for b in 0..args.batches {
+            let started = Instant::now();
+            drawn.clear();
+            buffer.sample(args.representatives, &mut drawn);
+            sampling += started.elapsed();
+            let started = Instant::now();
+            buffer.offer(&samples, &batches[b % batches.len()], &[])?;
+            offering += started.elapsed();
+        }
+        let offered = (args.batches * args.batch_size) as f64;
+        offer_rates.push(offered / offering.as_secs_f64());
+        sample_rates.push((args.batches * args.representatives) as f64 / sampling.as_secs_f64());
+    }
+    let (offer, sample) = (median(&mut offer_rates), median(&mut sample_rates));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"engine": "dcl", "shape": args.shape, "policy": args.policy, "capacity": capacity,
+                "offer_samples_per_second": offer, "sample_samples_per_second": sample})
+        );
+    } else {
+        println!(
+            "dcl buffer ({}, {}, {capacity} slots): offer {offer:.0} samples/s, sample {sample:.0} samples/s (medians of {} repeats)",
+            args.shape, args.policy, args.repeats
+        );
+    }
+    Ok(())
+}
+
+/// Alternates rounds of rehearsal steps and plain steps of the same total size on MNIST and
+/// reports the median step time of each (wait for the minibatch included).
+pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
+    use std::sync::Arc;
+
+    use dcl_data::{HostBatch, Loader, LoaderConfig, LoaderSource, SampleRef, View};
+    use dcl_train::rehearsal::{Rehearsal, StepBatch};
+    use dcl_train::{BufferSize, PipelineMode, PolicyName, RehearsalConfig, ReplaySource};
+
+    ensure!(args.steps > 0 && args.rounds > 0 && args.batch_size > 0, "--steps, --rounds and --batch-size must be at least 1");
+    tch::set_num_threads(args.threads as i32);
+    tch::manual_seed(0);
+    let info = dcl_data::catalog::find("mnist")?;
+    let data = info.load(&args.dataset_dir.join("mnist"), false)?;
+    let source = LoaderSource { set: Arc::clone(&data.train), views: Arc::new(vec![View::Identity]), normalization: data.normalization };
+    let samples: Vec<SampleRef> = (0..data.train.len() as u32).map(|index| SampleRef { index, view: 0 }).collect();
+    let mode = if args.mode == "flyweight" { PipelineMode::Flyweight } else { PipelineMode::Standard };
+    let config = RehearsalConfig {
+        size: BufferSize::Total(500),
+        policy: PolicyName::ClassBalanced,
+        num_candidates: 8,
+        num_representatives: args.representatives,
+        mode,
+        start_task: 0,
+        global_sampling: true,
+        replay: ReplaySource::All,
+    };
+    let rehearsal = Rehearsal::new(config, 10, INPUT.image_shape, data.train.len(), args.batch_size, 0)?;
+    let sgd = OptimizerSettings { optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
+    let mut learner = Learner::new("mnistnet", INPUT, sgd, dcl_train::trainer::device())?;
+
+    // Times `steps` steps of a pass (after 10 warm-up steps), in milliseconds.
+    let mut time_steps = |loader: Loader<StepBatch>| -> Result<Vec<f64>> {
+        let mut times = Vec::with_capacity(args.steps);
+        let mut loader = loader;
+        for step in 0..args.steps + 10 {
+            let started = Instant::now();
+            let Some(batch) = loader.next() else { break };
+            let (images, labels) = match batch.representatives {
+                None => (batch.images, batch.labels),
+                Some((ri, rl)) => (Tensor::cat(&[batch.images, ri], 0), Tensor::cat(&[batch.labels, rl], 0)),
+            };
+            let _step = learner.train_step(&images, &labels, None)?;
+            if step >= 10 {
+                times.push(started.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        Ok(times)
+    };
+    let pass = |batch_size: usize, seed: u64| LoaderConfig { batch_size, shuffle_seed: Some(seed), prefetch: 4 };
+    let (mut with, mut plain) = (Vec::new(), Vec::new());
+    for round in 0..args.rounds as u64 {
+        let collate = rehearsal.collate(0);
+        with.extend(time_steps(Loader::spawn(source.clone(), samples.clone(), pass(args.batch_size, round), collate))?);
+        let plain_batch = args.batch_size + args.representatives;
+        plain.extend(time_steps(Loader::spawn(source.clone(), samples.clone(), pass(plain_batch, round), |b: HostBatch| StepBatch::plain(b)))?);
+    }
+    let (w, p) = (median(&mut with), median(&mut plain));
+    println!(
+        "median step: er ({} fresh + {} representatives, {}) {w:.3} ms, base ({} samples) {p:.3} ms: er / base = {:.3}x ({} steps each)",
+        args.batch_size, args.representatives, args.mode, args.batch_size + args.representatives, w / p, with.len()
+    );
     Ok(())
 }

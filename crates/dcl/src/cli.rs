@@ -66,6 +66,64 @@ pub struct FetchArgs {
 pub enum BenchCommand {
     /// Time the bare training step of a model on synthetic data (no data pipeline).
     Step(StepArgs),
+    /// Time the rehearsal buffer's insertion and sampling on synthetic samples.
+    Buffer(BufferArgs),
+    /// Time training steps with rehearsal (B fresh + R representatives) against plain steps
+    /// of B+R samples, alternating, on MNIST.
+    Rehearsal(RehearsalArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RehearsalArgs {
+    /// B: fresh samples per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// R: representatives per step.
+    #[arg(long, default_value_t = 64)]
+    pub representatives: usize,
+    /// Pipeline mode of the rehearsal steps: standard or flyweight.
+    #[arg(long, default_value = "standard", value_parser = ["standard", "flyweight"])]
+    pub mode: String,
+    /// Timed steps per round and side.
+    #[arg(long, default_value_t = 150)]
+    pub steps: usize,
+    /// Rounds; each runs the rehearsal side then the plain side.
+    #[arg(long, default_value_t = 6)]
+    pub rounds: usize,
+    /// Intra-op CPU threads of libtorch.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Directory holding `mnist/`.
+    #[arg(long, env = "DCL_DATASET_DIR", default_value = "data")]
+    pub dataset_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct BufferArgs {
+    /// Sample shape: mnist (1x28x28) or cifar (3x32x32).
+    #[arg(long, default_value = "mnist", value_parser = ["mnist", "cifar"])]
+    pub shape: String,
+    /// Insertion policy: upstream, reservoir, class_balanced.
+    #[arg(long, default_value = "class_balanced", value_parser = ["upstream", "reservoir", "class_balanced"])]
+    pub policy: String,
+    /// Buffer slots in all.
+    #[arg(long, default_value_t = 5000)]
+    pub capacity: usize,
+    /// Samples offered per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Representatives drawn per batch.
+    #[arg(long, default_value_t = 64)]
+    pub representatives: usize,
+    /// Batches per repeat (the first half of the first repeat fills the buffer).
+    #[arg(long, default_value_t = 2000)]
+    pub batches: usize,
+    /// Repeats; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,8 @@ fn main() {
         cli::Command::Train(args) => train::run(*args),
         cli::Command::Data(cli::DataCommand::Fetch(args)) => fetch::run(args),
         cli::Command::Bench(cli::BenchCommand::Step(args)) => bench::run_step(args),
+        cli::Command::Bench(cli::BenchCommand::Buffer(args)) => bench::run_buffer(args),
+        cli::Command::Bench(cli::BenchCommand::Rehearsal(args)) => bench::run_rehearsal(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");
