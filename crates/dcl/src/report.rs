@@ -4,6 +4,11 @@ use std::path::Path;
 
 use dcl_train::{Figures, Summary};
 
+/// The configuration name of a unit enum value (`class_balanced`, …).
+fn name(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
 fn optional(value: Option<f64>) -> String {
     value.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
 }
@@ -46,6 +51,21 @@ pub fn print_summary(summary: &Summary, run_dir: &Path) {
     print_figures("", &summary.figures);
     if let Some(task_il) = &summary.task_il {
         print_figures("task-IL ", task_il);
+    }
+    if let Some(rehearsal) = &summary.rehearsal {
+        let counts = &rehearsal.final_class_counts;
+        println!(
+            "{:<32}{} of {} slots (policy {}, {} pipeline, {} representatives/step, replay {})",
+            "rehearsal buffer",
+            counts.iter().sum::<usize>(),
+            rehearsal.capacity,
+            name(&rehearsal.config.policy),
+            name(&rehearsal.config.mode),
+            rehearsal.config.num_representatives,
+            name(&rehearsal.config.replay)
+        );
+        let stages: Vec<String> = rehearsal.timing_ms_per_step.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+        println!("{:<32}{} (ms/step)", "rehearsal pipeline", stages.join(", "));
     }
     println!("{:<32}{:.0}", "training images/s", summary.train_images_per_second);
     println!("{:<32}{:.1} s (training {:.1} s)", "wall time", summary.wall_time_seconds, summary.train_time_seconds);

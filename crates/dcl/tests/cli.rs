@@ -346,4 +346,12 @@ fn upstream_agent_names_select_their_pipeline_with_a_notice() {
         &dcl(&["train", "--model", "mnistnet", "--agent", "er", "--tasksets-config", "{'scenario': 'task', 'increment': 5}"]),
         "does not support task-incremental scenarios",
     );
+
+    let reservoir = train_scenario(&root.path().join("reservoir"), &[
+        "--train-samples", "1000", "--agent", "er", "--agent-config", "{'buffer_size': 100, 'policy': 'reservoir'}",
+        "--tasksets-config", "{'scenario': 'class', 'initial_increment': 5, 'increment': 5}",
+    ]);
+    assert_eq!(reservoir["rehearsal"]["policy"], "reservoir");
+    let stored: u64 = reservoir["rehearsal"]["final_class_counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum();
+    assert_eq!(stored, 100);
 }
