@@ -158,6 +158,11 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
         self.seen
     }
 
+    /// The number of samples offered so far, per class.
+    pub fn seen_per_class(&self) -> &[u64] {
+        &self.seen_per_class
+    }
+
     /// Starts era `era` (a task): samples offered from now on are tagged with it, so that
     /// draws can be restricted to earlier eras.
     pub fn begin_era(&mut self, era: u32) {

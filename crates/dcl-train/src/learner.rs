@@ -70,14 +70,17 @@ impl Learner {
     }
 
     /// One optimiser step on the mean cross-entropy of a batch. `mask`, when given, is
-    /// added to the logits (0 for allowed classes, -inf for the others) before the loss.
+    /// added to the logits (0 for allowed classes, -inf for the others) before the loss;
+    /// `class_weights`, when given, weighs each sample's loss by its class (weighted mean).
     /// Returns the loss and the (masked) logits.
-    pub fn train_step(&mut self, images: &Tensor, labels: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor), TrainError> {
-        let mut logits = self.model.forward_t(images, true);
-        if let Some(mask) = mask {
-            logits = logits.f_add(mask)?;
-        }
-        let loss = logits.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -100, 0.0)?;
+    pub fn train_step(
+        &mut self,
+        images: &Tensor,
+        labels: &Tensor,
+        mask: Option<&Tensor>,
+        class_weights: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor), TrainError> {
+        let (loss, logits) = masked_loss(&self.model.forward_t(images, true), labels, mask, class_weights)?;
         self.optimizer.backward_step(&loss);
         Ok((loss, logits))
     }
@@ -91,6 +94,21 @@ impl Learner {
     pub fn variables(&self) -> &nn::VarStore {
         &self.vars
     }
+}
+
+/// The (class-weighted) mean cross-entropy of `logits` plus `mask`, and the masked logits.
+pub fn masked_loss(
+    logits: &Tensor,
+    labels: &Tensor,
+    mask: Option<&Tensor>,
+    class_weights: Option<&Tensor>,
+) -> Result<(Tensor, Tensor), TrainError> {
+    let logits = match mask {
+        Some(mask) => logits.f_add(mask)?,
+        None => logits.shallow_clone(),
+    };
+    let loss = logits.f_cross_entropy_loss(labels, class_weights, Reduction::Mean, -100, 0.0)?;
+    Ok((loss, logits))
 }
 
 /// An additive logit mask over `num_classes` that keeps only `allowed`.
@@ -126,10 +144,24 @@ mod tests {
         let mut learner = Learner::new("mnistnet", INPUT, SGD, Device::Cpu).unwrap();
         let initial = snapshot(&learner);
         let (x, y) = batch();
-        let _ = learner.train_step(&x, &y, None).unwrap();
+        let _ = learner.train_step(&x, &y, None, None).unwrap();
         assert!(initial.iter().zip(snapshot(&learner)).any(|(a, b)| !a.equal(&b)), "the step changed nothing");
         learner.reset_weights();
         assert!(initial.iter().zip(snapshot(&learner)).all(|(a, b)| a.equal(&b)));
+    }
+
+    #[test]
+    fn class_weights_make_a_weighted_mean() {
+        let logits = Tensor::from_slice(&[2.0f32, 0.0, 0.0, 1.0, 0.5, 0.5]).view([3, 2]);
+        let labels = Tensor::from_slice(&[0i64, 1, 1]);
+        let value = |weights: Option<&Tensor>| f64::try_from(masked_loss(&logits, &labels, None, weights).unwrap().0).unwrap();
+        let per_sample = f64::try_from(logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::None, -100, 0.0).sum(tch::Kind::Double)).unwrap();
+        assert!((value(None) - per_sample / 3.0).abs() < 1e-6);
+        assert!((value(Some(&Tensor::ones([2], tch::kind::FLOAT_CPU))) - value(None)).abs() < 1e-6);
+        // Weights 3 and 1: (3 l0 + l1 + l2) / 5.
+        let each = Vec::<f32>::try_from(logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::None, -100, 0.0)).unwrap();
+        let expected = (3.0 * each[0] + each[1] + each[2]) as f64 / 5.0;
+        assert!((value(Some(&Tensor::from_slice(&[3.0f32, 1.0]))) - expected).abs() < 1e-6);
     }
 
     #[test]
@@ -138,7 +170,7 @@ mod tests {
         let mut learner = Learner::new("mnistnet", INPUT, SGD, Device::Cpu).unwrap();
         let (x, y) = batch();
         let mask = class_mask(&[0, 1, 2, 3], 10, Device::Cpu);
-        let (_, logits) = learner.train_step(&x, &y, Some(&mask)).unwrap();
+        let (_, logits) = learner.train_step(&x, &y, Some(&mask), None).unwrap();
         let predicted = logits.argmax(-1, false);
         assert!(bool::try_from(predicted.lt(4).all()).unwrap(), "a masked class won");
         assert_eq!(f64::try_from(logits.get(0).get(7)).unwrap(), f64::NEG_INFINITY);

@@ -72,6 +72,10 @@ pub struct RehearsalConfig {
     pub global_sampling: bool,
     /// Which stored samples representatives are drawn from.
     pub replay: ReplaySource,
+    /// Weigh each sample's loss by the inverse frequency of its class in the stream so far
+    /// (upstream's per-class weights; off by default, as upstream found them to collapse on
+    /// ImageNet).
+    pub class_weights: bool,
 }
 
 /// Which stored samples representatives are drawn from.
@@ -240,6 +244,21 @@ impl Rehearsal {
         }
     }
 
+    /// The per-class loss weights of the next step, when enabled: the inverse frequency of
+    /// each class among the samples offered so far, normalised so that a stream of balanced
+    /// classes weighs 1 each; classes not seen yet weigh 1.
+    pub fn class_weights(&self) -> Option<Tensor> {
+        if !self.config.class_weights {
+            return None;
+        }
+        let buffer = self.buffer.lock().expect("buffer lock poisoned");
+        let seen = buffer.seen_per_class();
+        let classes = seen.iter().filter(|&&n| n > 0).count().max(1) as f32;
+        let total = seen.iter().sum::<u64>().max(1) as f32;
+        let weights: Vec<f32> = seen.iter().map(|&n| if n == 0 { 1.0 } else { total / (classes * n as f32) }).collect();
+        Some(Tensor::from_slice(&weights))
+    }
+
     /// Adds the training thread's wait for a minibatch to the current window.
     pub fn add_wait(&self, elapsed: std::time::Duration) {
         self.timings.lock().expect("timing lock poisoned").add(TimingStage::Wait, elapsed);
@@ -314,6 +333,7 @@ mod tests {
             start_task: 0,
             global_sampling: true,
             replay,
+            class_weights: false,
         }
     }
 
@@ -418,6 +438,23 @@ mod tests {
         assert_eq!((report.capacity, report.per_class), (40, 4));
         assert_eq!(report.final_class_counts, vec![4; 10]);
         assert_eq!(report.timing.steps, 10);
+    }
+
+    #[test]
+    fn class_weights_follow_the_inverse_class_frequency_of_the_stream() {
+        let off = Rehearsal::new(config(PipelineMode::Standard, ReplaySource::All), 10, [1, 1, 2], 200, 8, 7).unwrap();
+        assert!(off.class_weights().is_none());
+        let on = RehearsalConfig { class_weights: true, ..config(PipelineMode::Standard, ReplaySource::All) };
+        let rehearsal = Rehearsal::new(on, 10, [1, 1, 2], 200, 8, 7).unwrap();
+        // 20 samples of class 0 (all there are), 10 of class 1: class 1 weighs twice as much.
+        let of_class = |c: u32, n: usize| (0..200u32).filter(move |i| i % 10 == c).take(n);
+        let samples: Vec<SampleRef> = of_class(0, 20).chain(of_class(1, 10)).map(|index| SampleRef { index, view: 0 }).collect();
+        let loader_config = LoaderConfig { batch_size: 8, shuffle_seed: None, prefetch: 2 };
+        let _ = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0)).count();
+        let weights = Vec::<f32>::try_from(rehearsal.class_weights().unwrap()).unwrap();
+        // 30 seen over 2 classes: 30 / (2 * 20) = 0.75 and 30 / (2 * 10) = 1.5.
+        assert!((weights[0] - 0.75).abs() < 1e-6 && (weights[1] - 1.5).abs() < 1e-6, "{weights:?}");
+        assert_eq!(weights[2], 1.0, "an unseen class weighs 1");
     }
 
     #[test]

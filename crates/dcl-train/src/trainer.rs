@@ -285,7 +285,8 @@ fn train_pass(
         };
         let (images, labels) = (images.to_device(device()), labels.to_device(device()));
         let batch = labels.size()[0];
-        let (loss, logits) = learner.train_step(&images, &labels, mask)?;
+        let class_weights = rehearsal.and_then(Rehearsal::class_weights).map(|w| w.to_device(device()));
+        let (loss, logits) = learner.train_step(&images, &labels, mask, class_weights.as_ref())?;
         tch::no_grad(|| -> Result<(), TrainError> {
             let _ = loss_sum.f_add_(&(loss.f_to_kind(Kind::Double)? * batch as f64))?;
             count_top1(&mut hits, &logits, &labels)
@@ -363,6 +364,50 @@ fn evaluate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn split_scenario(identity: TaskIdentity) -> Scenario {
+        use dcl_data::{ClassOrder, ImageSet, Normalization, ScenarioSpec};
+        let set = |n: usize| Arc::new(ImageSet {
+            images: vec![0; n],
+            labels: (0..n).map(|i| (i % 6) as u8).collect(),
+            image_shape: [1, 1, 1],
+        });
+        let data = SplitDataset {
+            name: "toy".into(),
+            train: set(60),
+            test: set(12),
+            num_classes: 6,
+            normalization: Normalization { mean: 0.0, std: 1.0 },
+        };
+        let spec = ScenarioSpec::Classes { initial_increment: 2, increment: 2, class_order: ClassOrder::Natural, task_identity: identity };
+        Scenario::build(&spec, &data, Default::default(), 0).unwrap()
+    }
+
+    fn allowed(mask: Option<&Tensor>) -> Option<Vec<usize>> {
+        mask.map(|m| Vec::<f32>::try_from(m).unwrap().iter().enumerate().filter(|(_, v)| **v == 0.0).map(|(c, _)| c).collect())
+    }
+
+    #[test]
+    fn use_mask_restricts_training_to_the_classes_seen_so_far() {
+        let scenario = split_scenario(TaskIdentity::Unknown);
+        let masked = Masks::new(&scenario, true, 6);
+        assert_eq!(allowed(masked.train(0)), Some(vec![0, 1]));
+        assert_eq!(allowed(masked.train(1)), Some(vec![0, 1, 2, 3]));
+        assert_eq!(allowed(masked.train(2)), None, "all classes seen: no mask");
+        let unmasked = Masks::new(&scenario, false, 6);
+        assert!(unmasked.train(0).is_none());
+        // Class-incremental evaluation is unmasked, its task-IL view masked per task.
+        assert!(unmasked.test(1).protocol.is_none());
+        assert_eq!(allowed(unmasked.test(1).task_il), Some(vec![2, 3]));
+    }
+
+    #[test]
+    fn task_identity_masks_training_and_evaluation_to_the_task() {
+        let masks = Masks::new(&split_scenario(TaskIdentity::Known), false, 6);
+        assert_eq!(allowed(masks.train(1)), Some(vec![2, 3]));
+        assert_eq!(allowed(masks.test(2).protocol), Some(vec![4, 5]));
+        assert!(masks.test(2).task_il.is_none());
+    }
 
     #[test]
     fn host_tensors_hold_the_values_in_shape() {

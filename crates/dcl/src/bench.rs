@@ -28,13 +28,13 @@ pub fn run_step(args: StepArgs) -> Result<()> {
     let images = Tensor::randn([b, c, h, w], (Kind::Float, device));
     let labels = Tensor::randint(INPUT.num_classes as i64, [b], (Kind::Int64, device));
     for _ in 0..args.warmup {
-        let _step = learner.train_step(&images, &labels, None)?;
+        let _step = learner.train_step(&images, &labels, None, None)?;
     }
     let mut rates = Vec::with_capacity(args.repeats);
     for _ in 0..args.repeats {
         let started = Instant::now();
         for _ in 0..args.steps {
-            let _step = learner.train_step(&images, &labels, None)?;
+            let _step = learner.train_step(&images, &labels, None, None)?;
         }
         rates.push((args.steps * args.batch_size) as f64 / started.elapsed().as_secs_f64());
     }
@@ -138,6 +138,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         start_task: 0,
         global_sampling: true,
         replay: ReplaySource::All,
+        class_weights: false,
     };
     let rehearsal = Rehearsal::new(config, 10, INPUT.image_shape, data.train.len(), args.batch_size, 0)?;
     let sgd = OptimizerSettings { optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
@@ -154,7 +155,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
                 None => (batch.images, batch.labels),
                 Some((ri, rl)) => (Tensor::cat(&[batch.images, ri], 0), Tensor::cat(&[batch.labels, rl], 0)),
             };
-            let _step = learner.train_step(&images, &labels, None)?;
+            let _step = learner.train_step(&images, &labels, None, None)?;
             if step >= 10 {
                 times.push(started.elapsed().as_secs_f64() * 1e3);
             }

@@ -39,6 +39,8 @@ struct ErConfig {
     global_sampling: Option<bool>,
     #[serde(default = "defaults::replay")]
     replay: ReplaySource,
+    #[serde(default)]
+    class_weights: bool,
 }
 
 /// dcl's defaults for rehearsal (see the README for why).
@@ -125,6 +127,7 @@ pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Optio
         start_task: config.start_task,
         global_sampling: config.global_sampling.or(alias.global_sampling).unwrap_or(true),
         replay: config.replay,
+        class_weights: config.class_weights,
     };
     let notice = (!alias.notice.is_empty()).then_some(alias.notice);
     Ok((AgentConfig { name: "er".into(), reset_state_dict: config.reset_state_dict, rehearsal: Some(rehearsal) }, notice))
