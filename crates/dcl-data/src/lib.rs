@@ -17,7 +17,7 @@ pub mod scenario;
 pub use catalog::{DatasetInfo, DATASETS};
 pub use dataset::{ImageSet, Normalization, SplitDataset};
 pub use error::DataError;
-pub use loader::{HostBatch, Loader, LoaderConfig, LoaderSource};
+pub use loader::{shard, HostBatch, Loader, LoaderConfig, LoaderSource};
 pub use scenario::{
     ClassOrder, Resampling, SampleRef, Scenario, ScenarioError, ScenarioOptions, ScenarioSpec, Task, TaskIdentity, View,
 };

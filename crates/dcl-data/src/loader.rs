@@ -46,6 +46,27 @@ impl LoaderSource {
     }
 }
 
+/// This rank's share of one pass over `samples` (PyTorch's `DistributedSampler`): the list is
+/// shuffled with `shuffle_seed` (the same on every rank), padded by repeating its start to a
+/// multiple of `size` when `pad` (so that every rank takes as many steps), and rank `rank`
+/// takes every `size`-th sample from position `rank`. With one rank: the shuffled list.
+pub fn shard(samples: &[SampleRef], shuffle_seed: Option<u64>, rank: usize, size: usize, pad: bool) -> Vec<SampleRef> {
+    let mut all = samples.to_vec();
+    if let Some(seed) = shuffle_seed {
+        all.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    }
+    if size <= 1 {
+        return all;
+    }
+    if pad && !all.is_empty() {
+        let missing = (size - all.len() % size) % size;
+        for i in 0..missing {
+            all.push(all[i % all.len()]);
+        }
+    }
+    all.into_iter().skip(rank).step_by(size).collect()
+}
+
 /// A minibatch in host memory: normalised images and their labels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostBatch {
@@ -226,6 +247,22 @@ mod tests {
         let mut sorted = first.clone();
         sorted.sort();
         assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn shards_are_disjoint_equal_and_cover_the_pass() {
+        let samples = refs(0..10);
+        let one = shard(&samples, Some(3), 0, 1, true);
+        let whole: Vec<usize> = sample_ids(&Loader::spawn(source(IDENTITY), samples.clone(), config(Some(3)), |b| b).collect::<Vec<_>>());
+        assert_eq!(one.iter().map(|s| s.index as usize).collect::<Vec<_>>(), whole, "one rank: the loader's own shuffle");
+        let parts: Vec<Vec<SampleRef>> = (0..3).map(|r| shard(&samples, Some(3), r, 3, true)).collect();
+        assert!(parts.iter().all(|p| p.len() == 4), "padded to equal shares");
+        let mut seen: Vec<u32> = parts.iter().flatten().map(|s| s.index).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen, (0..10).collect::<Vec<_>>());
+        let unpadded: usize = (0..3).map(|r| shard(&samples, None, r, 3, false).len()).sum();
+        assert_eq!(unpadded, 10, "without padding every sample once");
     }
 
     #[test]

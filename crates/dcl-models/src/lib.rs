@@ -4,6 +4,7 @@
 
 pub mod init;
 pub mod layout;
+pub mod mlp;
 pub mod mnistnet;
 
 use tch::nn;
@@ -27,10 +28,16 @@ pub struct ModelEntry {
 }
 
 /// The models dcl can build.
-pub const MODELS: &[ModelEntry] = &[ModelEntry {
-    name: "mnistnet",
-    build: mnistnet::build,
-}];
+pub const MODELS: &[ModelEntry] = &[
+    ModelEntry {
+        name: "mnistnet",
+        build: mnistnet::build,
+    },
+    ModelEntry {
+        name: "mlp",
+        build: mlp::build,
+    },
+];
 
 /// Why a model could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +78,6 @@ mod tests {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let input = ModelInput { image_shape: [1, 28, 28], num_classes: 10 };
         let message = build("resnet1000", &vs.root(), input).err().unwrap().to_string();
-        assert_eq!(message, "unknown model 'resnet1000'; valid models: mnistnet");
+        assert_eq!(message, "unknown model 'resnet1000'; valid models: mnistnet, mlp");
     }
 }

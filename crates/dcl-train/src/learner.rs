@@ -1,5 +1,8 @@
 //! A model with its optimiser: the unit that takes training steps.
 
+use std::sync::Arc;
+
+use dcl_dist::Communicator;
 use dcl_models::{Model, ModelInput};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Reduction, Tensor};
@@ -7,7 +10,8 @@ use tch::{Device, Reduction, Tensor};
 use crate::regime::{OptimizerKind, OptimizerSettings};
 use crate::TrainError;
 
-/// A model, its variables, their initial values and an optimiser.
+/// A model, its variables, their initial values and an optimiser, and the world its
+/// gradients are averaged over.
 pub struct Learner {
     vars: nn::VarStore,
     model: Model,
@@ -15,6 +19,9 @@ pub struct Learner {
     initial: Vec<(String, Tensor)>,
     optimizer: nn::Optimizer,
     settings: OptimizerSettings,
+    world: Arc<dyn Communicator>,
+    /// Host staging of the flattened gradients for the all-reduce.
+    gradients: Vec<f32>,
 }
 
 fn build_optimizer(vars: &nn::VarStore, s: OptimizerSettings) -> Result<nn::Optimizer, TrainError> {
@@ -29,14 +36,28 @@ fn build_optimizer(vars: &nn::VarStore, s: OptimizerSettings) -> Result<nn::Opti
 impl Learner {
     /// Builds the model called `model` on `device` (initialised from libtorch's global
     /// seed, laid out channels-last) and an optimiser with `settings` over its variables.
-    pub fn new(model: &str, input: ModelInput, settings: OptimizerSettings, device: Device) -> Result<Self, TrainError> {
+    /// In a world of several ranks, rank 0's initial values are broadcast to every rank.
+    pub fn new(
+        model: &str,
+        input: ModelInput,
+        settings: OptimizerSettings,
+        device: Device,
+        world: Arc<dyn Communicator>,
+    ) -> Result<Self, TrainError> {
         let vars = nn::VarStore::new(device);
         let model = dcl_models::build(model, &vars.root(), input)?;
         dcl_models::layout::use_channels_last(&vars);
-        let mut initial: Vec<(String, Tensor)> = vars.variables().into_iter().map(|(name, t)| (name, t.copy())).collect();
-        initial.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut named: Vec<(String, Tensor)> = vars.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        if world.size() > 1 {
+            let tensors: Vec<Tensor> = named.iter().map(|(_, t)| t.shallow_clone()).collect();
+            let mut values = flatten(&tensors)?;
+            world.broadcast(0, &mut values);
+            tch::no_grad(|| unflatten(&values, &tensors))?;
+        }
+        let initial = named.into_iter().map(|(name, t)| (name, t.copy())).collect();
         let optimizer = build_optimizer(&vars, settings)?;
-        Ok(Learner { vars, model, initial, optimizer, settings })
+        Ok(Learner { vars, model, initial, optimizer, settings, world, gradients: Vec::new() })
     }
 
     /// A fresh optimiser with `settings`: momentum and other state start from zero.
@@ -81,8 +102,21 @@ impl Learner {
         class_weights: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor), TrainError> {
         let (loss, logits) = masked_loss(&self.model.forward_t(images, true), labels, mask, class_weights)?;
-        self.optimizer.backward_step(&loss);
+        self.optimizer.zero_grad();
+        loss.f_backward()?;
+        if self.world.size() > 1 {
+            self.average_gradients()?;
+        }
+        self.optimizer.step();
         Ok((loss, logits))
+    }
+
+    /// Replaces every gradient by its mean over the ranks (one all-reduce of all of them).
+    fn average_gradients(&mut self) -> Result<(), TrainError> {
+        let grads: Vec<Tensor> = self.vars.trainable_variables().iter().map(Tensor::grad).collect();
+        self.gradients = flatten(&grads)?;
+        self.world.all_reduce_mean(&mut self.gradients);
+        tch::no_grad(|| unflatten(&self.gradients, &grads))
     }
 
     /// The logits of a batch in evaluation mode (dropout off), without gradients.
@@ -94,6 +128,24 @@ impl Learner {
     pub fn variables(&self) -> &nn::VarStore {
         &self.vars
     }
+}
+
+/// The values of `tensors`, one after the other in logical order.
+fn flatten(tensors: &[Tensor]) -> Result<Vec<f32>, TrainError> {
+    let parts: Vec<Tensor> = tensors.iter().map(|t| t.reshape([-1])).collect();
+    Ok(Vec::<f32>::try_from(Tensor::f_cat(&parts, 0)?.to_device(Device::Cpu))?)
+}
+
+/// Copies consecutive runs of `values` into `tensors` (the inverse of [`flatten`]).
+fn unflatten(values: &[f32], tensors: &[Tensor]) -> Result<(), TrainError> {
+    let mut offset = 0;
+    for tensor in tensors {
+        let n = tensor.numel();
+        let source = Tensor::from_slice(&values[offset..offset + n]).view(tensor.size().as_slice()).to_device(tensor.device());
+        tensor.shallow_clone().f_copy_(&source)?;
+        offset += n;
+    }
+    Ok(())
 }
 
 /// The (class-weighted) mean cross-entropy of `logits` plus `mask`, and the masked logits.
@@ -141,7 +193,7 @@ mod tests {
     #[test]
     fn reset_weights_restores_the_initial_values() {
         tch::manual_seed(0);
-        let mut learner = Learner::new("mnistnet", INPUT, SGD, Device::Cpu).unwrap();
+        let mut learner = Learner::new("mnistnet", INPUT, SGD, Device::Cpu, Arc::new(dcl_dist::SingleProcess)).unwrap();
         let initial = snapshot(&learner);
         let (x, y) = batch();
         let _ = learner.train_step(&x, &y, None, None).unwrap();
@@ -167,7 +219,7 @@ mod tests {
     #[test]
     fn a_mask_keeps_the_loss_on_allowed_classes() {
         tch::manual_seed(0);
-        let mut learner = Learner::new("mnistnet", INPUT, SGD, Device::Cpu).unwrap();
+        let mut learner = Learner::new("mnistnet", INPUT, SGD, Device::Cpu, Arc::new(dcl_dist::SingleProcess)).unwrap();
         let (x, y) = batch();
         let mask = class_mask(&[0, 1, 2, 3], 10, Device::Cpu);
         let (_, logits) = learner.train_step(&x, &y, Some(&mask), None).unwrap();

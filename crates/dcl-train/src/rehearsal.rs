@@ -134,16 +134,17 @@ pub struct Rehearsal {
 }
 
 impl Rehearsal {
-    /// A buffer sized for `train_len` training samples of `num_classes` classes.
+    /// This worker's buffer, sized for `train_len` training samples of `num_classes` classes
+    /// and a budget split over `workers` workers.
     pub fn new(
         config: RehearsalConfig,
         num_classes: usize,
         image_shape: [usize; 3],
         train_len: usize,
+        workers: usize,
         batch_size: usize,
         seed: u64,
     ) -> Result<Self, TrainError> {
-        let workers = 1;
         let per_class = match config.size {
             BufferSize::Ratio(percent) => (train_len as f64 * percent / 100.0 / num_classes as f64 / workers as f64) as usize,
             BufferSize::PerClass(n) => n,
@@ -355,7 +356,7 @@ mod tests {
     /// decoded samples, the fresh count and the task.
     fn run(mode: PipelineMode, replay: ReplaySource, batch_size: usize) -> Vec<(Vec<(i64, i64, i64)>, usize, usize)> {
         let source = tagged_set();
-        let rehearsal = Rehearsal::new(config(mode, replay), 10, [1, 1, 2], 200, batch_size, 7).unwrap();
+        let rehearsal = Rehearsal::new(config(mode, replay), 10, [1, 1, 2], 200, 1, batch_size, 7).unwrap();
         let mut steps = Vec::new();
         for task in 0..2 {
             let samples: Vec<SampleRef> = (0..200u32)
@@ -428,7 +429,7 @@ mod tests {
 
     #[test]
     fn the_report_tracks_the_buffer_and_timings() {
-        let mut rehearsal = Rehearsal::new(config(PipelineMode::Standard, ReplaySource::All), 10, [1, 1, 2], 200, 8, 7).unwrap();
+        let mut rehearsal = Rehearsal::new(config(PipelineMode::Standard, ReplaySource::All), 10, [1, 1, 2], 200, 1, 8, 7).unwrap();
         let samples: Vec<SampleRef> = (0..100u32).map(|index| SampleRef { index, view: 0 }).collect();
         let loader_config = LoaderConfig { batch_size: 10, shuffle_seed: None, prefetch: 2 };
         let steps = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0)).count();
@@ -442,10 +443,10 @@ mod tests {
 
     #[test]
     fn class_weights_follow_the_inverse_class_frequency_of_the_stream() {
-        let off = Rehearsal::new(config(PipelineMode::Standard, ReplaySource::All), 10, [1, 1, 2], 200, 8, 7).unwrap();
+        let off = Rehearsal::new(config(PipelineMode::Standard, ReplaySource::All), 10, [1, 1, 2], 200, 1, 8, 7).unwrap();
         assert!(off.class_weights().is_none());
         let on = RehearsalConfig { class_weights: true, ..config(PipelineMode::Standard, ReplaySource::All) };
-        let rehearsal = Rehearsal::new(on, 10, [1, 1, 2], 200, 8, 7).unwrap();
+        let rehearsal = Rehearsal::new(on, 10, [1, 1, 2], 200, 1, 8, 7).unwrap();
         // 20 samples of class 0 (all there are), 10 of class 1: class 1 weighs twice as much.
         let of_class = |c: u32, n: usize| (0..200u32).filter(move |i| i % 10 == c).take(n);
         let samples: Vec<SampleRef> = of_class(0, 20).chain(of_class(1, 10)).map(|index| SampleRef { index, view: 0 }).collect();
@@ -460,13 +461,13 @@ mod tests {
     #[test]
     fn a_buffer_without_slots_is_refused() {
         let tiny = RehearsalConfig { size: BufferSize::Total(5), ..config(PipelineMode::Standard, ReplaySource::All) };
-        let err = Rehearsal::new(tiny, 10, [1, 1, 2], 200, 8, 0).err().unwrap().to_string();
+        let err = Rehearsal::new(tiny, 10, [1, 1, 2], 200, 1, 8, 0).err().unwrap().to_string();
         assert!(err.contains("leaves no slot per class"), "{err}");
     }
 
     #[test]
     fn stopping_a_pass_early_shuts_the_pipeline_down() {
-        let rehearsal = Rehearsal::new(config(PipelineMode::Flyweight, ReplaySource::All), 10, [1, 1, 2], 200, 4, 7).unwrap();
+        let rehearsal = Rehearsal::new(config(PipelineMode::Flyweight, ReplaySource::All), 10, [1, 1, 2], 200, 1, 4, 7).unwrap();
         let samples: Vec<SampleRef> = (0..200u32).map(|index| SampleRef { index, view: 0 }).collect();
         let loader_config = LoaderConfig { batch_size: 4, shuffle_seed: None, prefetch: 1 };
         let mut loader = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0));

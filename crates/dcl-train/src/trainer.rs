@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use dcl_data::{HostBatch, Loader, LoaderConfig, LoaderSource, SampleRef, Scenario, SplitDataset, TaskIdentity};
+use dcl_data::{shard, HostBatch, Loader, LoaderConfig, LoaderSource, SampleRef, Scenario, SplitDataset, TaskIdentity};
+use dcl_dist::Communicator;
 use dcl_models::ModelInput;
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -68,11 +69,16 @@ pub fn pass_seed(seed: u64, task: usize, epoch: usize) -> u64 {
 /// Before every task the optimiser state and the regime restart (upstream's behaviour), and
 /// with `reset_state_dict` the weights return to their initial values. After every epoch the
 /// model is evaluated on the test samples of every task seen so far.
+///
+/// In a `world` of several ranks (data parallelism), every rank runs this with the same
+/// configuration: each trains on its own shard of every pass, gradients are averaged every
+/// step, evaluation is sharded too, and every figure of the record is the global one.
 pub fn train(
     config: &RunConfig,
     data: &SplitDataset,
     scenario: &Scenario,
     observer: &mut dyn TrainObserver,
+    world: Arc<dyn Communicator>,
 ) -> Result<RunRecord, TrainError> {
     config.validate()?;
     if config.threads > 0 {
@@ -84,7 +90,8 @@ pub fn train(
         num_classes: data.num_classes,
     };
     let regime = &config.optimizer_regime;
-    let mut learner = Learner::new(&config.model, input, regime.settings_at(0), device())?;
+    let mut learner = Learner::new(&config.model, input, regime.settings_at(0), device(), Arc::clone(&world))?;
+    let (rank, size) = (world.rank(), world.size());
     let train_source = LoaderSource {
         set: Arc::clone(&data.train),
         views: Arc::clone(&scenario.views),
@@ -95,7 +102,10 @@ pub fn train(
     let mut rehearsal = match &config.agent.rehearsal {
         Some(rehearsal_config) => {
             let train_len = config.train_samples.map_or(data.train.len(), |n| n.min(data.train.len()));
-            Some(Rehearsal::new(rehearsal_config.clone(), data.num_classes, data.train.image_shape, train_len, config.batch_size, config.seed)?)
+            let shape = data.train.image_shape;
+            // Each rank's buffer gets its own stream of random choices.
+            let seed = config.seed.wrapping_add(rank as u64);
+            Some(Rehearsal::new(rehearsal_config.clone(), data.num_classes, shape, train_len, size, config.batch_size, seed)?)
         }
         None => None,
     };
@@ -103,7 +113,7 @@ pub fn train(
     let started = Instant::now();
     let mut record = RunRecord {
         num_tasks: scenario.tasks.len(),
-        world_size: 1,
+        world_size: size,
         ..Default::default()
     };
     for (task_id, task) in scenario.tasks.iter().enumerate() {
@@ -117,25 +127,30 @@ pub fn train(
                 Some(rehearsal) => Box::new(rehearsal.collate(task_id)),
                 None => Box::new(StepBatch::plain),
             };
+            let samples = shard(&task.train, Some(pass_seed(config.seed, task_id, epoch)), rank, size, true);
             let loader = Loader::spawn(
                 train_source.clone(),
-                task.train.clone(),
+                samples,
                 LoaderConfig {
                     batch_size: config.batch_size,
-                    shuffle_seed: Some(pass_seed(config.seed, task_id, epoch)),
+                    shuffle_seed: None,
                     prefetch: PREFETCH_BATCHES,
                 },
                 collate,
             );
             observer.epoch_started(task_id, epoch, loader.num_batches());
             let mask = masks.train(task_id);
-            let pass = train_pass(&mut learner, loader, mask, rehearsal.as_ref(), config.log_interval, observer)?;
+            let pass = train_pass(&mut learner, loader, mask, rehearsal.as_ref(), config.log_interval, observer)?.summed(&*world);
             let rehearsal_timing = rehearsal.as_mut().map(Rehearsal::take_window);
             record.train_seconds += pass.seconds;
 
             observer.evaluation_started(task_id + 1);
             let eval = (0..=task_id)
-                .map(|j| evaluate(&learner, &test_source, &scenario.tasks[j].test, config.eval_batch_size, &masks.test(j)).map(|e| e.into_record(j)))
+                .map(|j| {
+                    let samples = shard(&scenario.tasks[j].test, None, rank, size, false);
+                    evaluate(&learner, &test_source, &samples, config.eval_batch_size, &masks.test(j))
+                        .map(|e| e.summed(&*world).into_record(j))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let epoch_record = EpochRecord {
                 task: task_id,
@@ -217,6 +232,25 @@ struct Totals {
 }
 
 impl Totals {
+    /// The totals over every rank.
+    fn summed(self, world: &dyn Communicator) -> Self {
+        let mut values = [
+            self.samples as f64,
+            self.loss_sum,
+            self.top1_hits as f64,
+            self.top5_hits as f64,
+            self.task_il_hits.unwrap_or(0) as f64,
+        ];
+        world.all_reduce_sum_f64(&mut values);
+        Totals {
+            samples: values[0] as usize,
+            loss_sum: values[1],
+            top1_hits: values[2] as i64,
+            top5_hits: values[3] as i64,
+            task_il_hits: self.task_il_hits.map(|_| values[4] as i64),
+        }
+    }
+
     fn percent(&self, hits: i64) -> f64 {
         100.0 * hits as f64 / self.samples as f64
     }
@@ -235,6 +269,15 @@ impl Totals {
             top5: self.percent(self.top5_hits),
             top1_task_il: self.task_il_hits.map(|h| self.percent(h)),
         }
+    }
+}
+
+impl Pass {
+    /// The pass over every rank (its time: this rank's).
+    fn summed(self, world: &dyn Communicator) -> Self {
+        let mut fresh = [self.fresh_samples as f64];
+        world.all_reduce_sum_f64(&mut fresh);
+        Pass { totals: self.totals.summed(world), fresh_samples: fresh[0] as usize, seconds: self.seconds }
     }
 }
 

@@ -22,7 +22,7 @@ pub fn run_step(args: StepArgs) -> Result<()> {
     tch::manual_seed(0);
     let device = dcl_train::trainer::device();
     let sgd = OptimizerSettings { optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
-    let mut learner = Learner::new(&args.model, INPUT, sgd, device)?;
+    let mut learner = Learner::new(&args.model, INPUT, sgd, device, std::sync::Arc::new(dcl_dist::SingleProcess))?;
     let [c, h, w] = INPUT.image_shape.map(|d| d as i64);
     let b = args.batch_size as i64;
     let images = Tensor::randn([b, c, h, w], (Kind::Float, device));
@@ -140,9 +140,9 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         replay: ReplaySource::All,
         class_weights: false,
     };
-    let rehearsal = Rehearsal::new(config, 10, INPUT.image_shape, data.train.len(), args.batch_size, 0)?;
+    let rehearsal = Rehearsal::new(config, 10, INPUT.image_shape, data.train.len(), 1, args.batch_size, 0)?;
     let sgd = OptimizerSettings { optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
-    let mut learner = Learner::new("mnistnet", INPUT, sgd, dcl_train::trainer::device())?;
+    let mut learner = Learner::new("mnistnet", INPUT, sgd, dcl_train::trainer::device(), Arc::new(dcl_dist::SingleProcess))?;
 
     // Times `steps` steps of a pass (after 10 warm-up steps), in milliseconds.
     let mut time_steps = |loader: Loader<StepBatch>| -> Result<Vec<f64>> {

@@ -167,7 +167,7 @@ fn a_missing_data_directory_names_the_path_and_the_fetch_command() {
 
 #[test]
 fn unknown_models_and_datasets_list_the_valid_ones() {
-    assert_user_error(&dcl(&["train", "--model", "resnet9000"]), "unknown model 'resnet9000'; valid models: mnistnet");
+    assert_user_error(&dcl(&["train", "--model", "resnet9000"]), "unknown model 'resnet9000'; valid models: mnistnet, mlp");
     assert_user_error(
         &dcl(&["train", "--model", "mnistnet", "--dataset", "svhn"]),
         "unknown dataset 'svhn'; valid datasets: mnist, fashion-mnist",

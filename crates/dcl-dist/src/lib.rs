@@ -1,0 +1,130 @@
+//! The communicator of dcl: what data-parallel workers exchange (Horovod's role upstream).
+//!
+//! [`Communicator`] is the seam; [`SingleProcess`] is the world of one worker and
+//! [`MpiCommunicator`] (cargo feature `mpi`, on by default) the MPI one, started by
+//! `mpirun -np N dcl …` or `srun`. A binary started without a launcher is a world of size 1.
+
+#[cfg(feature = "mpi")]
+mod mpi_backend;
+
+#[cfg(feature = "mpi")]
+pub use mpi_backend::MpiCommunicator;
+
+/// What can go wrong while joining or using the world.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DistError {
+    #[error("{0}")]
+    Launch(String),
+}
+
+/// The operations data-parallel training needs. Every rank calls them in the same order.
+pub trait Communicator: Send + Sync {
+    /// This worker's rank, from 0.
+    fn rank(&self) -> usize;
+    /// The number of workers.
+    fn size(&self) -> usize;
+    /// This worker's rank among the workers of its node.
+    fn local_rank(&self) -> usize;
+    /// The number of workers on this worker's node.
+    fn local_size(&self) -> usize;
+    /// Copies rank `root`'s `data` to every rank.
+    fn broadcast(&self, root: usize, data: &mut [f32]);
+    /// Replaces `data` by its element-wise sum over the ranks.
+    fn all_reduce_sum(&self, data: &mut [f32]);
+    /// Replaces `data` by its element-wise sum over the ranks (exact counters and sums).
+    fn all_reduce_sum_f64(&self, data: &mut [f64]);
+    /// Every rank's `value`, by rank.
+    fn all_gather(&self, value: u64) -> Vec<u64>;
+    /// Waits for every rank.
+    fn barrier(&self);
+    /// Stops every rank of the world with `code` (after an error on this one), so that no
+    /// rank waits forever for it.
+    fn abort(&self, code: i32) -> !;
+
+    /// Replaces `data` by its element-wise mean over the ranks.
+    fn all_reduce_mean(&self, data: &mut [f32]) {
+        self.all_reduce_sum(data);
+        let n = self.size() as f32;
+        if n > 1.0 {
+            data.iter_mut().for_each(|v| *v /= n);
+        }
+    }
+
+    /// Whether this rank writes results and shows progress.
+    fn is_root(&self) -> bool {
+        self.rank() == 0
+    }
+}
+
+/// The world of one worker: every collective is the identity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SingleProcess;
+
+impl Communicator for SingleProcess {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn size(&self) -> usize {
+        1
+    }
+    fn local_rank(&self) -> usize {
+        0
+    }
+    fn local_size(&self) -> usize {
+        1
+    }
+    fn broadcast(&self, _root: usize, _data: &mut [f32]) {}
+    fn all_reduce_sum(&self, _data: &mut [f32]) {}
+    fn all_reduce_sum_f64(&self, _data: &mut [f64]) {}
+    fn all_gather(&self, value: u64) -> Vec<u64> {
+        vec![value]
+    }
+    fn barrier(&self) {}
+    fn abort(&self, code: i32) -> ! {
+        std::process::exit(code)
+    }
+}
+
+/// The number of ranks a launcher says it started, from its environment (MPICH's Hydra,
+/// Open MPI, Slurm), if any.
+pub fn launcher_size() -> Option<usize> {
+    ["PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok()?.parse().ok())
+}
+
+/// Joins the world: MPI when built with it, else a single process. Fails when a launcher
+/// started several ranks that did not join one world (an MPI library mismatch).
+pub fn init() -> Result<Box<dyn Communicator>, DistError> {
+    #[cfg(feature = "mpi")]
+    let communicator: Box<dyn Communicator> = Box::new(MpiCommunicator::init()?);
+    #[cfg(not(feature = "mpi"))]
+    let communicator: Box<dyn Communicator> = Box::new(SingleProcess);
+    if let Some(launched) = launcher_size() {
+        if launched > 1 && communicator.size() != launched {
+            return Err(DistError::Launch(format!(
+                "the launcher started {launched} ranks but they joined a world of {}: dcl was built against another MPI \
+                 than the launcher's (use MPICH's mpirun.mpich, or rebuild{})",
+                communicator.size(),
+                if cfg!(feature = "mpi") { "" } else { " with the mpi feature" }
+            )));
+        }
+    }
+    Ok(communicator)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_single_process_is_its_own_world() {
+        let world = SingleProcess;
+        let mut data = [1.0f32, 2.0];
+        world.all_reduce_mean(&mut data);
+        world.broadcast(0, &mut data);
+        assert_eq!(data, [1.0, 2.0]);
+        assert_eq!(world.all_gather(7), vec![7]);
+        assert!(world.is_root());
+    }
+}

@@ -1,0 +1,93 @@
+//! The MPI backend (MPICH or Open MPI through the `mpi` crate).
+
+use mpi::collective::SystemOperation;
+use mpi::environment::Universe;
+use mpi::topology::{Communicator as _, SimpleCommunicator};
+use mpi::traits::*;
+use mpi::Threading;
+
+use crate::{Communicator, DistError};
+
+/// A world of MPI ranks. Holds the MPI environment: MPI is finalised when it is dropped.
+pub struct MpiCommunicator {
+    world: SimpleCommunicator,
+    local_rank: usize,
+    local_size: usize,
+    // Dropped last: finalises MPI.
+    _universe: Universe,
+}
+
+// SAFETY: MPI is initialised with MPI_THREAD_MULTIPLE (checked in `init`), under which every
+// MPI call may be made from any thread; rsmpi's handles are plain integers/pointers owned
+// by the MPI library.
+unsafe impl Send for MpiCommunicator {}
+unsafe impl Sync for MpiCommunicator {}
+
+impl MpiCommunicator {
+    /// Initialises MPI with full thread support and joins its world.
+    pub fn init() -> Result<Self, DistError> {
+        let (universe, threading) = mpi::initialize_with_threading(Threading::Multiple)
+            .ok_or_else(|| DistError::Launch("MPI was already initialised".into()))?;
+        if threading != Threading::Multiple {
+            return Err(DistError::Launch(format!(
+                "the MPI library grants {threading:?} threading, dcl needs Multiple"
+            )));
+        }
+        let world = universe.world();
+        let node = world.split_shared(world.rank());
+        let (local_rank, local_size) = (node.rank() as usize, node.size() as usize);
+        Ok(MpiCommunicator { world, local_rank, local_size, _universe: universe })
+    }
+}
+
+impl Communicator for MpiCommunicator {
+    fn rank(&self) -> usize {
+        self.world.rank() as usize
+    }
+
+    fn size(&self) -> usize {
+        self.world.size() as usize
+    }
+
+    fn local_rank(&self) -> usize {
+        self.local_rank
+    }
+
+    fn local_size(&self) -> usize {
+        self.local_size
+    }
+
+    fn broadcast(&self, root: usize, data: &mut [f32]) {
+        if self.size() > 1 {
+            self.world.process_at_rank(root as i32).broadcast_into(data);
+        }
+    }
+
+    fn all_reduce_sum(&self, data: &mut [f32]) {
+        if self.size() > 1 {
+            let send = data.to_vec();
+            self.world.all_reduce_into(&send[..], data, SystemOperation::sum());
+        }
+    }
+
+    fn all_reduce_sum_f64(&self, data: &mut [f64]) {
+        if self.size() > 1 {
+            let send = data.to_vec();
+            self.world.all_reduce_into(&send[..], data, SystemOperation::sum());
+        }
+    }
+
+    fn all_gather(&self, value: u64) -> Vec<u64> {
+        let mut all = vec![0u64; self.size()];
+        self.world.all_gather_into(&value, &mut all[..]);
+        all
+    }
+
+    fn barrier(&self) {
+        self.world.barrier();
+    }
+
+    fn abort(&self, code: i32) -> ! {
+        self.world.abort(code)
+    }
+}

@@ -1,0 +1,135 @@
+//! Data-parallel runs of the `dcl` binary under MPICH's `mpirun` (installed by
+//! `scripts/setup.sh`), on the real MNIST files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn dataset_dir() -> PathBuf {
+    let dir = std::env::var_os("DCL_DATASET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    assert!(dir.join("mnist/train-images-idx3-ubyte").is_file(), "MNIST is not in {}: run scripts/setup.sh", dir.display());
+    dir
+}
+
+/// MPICH's launcher: `mpirun.mpich` where Open MPI is installed too, else `mpirun`.
+fn mpirun() -> &'static str {
+    let found = |name: &str| Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success());
+    if found("mpirun.mpich") {
+        "mpirun.mpich"
+    } else {
+        assert!(found("mpirun"), "no mpirun: run scripts/setup.sh (it installs MPICH)");
+        "mpirun"
+    }
+}
+
+/// `dcl train` on `ranks` ranks (1: without a launcher), on MNIST, into `results`.
+fn train(ranks: usize, results: &Path, args: &[&str]) -> Command {
+    let data = dataset_dir();
+    let mut command = if ranks == 1 {
+        Command::new(env!("CARGO_BIN_EXE_dcl"))
+    } else {
+        let mut c = Command::new(mpirun());
+        c.args(["-np", &ranks.to_string(), env!("CARGO_BIN_EXE_dcl")]);
+        c
+    };
+    command
+        .args(["train", "--dataset", "mnist", "--quiet", "--threads", "1"])
+        .args(["--dataset-dir", data.to_str().unwrap(), "--results-dir", results.to_str().unwrap()])
+        .args(args)
+        .env_remove("DCL_DATASET_DIR")
+        .env("OMP_WAIT_POLICY", "PASSIVE");
+    command
+}
+
+fn run(mut command: Command) -> Output {
+    let output = command.output().expect("the launcher runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn summary(results: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(results.join("summary.json")).unwrap()).unwrap()
+}
+
+fn close(a: &Value, b: &Value, tolerance: f64) -> bool {
+    (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() <= tolerance
+}
+
+#[test]
+fn two_ranks_at_half_the_batch_train_like_one_rank_at_the_full_batch() {
+    let root = tempfile::tempdir().unwrap();
+    let common = ["--model", "mlp", "--epochs", "2", "--train-samples", "1024", "--seed", "3"];
+    let one = root.path().join("one");
+    run(train(1, &one, &[&common[..], &["--batch-size", "64"]].concat()));
+    let two = root.path().join("two");
+    run(train(2, &two, &[&common[..], &["--batch-size", "32"]].concat()));
+    let (a, b) = (summary(&one), summary(&two));
+    assert_eq!(b["world_size"], 2);
+    for epoch in 0..2 {
+        let (x, y) = (&a["epochs"][epoch], &b["epochs"][epoch]);
+        assert_eq!(x["train_images"], y["train_images"]);
+        assert!(close(&x["train_loss"], &y["train_loss"], 1e-4), "train loss {} vs {}", x["train_loss"], y["train_loss"]);
+        assert!(close(&x["eval"][0]["loss"], &y["eval"][0]["loss"], 1e-4), "test loss {} vs {}", x["eval"][0]["loss"], y["eval"][0]["loss"]);
+        assert!(close(&x["eval"][0]["top1"], &y["eval"][0]["top1"], 0.03), "top-1 {} vs {}", x["eval"][0]["top1"], y["eval"][0]["top1"]);
+        assert_eq!(y["eval"][0]["samples"], 10000, "the sharded evaluation covers the test set once");
+    }
+}
+
+#[test]
+fn four_oversubscribed_ranks_run_a_continual_scenario_and_only_rank_zero_writes() {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("four");
+    let output = run(train(4, &results, &[
+        "--model", "mlp", "--epochs", "1", "--train-samples", "2000",
+        "--tasksets-config", "{'scenario': 'class', 'initial_increment': 5, 'increment': 5}",
+    ]));
+    let s = summary(&results);
+    assert_eq!(s["world_size"], 4);
+    assert_eq!(s["num_tasks"], 2);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.matches("worker(s); results in").count(), 1, "one rank reports: {stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("final average accuracy")).count(), 1, "{stdout}");
+}
+
+#[test]
+fn killing_one_rank_stops_the_others_with_an_error_within_30_seconds() {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("killed");
+    let mut command = train(2, &results, &["--model", "mnistnet", "--epochs", "50"]);
+    let mut job = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("the launcher runs");
+    // Wait until training runs (rank 0 wrote config.json), then kill one rank.
+    let started = Instant::now();
+    while !results.join("config.json").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the run did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dcl = std::fs::canonicalize(env!("CARGO_BIN_EXE_dcl")).unwrap();
+    let ranks: Vec<u32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            exe.as_deref() == Some(dcl.as_path()) && String::from_utf8_lossy(&cmdline).contains(results.to_str().unwrap())
+        })
+        .collect();
+    assert_eq!(ranks.len(), 2, "found ranks {ranks:?}");
+    Command::new("kill").args(["-9", &ranks[1].to_string()]).status().unwrap();
+    let killed = Instant::now();
+    let status = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status;
+        }
+        if killed.elapsed() > Duration::from_secs(30) {
+            let _ = job.kill();
+            panic!("the job still runs 30 s after a rank was killed");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success(), "the job exited successfully after losing a rank");
+}
