@@ -33,6 +33,9 @@ pub enum BufferError {
     Label { label: u32, num_classes: usize },
     #[error("rehearsal buffer: {values} values do not make whole samples of {sample_len}")]
     Shape { values: usize, sample_len: usize },
+    /// Another worker's buffer could not be reached.
+    #[error("rehearsal buffer: {0}")]
+    Transport(String),
 }
 
 /// Representatives drawn from a buffer, appended sample after sample.
@@ -211,6 +214,22 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
         let chosen = index::sample(&mut self.rng, self.occupied.len(), count.min(self.occupied.len()));
         for i in chosen {
             self.copy_slot(self.occupied[i] as usize, out);
+        }
+    }
+
+    /// [`RehearsalBuffer::sample`] or, with `before_era`, [`RehearsalBuffer::sample_before`].
+    pub fn draw(&mut self, count: usize, before_era: Option<u32>, out: &mut Drawn<T>) {
+        match before_era {
+            Some(era) => self.sample_before(era, count, out),
+            None => self.sample(count, out),
+        }
+    }
+
+    /// The number of samples a draw with `before_era` chooses from.
+    pub fn eligible(&self, before_era: Option<u32>) -> usize {
+        match before_era {
+            Some(era) => self.occupied.iter().filter(|&&s| self.eras[s as usize] < era).count(),
+            None => self.occupied.len(),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::{Drawn, RehearsalBuffer};
+use crate::{BufferError, Drawn, RehearsalBuffer};
 
 /// Draws representatives from the buffers a worker reaches. The in-process implementation
 /// reaches the local buffer; the distributed one (MPI) draws uniformly over the union of
@@ -11,7 +11,7 @@ pub trait Transport<T>: Send {
     /// Appends up to `count` representatives, drawn uniformly without duplicates over the
     /// reachable buffers as they are now, to `out`; with `before_era`, only among samples
     /// written before that era.
-    fn draw(&mut self, count: usize, before_era: Option<u32>, out: &mut Drawn<T>);
+    fn draw(&mut self, count: usize, before_era: Option<u32>, out: &mut Drawn<T>) -> Result<(), BufferError>;
 }
 
 /// The in-process transport: the worker's own buffer.
@@ -26,11 +26,8 @@ impl<T> LocalTransport<T> {
 }
 
 impl<T: Copy + Default + Send> Transport<T> for LocalTransport<T> {
-    fn draw(&mut self, count: usize, before_era: Option<u32>, out: &mut Drawn<T>) {
-        let mut buffer = self.buffer.lock().expect("buffer lock poisoned");
-        match before_era {
-            Some(era) => buffer.sample_before(era, count, out),
-            None => buffer.sample(count, out),
-        }
+    fn draw(&mut self, count: usize, before_era: Option<u32>, out: &mut Drawn<T>) -> Result<(), BufferError> {
+        self.buffer.lock().expect("buffer lock poisoned").draw(count, before_era, out);
+        Ok(())
     }
 }

@@ -6,9 +6,38 @@
 
 #[cfg(feature = "mpi")]
 mod mpi_backend;
+#[cfg(feature = "mpi")]
+mod remote_buffer;
+
+use std::sync::{Arc, Mutex};
+
+use dcl_buffer::{LocalTransport, RehearsalBuffer, Transport};
 
 #[cfg(feature = "mpi")]
 pub use mpi_backend::MpiCommunicator;
+
+/// A rehearsal buffer as the workers share it.
+pub type SharedBuffer = Arc<Mutex<RehearsalBuffer<f32>>>;
+
+/// This rank's buffer, served to the other ranks, and the draws over every rank's buffer.
+pub trait BufferService: Send + Sync {
+    /// A transport drawing uniformly without duplicates over the union of every rank's
+    /// buffer; `seed` drives its choice of how many samples come from which rank.
+    fn client(&self, seed: u64) -> Box<dyn Transport<f32>>;
+    /// Stops serving. Every rank calls it after its last draw; it returns once every rank
+    /// has called it, so that no draw is left unanswered.
+    fn stop(self: Box<Self>);
+}
+
+/// The service of a world of one: draws from the local buffer.
+struct LocalService(SharedBuffer);
+
+impl BufferService for LocalService {
+    fn client(&self, _seed: u64) -> Box<dyn Transport<f32>> {
+        Box::new(LocalTransport::new(Arc::clone(&self.0)))
+    }
+    fn stop(self: Box<Self>) {}
+}
 
 /// What can go wrong while joining or using the world.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +69,10 @@ pub trait Communicator: Send + Sync {
     /// Stops every rank of the world with `code` (after an error on this one), so that no
     /// rank waits forever for it.
     fn abort(&self, code: i32) -> !;
+    /// Serves `buffer` to the other ranks (a collective call) for global sampling.
+    fn serve_buffer(&self, buffer: SharedBuffer) -> Box<dyn BufferService> {
+        Box::new(LocalService(buffer))
+    }
 
     /// Replaces `data` by its element-wise mean over the ranks.
     fn all_reduce_mean(&self, data: &mut [f32]) {

@@ -6,7 +6,8 @@ use mpi::topology::{Communicator as _, SimpleCommunicator};
 use mpi::traits::*;
 use mpi::Threading;
 
-use crate::{Communicator, DistError};
+use crate::remote_buffer::MpiBufferService;
+use crate::{BufferService, Communicator, DistError, SharedBuffer};
 
 /// A world of MPI ranks. Holds the MPI environment: MPI is finalised when it is dropped.
 pub struct MpiCommunicator {
@@ -89,5 +90,12 @@ impl Communicator for MpiCommunicator {
 
     fn abort(&self, code: i32) -> ! {
         self.world.abort(code)
+    }
+
+    fn serve_buffer(&self, buffer: SharedBuffer) -> Box<dyn BufferService> {
+        if self.size() == 1 {
+            return Box::new(crate::LocalService(buffer));
+        }
+        Box::new(MpiBufferService::start(self.world.duplicate(), buffer))
     }
 }

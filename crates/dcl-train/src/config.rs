@@ -21,6 +21,32 @@ pub struct AgentConfig {
     pub rehearsal: Option<crate::rehearsal::RehearsalConfig>,
 }
 
+/// How the learning rate grows with the number of workers (Goyal et al., 2017).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LrScaling {
+    /// The regime's learning rates times the number of workers (upstream's rule).
+    Linear,
+    /// The regime's learning rates as they are.
+    None,
+}
+
+impl LrScaling {
+    /// The learning-rate factor at `progress` epochs into a task, for `workers` workers,
+    /// warming up linearly from 1 over `warmup_epochs`.
+    pub fn factor(self, workers: usize, progress: f64, warmup_epochs: f64) -> f64 {
+        let peak = match self {
+            LrScaling::Linear => workers as f64,
+            LrScaling::None => 1.0,
+        };
+        if warmup_epochs <= 0.0 || progress >= warmup_epochs {
+            peak
+        } else {
+            1.0 + (peak - 1.0) * progress / warmup_epochs
+        }
+    }
+}
+
 /// Everything that determines a run. Built once from the command line and the YAML file;
 /// nothing downstream reads flags or environment variables.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +67,10 @@ pub struct RunConfig {
     /// Optimiser settings per epoch of a task; restarted, with fresh optimiser state, at
     /// every task.
     pub optimizer_regime: Regime,
+    /// How the learning rate grows with the number of workers.
+    pub lr_scaling: LrScaling,
+    /// Epochs (of each task) over which the scaled learning rate is reached, step by step.
+    pub warmup_epochs: f64,
     /// Restrict the training loss to the classes seen so far.
     pub use_mask: bool,
     pub seed: u64,
@@ -65,6 +95,9 @@ impl RunConfig {
         ];
         if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(TrainError::Config(format!("{flag} must be at least 1")));
+        }
+        if !self.warmup_epochs.is_finite() || self.warmup_epochs < 0.0 {
+            return Err(TrainError::Config(format!("--warmup-epochs must be a number >= 0, not {}", self.warmup_epochs)));
         }
         if self.train_samples == Some(0) {
             return Err(TrainError::Config("--train-samples must be at least 1".into()));
@@ -101,6 +134,8 @@ pub(crate) mod tests {
             batch_size: 64,
             eval_batch_size: 64,
             optimizer_regime: Regime::new(sgd, vec![]).unwrap(),
+            lr_scaling: LrScaling::Linear,
+            warmup_epochs: 0.0,
             use_mask: false,
             seed: 42,
             threads: 0,
@@ -108,6 +143,16 @@ pub(crate) mod tests {
             log_interval: 10,
             results_dir: "results/x".into(),
         }
+    }
+
+    #[test]
+    fn linear_scaling_warms_up_to_the_number_of_workers() {
+        assert_eq!(LrScaling::Linear.factor(1, 0.0, 2.0), 1.0);
+        assert_eq!(LrScaling::Linear.factor(4, 0.0, 0.0), 4.0);
+        assert_eq!(LrScaling::Linear.factor(4, 0.0, 2.0), 1.0);
+        assert_eq!(LrScaling::Linear.factor(4, 1.0, 2.0), 2.5);
+        assert_eq!(LrScaling::Linear.factor(4, 3.0, 2.0), 4.0);
+        assert_eq!(LrScaling::None.factor(4, 3.0, 2.0), 1.0);
     }
 
     #[test]

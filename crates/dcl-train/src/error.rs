@@ -9,6 +9,8 @@ pub enum TrainError {
     Data(#[from] dcl_data::DataError),
     #[error(transparent)]
     Model(#[from] dcl_models::ModelError),
+    #[error(transparent)]
+    Buffer(#[from] dcl_buffer::BufferError),
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),
     #[error("{path}: {source}")]

@@ -79,6 +79,11 @@ impl Learner {
         Ok(())
     }
 
+    /// Sets the learning rate of the current settings (per-step warm-up).
+    pub fn set_lr(&mut self, lr: f64) {
+        self.optimizer.set_lr(lr);
+    }
+
     /// Restores every variable to its initial value (upstream's `reset_state_dict`).
     pub fn reset_weights(&mut self) {
         let variables = self.vars.variables();

@@ -12,7 +12,7 @@ pub mod results;
 pub mod trainer;
 pub mod writers;
 
-pub use config::{AgentConfig, RunConfig};
+pub use config::{AgentConfig, LrScaling, RunConfig};
 pub use error::TrainError;
 pub use learner::Learner;
 pub use metrics::{EpochRecord, EvalRecord, Figures, RunRecord, Summary};

@@ -18,7 +18,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, LocalTransport, RehearsalBuffer, StepTimings, TimingStage, Transport};
+use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer, StepTimings, TimingStage};
+use dcl_dist::{BufferService, Communicator, SingleProcess};
 use dcl_data::HostBatch;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
@@ -96,8 +97,12 @@ pub struct RehearsalReport {
     /// Slots in all (this worker).
     pub capacity: usize,
     pub per_class: usize,
-    /// Samples stored per class at the end of the run.
+    /// Samples stored per class at the end of the run (this worker).
     pub final_class_counts: Vec<usize>,
+    /// Slots in all over every worker (the global budget).
+    pub world_capacity: usize,
+    /// Samples stored per class over every worker at the end of the run.
+    pub world_class_counts: Vec<usize>,
     /// The timing breakdown over the whole run.
     pub timing: StepTimings,
     /// Its mean per step, in milliseconds.
@@ -116,17 +121,24 @@ pub struct StepBatch {
 }
 
 impl StepBatch {
+    /// A minibatch without representatives, as a collate function's result.
+    pub fn plain(batch: HostBatch) -> Result<Self, TrainError> {
+        Ok(Self::fresh_only(&batch))
+    }
+
     /// A minibatch without representatives.
-    pub fn plain(batch: HostBatch) -> Self {
-        let (images, labels) = crate::trainer::tensors_of(&batch);
+    pub fn fresh_only(batch: &HostBatch) -> Self {
+        let (images, labels) = crate::trainer::tensors_of(batch);
         StepBatch { images, labels, fresh: batch.labels.len(), representatives: None }
     }
 }
 
-/// The rehearsal state of a run: the buffer and the timings of the current window.
+/// The rehearsal state of a run: the buffer, the service that shares it with the other
+/// workers, and the timings of the current window.
 pub struct Rehearsal {
     config: RehearsalConfig,
     buffer: Arc<Mutex<RehearsalBuffer<f32>>>,
+    service: Box<dyn BufferService>,
     timings: Arc<Mutex<StepTimings>>,
     total: StepTimings,
     per_class: usize,
@@ -135,16 +147,18 @@ pub struct Rehearsal {
 
 impl Rehearsal {
     /// This worker's buffer, sized for `train_len` training samples of `num_classes` classes
-    /// and a budget split over `workers` workers.
+    /// and a budget split over the workers of `world`, served to them with global sampling
+    /// (a collective call).
     pub fn new(
         config: RehearsalConfig,
         num_classes: usize,
         image_shape: [usize; 3],
         train_len: usize,
-        workers: usize,
+        world: &dyn Communicator,
         batch_size: usize,
         seed: u64,
     ) -> Result<Self, TrainError> {
+        let workers = world.size();
         let per_class = match config.size {
             BufferSize::Ratio(percent) => (train_len as f64 * percent / 100.0 / num_classes as f64 / workers as f64) as usize,
             BufferSize::PerClass(n) => n,
@@ -170,9 +184,16 @@ impl Rehearsal {
             seed: seed ^ 0x5245_4845_4152_5345,
         })
         .map_err(|e| TrainError::Config(format!("--agent-config: {e}")))?;
+        let buffer = Arc::new(Mutex::new(buffer));
+        let service = if config.global_sampling {
+            world.serve_buffer(Arc::clone(&buffer))
+        } else {
+            SingleProcess.serve_buffer(Arc::clone(&buffer))
+        };
         Ok(Rehearsal {
             config,
-            buffer: Arc::new(Mutex::new(buffer)),
+            buffer,
+            service,
             timings: Arc::default(),
             total: StepTimings::default(),
             per_class,
@@ -181,9 +202,10 @@ impl Rehearsal {
     }
 
     /// The collate function of a training pass over task `task`: runs on the loader thread.
-    pub fn collate(&self, task: usize) -> impl FnMut(HostBatch) -> StepBatch + Send + 'static {
+    /// `seed` drives the pass's choice of which worker's buffer each representative comes from.
+    pub fn collate(&self, task: usize, seed: u64) -> impl FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send + 'static {
         let buffer = Arc::clone(&self.buffer);
-        let mut transport = LocalTransport::new(Arc::clone(&buffer));
+        let mut transport = self.service.client(seed);
         let timings = Arc::clone(&self.timings);
         let count = if task >= self.config.start_task { self.config.num_representatives } else { 0 };
         let mode = self.config.mode;
@@ -197,7 +219,7 @@ impl Rehearsal {
         move |fresh: HostBatch| {
             let mut clock = Stopwatch::new();
             drawn.clear();
-            transport.draw(count, before_era, &mut drawn);
+            transport.draw(count, before_era, &mut drawn)?;
             clock.lap(TimingStage::Sample);
             let reps = drawn.len();
             let rep_labels: Vec<i64> = drawn.labels.iter().map(|&l| l as i64).collect();
@@ -241,8 +263,14 @@ impl Rehearsal {
             let mut shared = timings.lock().expect("timing lock poisoned");
             shared.merge(&clock.timings);
             shared.steps += 1;
-            batch
+            Ok(batch)
         }
+    }
+
+    /// Stops sharing the buffer; every worker calls it after its last training pass.
+    pub fn finish(&mut self) {
+        let service = std::mem::replace(&mut self.service, SingleProcess.serve_buffer(Arc::clone(&self.buffer)));
+        service.stop();
     }
 
     /// The per-class loss weights of the next step, when enabled: the inverse frequency of
@@ -272,14 +300,19 @@ impl Rehearsal {
         window
     }
 
-    /// The report of the run so far.
-    pub fn report(&self) -> RehearsalReport {
+    /// The report of the run so far (a collective call: it sums the workers' buffers).
+    pub fn report(&self, world: &dyn Communicator) -> RehearsalReport {
         let buffer = self.buffer.lock().expect("buffer lock poisoned");
+        let counts = buffer.class_counts();
+        let mut world_counts: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
+        world.all_reduce_sum_f64(&mut world_counts);
         RehearsalReport {
             config: self.config.clone(),
             capacity: buffer.config().capacity,
             per_class: self.per_class,
-            final_class_counts: buffer.class_counts(),
+            final_class_counts: counts,
+            world_capacity: buffer.config().capacity * world.size(),
+            world_class_counts: world_counts.iter().map(|&c| c as usize).collect(),
             timing: self.total,
             timing_ms_per_step: self.total.per_step_ms().iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         }
@@ -356,7 +389,7 @@ mod tests {
     /// decoded samples, the fresh count and the task.
     fn run(mode: PipelineMode, replay: ReplaySource, batch_size: usize) -> Vec<(Vec<(i64, i64, i64)>, usize, usize)> {
         let source = tagged_set();
-        let rehearsal = Rehearsal::new(config(mode, replay), 10, [1, 1, 2], 200, 1, batch_size, 7).unwrap();
+        let rehearsal = Rehearsal::new(config(mode, replay), 10, [1, 1, 2], 200, &SingleProcess, batch_size, 7).unwrap();
         let mut steps = Vec::new();
         for task in 0..2 {
             let samples: Vec<SampleRef> = (0..200u32)
@@ -364,8 +397,8 @@ mod tests {
                 .map(|index| SampleRef { index, view: 0 })
                 .collect();
             let loader_config = LoaderConfig { batch_size, shuffle_seed: Some(task as u64), prefetch: 2 };
-            for batch in Loader::spawn(source.clone(), samples, loader_config, rehearsal.collate(task)) {
-                let (decoded, fresh) = samples_of(&batch);
+            for batch in Loader::spawn(source.clone(), samples, loader_config, rehearsal.collate(task, 0)) {
+                let (decoded, fresh) = samples_of(&batch.unwrap());
                 steps.push((decoded, fresh, task));
             }
         }
@@ -400,7 +433,7 @@ mod tests {
             let samples: Vec<SampleRef> = (0..200u32).filter(|i| i % 10 < 5).map(|index| SampleRef { index, view: 0 }).collect();
             let config = LoaderConfig { batch_size: 8, shuffle_seed: Some(0), prefetch: 2 };
             Loader::spawn(tagged_set(), samples, config, StepBatch::plain)
-                .map(|b| samples_of(&b).0.iter().map(|s| s.1).collect())
+                .map(|b| samples_of(&b.unwrap()).0.iter().map(|s| s.1).collect())
                 .collect()
         };
         for mode in MODES {
@@ -429,29 +462,29 @@ mod tests {
 
     #[test]
     fn the_report_tracks_the_buffer_and_timings() {
-        let mut rehearsal = Rehearsal::new(config(PipelineMode::Standard, ReplaySource::All), 10, [1, 1, 2], 200, 1, 8, 7).unwrap();
+        let mut rehearsal = Rehearsal::new(config(PipelineMode::Standard, ReplaySource::All), 10, [1, 1, 2], 200, &SingleProcess, 8, 7).unwrap();
         let samples: Vec<SampleRef> = (0..100u32).map(|index| SampleRef { index, view: 0 }).collect();
         let loader_config = LoaderConfig { batch_size: 10, shuffle_seed: None, prefetch: 2 };
-        let steps = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0)).count();
+        let steps = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0)).count();
         let window = rehearsal.take_window();
         assert_eq!(window.steps, steps as u64);
-        let report = rehearsal.report();
-        assert_eq!((report.capacity, report.per_class), (40, 4));
+        let report = rehearsal.report(&SingleProcess);
+        assert_eq!((report.capacity, report.per_class, report.world_capacity), (40, 4, 40));
         assert_eq!(report.final_class_counts, vec![4; 10]);
         assert_eq!(report.timing.steps, 10);
     }
 
     #[test]
     fn class_weights_follow_the_inverse_class_frequency_of_the_stream() {
-        let off = Rehearsal::new(config(PipelineMode::Standard, ReplaySource::All), 10, [1, 1, 2], 200, 1, 8, 7).unwrap();
+        let off = Rehearsal::new(config(PipelineMode::Standard, ReplaySource::All), 10, [1, 1, 2], 200, &SingleProcess, 8, 7).unwrap();
         assert!(off.class_weights().is_none());
         let on = RehearsalConfig { class_weights: true, ..config(PipelineMode::Standard, ReplaySource::All) };
-        let rehearsal = Rehearsal::new(on, 10, [1, 1, 2], 200, 1, 8, 7).unwrap();
+        let rehearsal = Rehearsal::new(on, 10, [1, 1, 2], 200, &SingleProcess, 8, 7).unwrap();
         // 20 samples of class 0 (all there are), 10 of class 1: class 1 weighs twice as much.
         let of_class = |c: u32, n: usize| (0..200u32).filter(move |i| i % 10 == c).take(n);
         let samples: Vec<SampleRef> = of_class(0, 20).chain(of_class(1, 10)).map(|index| SampleRef { index, view: 0 }).collect();
         let loader_config = LoaderConfig { batch_size: 8, shuffle_seed: None, prefetch: 2 };
-        let _ = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0)).count();
+        let _ = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0)).count();
         let weights = Vec::<f32>::try_from(rehearsal.class_weights().unwrap()).unwrap();
         // 30 seen over 2 classes: 30 / (2 * 20) = 0.75 and 30 / (2 * 10) = 1.5.
         assert!((weights[0] - 0.75).abs() < 1e-6 && (weights[1] - 1.5).abs() < 1e-6, "{weights:?}");
@@ -461,18 +494,18 @@ mod tests {
     #[test]
     fn a_buffer_without_slots_is_refused() {
         let tiny = RehearsalConfig { size: BufferSize::Total(5), ..config(PipelineMode::Standard, ReplaySource::All) };
-        let err = Rehearsal::new(tiny, 10, [1, 1, 2], 200, 1, 8, 0).err().unwrap().to_string();
+        let err = Rehearsal::new(tiny, 10, [1, 1, 2], 200, &SingleProcess, 8, 0).err().unwrap().to_string();
         assert!(err.contains("leaves no slot per class"), "{err}");
     }
 
     #[test]
     fn stopping_a_pass_early_shuts_the_pipeline_down() {
-        let rehearsal = Rehearsal::new(config(PipelineMode::Flyweight, ReplaySource::All), 10, [1, 1, 2], 200, 1, 4, 7).unwrap();
+        let rehearsal = Rehearsal::new(config(PipelineMode::Flyweight, ReplaySource::All), 10, [1, 1, 2], 200, &SingleProcess, 4, 7).unwrap();
         let samples: Vec<SampleRef> = (0..200u32).map(|index| SampleRef { index, view: 0 }).collect();
         let loader_config = LoaderConfig { batch_size: 4, shuffle_seed: None, prefetch: 1 };
-        let mut loader = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0));
+        let mut loader = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0));
         assert!(loader.next().is_some());
         drop(loader); // joins the loader thread; must not hang
-        assert!(rehearsal.report().final_class_counts.iter().sum::<usize>() <= 40);
+        assert!(rehearsal.report(&SingleProcess).final_class_counts.iter().sum::<usize>() <= 40);
     }
 }

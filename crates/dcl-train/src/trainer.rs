@@ -105,7 +105,7 @@ pub fn train(
             let shape = data.train.image_shape;
             // Each rank's buffer gets its own stream of random choices.
             let seed = config.seed.wrapping_add(rank as u64);
-            Some(Rehearsal::new(rehearsal_config.clone(), data.num_classes, shape, train_len, size, config.batch_size, seed)?)
+            Some(Rehearsal::new(rehearsal_config.clone(), data.num_classes, shape, train_len, &*world, config.batch_size, seed)?)
         }
         None => None,
     };
@@ -122,9 +122,13 @@ pub fn train(
         }
         learner.reset_optimizer(regime.settings_at(0))?;
         for epoch in 0..config.epochs {
-            learner.apply(regime.settings_at(epoch))?;
-            let collate: Box<dyn FnMut(HostBatch) -> StepBatch + Send> = match &rehearsal {
-                Some(rehearsal) => Box::new(rehearsal.collate(task_id)),
+            let settings = regime.settings_at(epoch);
+            learner.apply(settings)?;
+            let collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &rehearsal {
+                Some(rehearsal) => {
+                    let seed = pass_seed(config.seed ^ 0x6C6F_6261_6C00, task_id, epoch).wrapping_add(rank as u64);
+                    Box::new(rehearsal.collate(task_id, seed))
+                }
                 None => Box::new(StepBatch::plain),
             };
             let samples = shard(&task.train, Some(pass_seed(config.seed, task_id, epoch)), rank, size, true);
@@ -138,9 +142,14 @@ pub fn train(
                 },
                 collate,
             );
-            observer.epoch_started(task_id, epoch, loader.num_batches());
+            let steps = loader.num_batches();
+            observer.epoch_started(task_id, epoch, steps);
+            let lr_at = |step: usize| {
+                let progress = epoch as f64 + step as f64 / steps.max(1) as f64;
+                settings.lr * config.lr_scaling.factor(size, progress, config.warmup_epochs)
+            };
             let mask = masks.train(task_id);
-            let pass = train_pass(&mut learner, loader, mask, rehearsal.as_ref(), config.log_interval, observer)?.summed(&*world);
+            let pass = train_pass(&mut learner, loader, mask, rehearsal.as_ref(), &lr_at, config.log_interval, observer)?.summed(&*world);
             let rehearsal_timing = rehearsal.as_mut().map(Rehearsal::take_window);
             record.train_seconds += pass.seconds;
 
@@ -168,7 +177,10 @@ pub fn train(
         }
     }
     record.wall_seconds = started.elapsed().as_secs_f64();
-    record.rehearsal = rehearsal.as_ref().map(Rehearsal::report);
+    if let Some(rehearsal) = &mut rehearsal {
+        rehearsal.finish();
+        record.rehearsal = Some(rehearsal.report(&*world));
+    }
     Ok(record)
 }
 
@@ -298,9 +310,10 @@ fn count_top1(hits: &mut Tensor, logits: &Tensor, labels: &Tensor) -> Result<(),
 
 fn train_pass(
     learner: &mut Learner,
-    mut loader: Loader<StepBatch>,
+    mut loader: Loader<Result<StepBatch, TrainError>>,
     mask: Option<&Tensor>,
     rehearsal: Option<&Rehearsal>,
+    lr_at: &dyn Fn(usize) -> f64,
     log_interval: usize,
     observer: &mut dyn TrainObserver,
 ) -> Result<Pass, TrainError> {
@@ -315,6 +328,7 @@ fn train_pass(
     loop {
         let waited = Instant::now();
         let Some(batch) = loader.next() else { break };
+        let batch = batch?;
         if let Some(rehearsal) = rehearsal {
             rehearsal.add_wait(waited.elapsed());
         }
@@ -329,6 +343,7 @@ fn train_pass(
         let (images, labels) = (images.to_device(device()), labels.to_device(device()));
         let batch = labels.size()[0];
         let class_weights = rehearsal.and_then(Rehearsal::class_weights).map(|w| w.to_device(device()));
+        learner.set_lr(lr_at(step));
         let (loss, logits) = learner.train_step(&images, &labels, mask, class_weights.as_ref())?;
         tch::no_grad(|| -> Result<(), TrainError> {
             let _ = loss_sum.f_add_(&(loss.f_to_kind(Kind::Double)? * batch as f64))?;

@@ -117,7 +117,7 @@ pub fn run_buffer(args: BufferArgs) -> Result<()> {
 pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
     use std::sync::Arc;
 
-    use dcl_data::{HostBatch, Loader, LoaderConfig, LoaderSource, SampleRef, View};
+    use dcl_data::{Loader, LoaderConfig, LoaderSource, SampleRef, View};
     use dcl_train::rehearsal::{Rehearsal, StepBatch};
     use dcl_train::{BufferSize, PipelineMode, PolicyName, RehearsalConfig, ReplaySource};
 
@@ -140,17 +140,18 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         replay: ReplaySource::All,
         class_weights: false,
     };
-    let rehearsal = Rehearsal::new(config, 10, INPUT.image_shape, data.train.len(), 1, args.batch_size, 0)?;
+    let rehearsal = Rehearsal::new(config, 10, INPUT.image_shape, data.train.len(), &dcl_dist::SingleProcess, args.batch_size, 0)?;
     let sgd = OptimizerSettings { optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
     let mut learner = Learner::new("mnistnet", INPUT, sgd, dcl_train::trainer::device(), Arc::new(dcl_dist::SingleProcess))?;
 
     // Times `steps` steps of a pass (after 10 warm-up steps), in milliseconds.
-    let mut time_steps = |loader: Loader<StepBatch>| -> Result<Vec<f64>> {
+    let mut time_steps = |loader: Loader<Result<StepBatch, dcl_train::TrainError>>| -> Result<Vec<f64>> {
         let mut times = Vec::with_capacity(args.steps);
         let mut loader = loader;
         for step in 0..args.steps + 10 {
             let started = Instant::now();
             let Some(batch) = loader.next() else { break };
+            let batch = batch?;
             let (images, labels) = match batch.representatives {
                 None => (batch.images, batch.labels),
                 Some((ri, rl)) => (Tensor::cat(&[batch.images, ri], 0), Tensor::cat(&[batch.labels, rl], 0)),
@@ -165,10 +166,10 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
     let pass = |batch_size: usize, seed: u64| LoaderConfig { batch_size, shuffle_seed: Some(seed), prefetch: 4 };
     let (mut with, mut plain) = (Vec::new(), Vec::new());
     for round in 0..args.rounds as u64 {
-        let collate = rehearsal.collate(0);
+        let collate = rehearsal.collate(0, round);
         with.extend(time_steps(Loader::spawn(source.clone(), samples.clone(), pass(args.batch_size, round), collate))?);
         let plain_batch = args.batch_size + args.representatives;
-        plain.extend(time_steps(Loader::spawn(source.clone(), samples.clone(), pass(plain_batch, round), |b: HostBatch| StepBatch::plain(b)))?);
+        plain.extend(time_steps(Loader::spawn(source.clone(), samples.clone(), pass(plain_batch, round), StepBatch::plain))?);
     }
     let (w, p) = (median(&mut with), median(&mut plain));
     println!(

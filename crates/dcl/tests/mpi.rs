@@ -62,7 +62,8 @@ fn close(a: &Value, b: &Value, tolerance: f64) -> bool {
 #[test]
 fn two_ranks_at_half_the_batch_train_like_one_rank_at_the_full_batch() {
     let root = tempfile::tempdir().unwrap();
-    let common = ["--model", "mlp", "--epochs", "2", "--train-samples", "1024", "--seed", "3"];
+    // Same global batch, same learning rate: the gradient averaging alone must match.
+    let common = ["--model", "mlp", "--epochs", "2", "--train-samples", "1024", "--seed", "3", "--lr-scaling", "none"];
     let one = root.path().join("one");
     run(train(1, &one, &[&common[..], &["--batch-size", "64"]].concat()));
     let two = root.path().join("two");

@@ -10,13 +10,21 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use dcl_train::{OptimizerKind, OptimizerSettings, Regime, RegimeEntry, RunConfig};
+use dcl_train::{LrScaling, OptimizerKind, OptimizerSettings, Regime, RegimeEntry, RunConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 fn dict_flag(text: &str) -> Result<Map<String, Value>, String> {
     literal::parse_dict(text)
+}
+
+fn lr_scaling_flag(text: &str) -> Result<LrScaling, String> {
+    match text {
+        "linear" => Ok(LrScaling::Linear),
+        "none" => Ok(LrScaling::None),
+        _ => Err("expected linear or none".into()),
+    }
 }
 
 fn list_flag(text: &str) -> Result<Value, String> {
@@ -72,6 +80,12 @@ pub struct TrainOptions {
     /// 'optimizer' (SGD, Adam, AdamW, RMSprop), 'lr', 'momentum', 'weight_decay'.
     #[arg(long, value_parser = list_flag)]
     pub optimizer_regime: Option<Value>,
+    /// Learning-rate scaling with the number of workers: linear (upstream's: lr x workers) or none.
+    #[arg(long, default_value = "linear", value_parser = lr_scaling_flag)]
+    pub lr_scaling: LrScaling,
+    /// Epochs of each task over which the scaled learning rate is reached, step by step.
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_epochs: f64,
     /// Restrict the training loss to the classes seen so far.
     #[arg(long)]
     pub use_mask: bool,
@@ -186,6 +200,8 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         batch_size: options.batch_size,
         eval_batch_size: options.eval_batch_size.unwrap_or(options.batch_size),
         optimizer_regime: Regime::new(base, entries)?,
+        lr_scaling: options.lr_scaling,
+        warmup_epochs: options.warmup_epochs,
         use_mask: options.use_mask,
         seed: options.seed,
         threads: options.threads.unwrap_or(0),
