@@ -10,7 +10,7 @@ use dcl_models::ModelInput;
 use dcl_train::{Learner, OptimizerKind, OptimizerSettings};
 use tch::{Kind, Tensor};
 
-use crate::cli::{BufferArgs, RehearsalArgs, StepArgs};
+use crate::cli::{BufferArgs, RehearsalArgs, SamplingArgs, StepArgs};
 
 /// The MNIST-shaped input the step is measured on.
 const INPUT: ModelInput = ModelInput { image_shape: [1, 28, 28], num_classes: 10 };
@@ -176,5 +176,82 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         "median step: er ({} fresh + {} representatives, {}) {w:.3} ms, base ({} samples) {p:.3} ms: er / base = {:.3}x ({} steps each)",
         args.batch_size, args.representatives, args.mode, args.batch_size + args.representatives, w / p, with.len()
     );
+    Ok(())
+}
+
+/// Global sampling under mpirun: every rank fills its buffer with samples that name their
+/// rank, slot and label, then draws over all buffers, then locally.
+pub fn run_sampling(args: SamplingArgs) -> Result<()> {
+    use std::collections::HashSet;
+    use std::sync::{Arc, Mutex};
+
+    use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer};
+
+    ensure!(args.sample_len >= 3 && args.draws > 0 && args.fill > 0, "--sample-len must be at least 3, --draws and --fill at least 1");
+    let world: Arc<dyn dcl_dist::Communicator> = dcl_dist::init()?.into();
+    let (rank, size) = (world.rank(), world.size());
+    let fill = args.fill * (rank + 1);
+    let mut buffer = RehearsalBuffer::<f32>::new(BufferConfig {
+        capacity: fill.div_ceil(10) * 10,
+        num_classes: 10,
+        sample_len: args.sample_len,
+        payload_len: 0,
+        policy: InsertionPolicy::Reservoir,
+        seed: rank as u64,
+    })?;
+    let labels: Vec<u32> = (0..fill as u32).map(|i| i % 10).collect();
+    // Sample i of rank r: [r, i, label, label, …].
+    let samples: Vec<f32> = labels
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &l)| [rank as f32, i as f32].into_iter().chain(std::iter::repeat_n(l as f32, args.sample_len - 2)))
+        .collect();
+    buffer.offer(&samples, &labels, &[])?;
+    let buffer = Arc::new(Mutex::new(buffer));
+    let service = world.serve_buffer(Arc::clone(&buffer));
+
+    let mut client = service.client(rank as u64);
+    let mut from_rank = vec![0u64; size];
+    let (mut duplicates, mut torn) = (0u64, 0u64);
+    let mut drawn = Drawn::default();
+    world.barrier();
+    let started = Instant::now();
+    for _ in 0..args.draws {
+        drawn.clear();
+        client.draw(args.representatives, None, &mut drawn)?;
+        let mut seen = HashSet::new();
+        for (sample, &label) in drawn.samples.chunks(args.sample_len).zip(&drawn.labels) {
+            from_rank[sample[0] as usize] += 1;
+            duplicates += u64::from(!seen.insert((sample[0] as u32, sample[1] as u32)));
+            torn += u64::from(sample[2..].iter().any(|&v| v != label as f32));
+        }
+    }
+    let global_rate = (args.draws * args.representatives) as f64 / started.elapsed().as_secs_f64();
+    world.barrier();
+    let mut local = dcl_buffer::LocalTransport::new(Arc::clone(&buffer));
+    let started = Instant::now();
+    for _ in 0..args.draws {
+        drawn.clear();
+        local.draw(args.representatives, None, &mut drawn)?;
+    }
+    let local_rate = (args.draws * args.representatives) as f64 / started.elapsed().as_secs_f64();
+    drop(client);
+    service.stop();
+
+    let total_fill: usize = (0..size).map(|r| args.fill * (r + 1)).sum();
+    let drawn_total: u64 = from_rank.iter().sum();
+    let shares: Vec<f64> = from_rank.iter().map(|&n| n as f64 / drawn_total as f64).collect();
+    let expected: Vec<f64> = (0..size).map(|r| (args.fill * (r + 1)) as f64 / total_fill as f64).collect();
+    let uniform = shares.iter().zip(&expected).all(|(s, e)| (s - e).abs() <= 0.1 * e);
+    println!(
+        "{}",
+        serde_json::json!({"rank": rank, "world_size": size, "representatives_per_second_global": global_rate,
+            "representatives_per_second_local": local_rate, "shares": shares, "expected_shares": expected,
+            "duplicates": duplicates, "torn": torn})
+    );
+    if args.check {
+        ensure!(uniform, "rank {rank}: shares {shares:?} differ from the buffers' shares {expected:?} by more than 10 %");
+        ensure!(duplicates == 0 && torn == 0, "rank {rank}: {duplicates} duplicate and {torn} torn representatives");
+    }
     Ok(())
 }

@@ -71,6 +71,29 @@ pub enum BenchCommand {
     /// Time training steps with rehearsal (B fresh + R representatives) against plain steps
     /// of B+R samples, alternating, on MNIST.
     Rehearsal(RehearsalArgs),
+    /// Under mpirun: draw representatives over every rank's buffer (global sampling) and
+    /// locally; report rates, and with --check verify uniformity, duplicates and integrity.
+    Sampling(SamplingArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SamplingArgs {
+    /// Representatives per draw.
+    #[arg(long, default_value_t = 64)]
+    pub representatives: usize,
+    /// Draws per rank.
+    #[arg(long, default_value_t = 2000)]
+    pub draws: usize,
+    /// Samples in rank r's buffer: (r + 1) x this.
+    #[arg(long, default_value_t = 100)]
+    pub fill: usize,
+    /// Values per sample (784: MNIST-shaped).
+    #[arg(long, default_value_t = 784)]
+    pub sample_len: usize,
+    /// Fail unless every rank's share is within 10 % of its share of the samples, no draw
+    /// repeats a sample, and every sample arrives intact.
+    #[arg(long)]
+    pub check: bool,
 }
 
 #[derive(Debug, Args)]

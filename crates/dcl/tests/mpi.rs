@@ -134,3 +134,40 @@ fn killing_one_rank_stops_the_others_with_an_error_within_30_seconds() {
     };
     assert!(!status.success(), "the job exited successfully after losing a rank");
 }
+
+#[test]
+fn global_sampling_draws_every_rank_in_proportion_without_duplicates_and_intact() {
+    // Rank r holds 100 (r + 1) samples; each names its rank, slot and label in its pixels.
+    let output = Command::new(mpirun())
+        .args(["-np", "2", env!("CARGO_BIN_EXE_dcl"), "bench", "sampling", "--check", "--draws", "500"])
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .output()
+        .expect("the launcher runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let reports: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(reports.len(), 2);
+    for report in &reports {
+        assert_eq!(report["duplicates"], 0);
+        assert_eq!(report["torn"], 0);
+        let share = report["shares"][1].as_f64().unwrap();
+        assert!((share - 2.0 / 3.0).abs() < 0.05, "rank 1 holds 2/3 of the samples but gave {share}");
+    }
+}
+
+#[test]
+fn the_ranks_buffers_share_one_global_budget() {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("budget");
+    run(train(2, &results, &[
+        "--model", "mlp", "--epochs", "1", "--train-samples", "3000", "--agent", "er",
+        "--agent-config", "{'buffer_size': 200, 'num_representatives': 16}",
+        "--tasksets-config", "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
+    ]));
+    let rehearsal = &summary(&results)["rehearsal"];
+    assert_eq!(rehearsal["world_capacity"], 200);
+    assert_eq!(rehearsal["capacity"], 100, "each of the 2 ranks holds half the budget");
+    let stored: u64 = rehearsal["world_class_counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum();
+    assert_eq!(stored, 200);
+    assert!(rehearsal["timing"]["sample_seconds"].as_f64().unwrap() > 0.0);
+}

@@ -83,8 +83,9 @@ pub struct TrainOptions {
     /// Learning-rate scaling with the number of workers: linear (upstream's: lr x workers) or none.
     #[arg(long, default_value = "linear", value_parser = lr_scaling_flag)]
     pub lr_scaling: LrScaling,
-    /// Epochs of each task over which the scaled learning rate is reached, step by step.
-    #[arg(long, default_value_t = 0.0)]
+    /// Epochs of each task over which the scaled learning rate is reached, step by step
+    /// (no effect with one worker).
+    #[arg(long, default_value_t = 0.2)]
     pub warmup_epochs: f64,
     /// Restrict the training loss to the classes seen so far.
     #[arg(long)]
