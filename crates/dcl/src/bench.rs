@@ -63,7 +63,7 @@ fn median(values: &mut [f64]) -> f64 {
 /// Times `offer` and `sample` on a buffer of synthetic samples; reports the median
 /// samples/s of each over the repeats.
 pub fn run_buffer(args: BufferArgs) -> Result<()> {
-    use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer};
+    use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer, Transport};
     use rand::{Rng, SeedableRng};
 
     ensure!(args.batches > 0 && args.repeats > 0 && args.batch_size > 0, "--batches, --repeats and --batch-size must be at least 1");
@@ -185,7 +185,7 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
     use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
 
-    use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer};
+    use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer, Transport};
 
     ensure!(args.sample_len >= 3 && args.draws > 0 && args.fill > 0, "--sample-len must be at least 3, --draws and --fill at least 1");
     let world: Arc<dyn dcl_dist::Communicator> = dcl_dist::init()?.into();
