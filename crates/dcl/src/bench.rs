@@ -63,7 +63,7 @@ fn median(values: &mut [f64]) -> f64 {
 /// Times `offer` and `sample` on a buffer of synthetic samples; reports the median
 /// samples/s of each over the repeats.
 pub fn run_buffer(args: BufferArgs) -> Result<()> {
-    use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer, Transport};
+    use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer};
     use rand::{Rng, SeedableRng};
 
     ensure!(args.batches > 0 && args.repeats > 0 && args.batch_size > 0, "--batches, --repeats and --batch-size must be at least 1");
