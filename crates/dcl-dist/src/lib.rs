@@ -58,8 +58,9 @@ pub trait Communicator: Send + Sync {
     fn local_size(&self) -> usize;
     /// Copies rank `root`'s `data` to every rank.
     fn broadcast(&self, root: usize, data: &mut [f32]);
-    /// Replaces `data` by its element-wise sum over the ranks.
-    fn all_reduce_sum(&self, data: &mut [f32]);
+    /// Writes the element-wise sum over the ranks of `send` into `recv` (same length). The
+    /// path of gradients: no copy beyond MPI's own.
+    fn all_reduce_sum_into(&self, send: &[f32], recv: &mut [f32]);
     /// Replaces `data` by its element-wise sum over the ranks (exact counters and sums).
     fn all_reduce_sum_f64(&self, data: &mut [f64]);
     /// Every rank's `value`, by rank.
@@ -72,6 +73,14 @@ pub trait Communicator: Send + Sync {
     /// Serves `buffer` to the other ranks (a collective call) for global sampling.
     fn serve_buffer(&self, buffer: SharedBuffer) -> Box<dyn BufferService> {
         Box::new(LocalService(buffer))
+    }
+
+    /// Replaces `data` by its element-wise sum over the ranks.
+    fn all_reduce_sum(&self, data: &mut [f32]) {
+        if self.size() > 1 {
+            let send = data.to_vec();
+            self.all_reduce_sum_into(&send, data);
+        }
     }
 
     /// Replaces `data` by its element-wise mean over the ranks.
@@ -107,7 +116,9 @@ impl Communicator for SingleProcess {
         1
     }
     fn broadcast(&self, _root: usize, _data: &mut [f32]) {}
-    fn all_reduce_sum(&self, _data: &mut [f32]) {}
+    fn all_reduce_sum_into(&self, send: &[f32], recv: &mut [f32]) {
+        recv.copy_from_slice(send);
+    }
     fn all_reduce_sum_f64(&self, _data: &mut [f64]) {}
     fn all_gather(&self, value: u64) -> Vec<u64> {
         vec![value]

@@ -64,11 +64,8 @@ impl Communicator for MpiCommunicator {
         }
     }
 
-    fn all_reduce_sum(&self, data: &mut [f32]) {
-        if self.size() > 1 {
-            let send = data.to_vec();
-            self.world.all_reduce_into(&send[..], data, SystemOperation::sum());
-        }
+    fn all_reduce_sum_into(&self, send: &[f32], recv: &mut [f32]) {
+        self.world.all_reduce_into(send, recv, SystemOperation::sum());
     }
 
     fn all_reduce_sum_f64(&self, data: &mut [f64]) {

@@ -20,8 +20,9 @@ pub struct Learner {
     optimizer: nn::Optimizer,
     settings: OptimizerSettings,
     world: Arc<dyn Communicator>,
-    /// Host staging of the flattened gradients for the all-reduce.
-    gradients: Vec<f32>,
+    /// Host staging of the flattened gradients: this rank's and the sum over the ranks.
+    local_gradients: Vec<f32>,
+    summed_gradients: Vec<f32>,
 }
 
 fn build_optimizer(vars: &nn::VarStore, s: OptimizerSettings) -> Result<nn::Optimizer, TrainError> {
@@ -51,13 +52,14 @@ impl Learner {
         named.sort_by(|a, b| a.0.cmp(&b.0));
         if world.size() > 1 {
             let tensors: Vec<Tensor> = named.iter().map(|(_, t)| t.shallow_clone()).collect();
-            let mut values = flatten(&tensors)?;
+            let mut values = Vec::new();
+            flatten_into(&tensors, &mut values)?;
             world.broadcast(0, &mut values);
-            tch::no_grad(|| unflatten(&values, &tensors))?;
+            tch::no_grad(|| unflatten(&values, &tensors, 1.0))?;
         }
         let initial = named.into_iter().map(|(name, t)| (name, t.copy())).collect();
         let optimizer = build_optimizer(&vars, settings)?;
-        Ok(Learner { vars, model, initial, optimizer, settings, world, gradients: Vec::new() })
+        Ok(Learner { vars, model, initial, optimizer, settings, world, local_gradients: Vec::new(), summed_gradients: Vec::new() })
     }
 
     /// A fresh optimiser with `settings`: momentum and other state start from zero.
@@ -116,12 +118,15 @@ impl Learner {
         Ok((loss, logits))
     }
 
-    /// Replaces every gradient by its mean over the ranks (one all-reduce of all of them).
+    /// Replaces every gradient by its mean over the ranks (one all-reduce of all of them,
+    /// between two preallocated host buffers; the division happens in the copy back).
     fn average_gradients(&mut self) -> Result<(), TrainError> {
         let grads: Vec<Tensor> = self.vars.trainable_variables().iter().map(Tensor::grad).collect();
-        self.gradients = flatten(&grads)?;
-        self.world.all_reduce_mean(&mut self.gradients);
-        tch::no_grad(|| unflatten(&self.gradients, &grads))
+        flatten_into(&grads, &mut self.local_gradients)?;
+        self.summed_gradients.resize(self.local_gradients.len(), 0.0);
+        self.world.all_reduce_sum_into(&self.local_gradients, &mut self.summed_gradients);
+        let scale = 1.0 / self.world.size() as f64;
+        tch::no_grad(|| unflatten(&self.summed_gradients, &grads, scale))
     }
 
     /// The logits of a batch in evaluation mode (dropout off), without gradients.
@@ -135,18 +140,27 @@ impl Learner {
     }
 }
 
-/// The values of `tensors`, one after the other in logical order.
-fn flatten(tensors: &[Tensor]) -> Result<Vec<f32>, TrainError> {
+/// Writes the values of `tensors`, one after the other in logical order, into `out`
+/// (reusing its memory).
+fn flatten_into(tensors: &[Tensor], out: &mut Vec<f32>) -> Result<(), TrainError> {
     let parts: Vec<Tensor> = tensors.iter().map(|t| t.reshape([-1])).collect();
-    Ok(Vec::<f32>::try_from(Tensor::f_cat(&parts, 0)?.to_device(Device::Cpu))?)
+    let flat = Tensor::f_cat(&parts, 0)?.to_device(Device::Cpu);
+    let n = flat.numel();
+    out.resize(n, 0.0);
+    flat.f_copy_data(out, n)?;
+    Ok(())
 }
 
-/// Copies consecutive runs of `values` into `tensors` (the inverse of [`flatten`]).
-fn unflatten(values: &[f32], tensors: &[Tensor]) -> Result<(), TrainError> {
+/// Copies consecutive runs of `values`, times `scale`, into `tensors` (the inverse of
+/// [`flatten_into`]).
+fn unflatten(values: &[f32], tensors: &[Tensor], scale: f64) -> Result<(), TrainError> {
     let mut offset = 0;
     for tensor in tensors {
         let n = tensor.numel();
-        let source = Tensor::from_slice(&values[offset..offset + n]).view(tensor.size().as_slice()).to_device(tensor.device());
+        let mut source = Tensor::from_slice(&values[offset..offset + n]).view(tensor.size().as_slice()).to_device(tensor.device());
+        if scale != 1.0 {
+            source = source.f_mul_scalar(scale)?;
+        }
         tensor.shallow_clone().f_copy_(&source)?;
         offset += n;
     }

@@ -74,6 +74,21 @@ pub enum BenchCommand {
     /// Under mpirun: draw representatives over every rank's buffer (global sampling) and
     /// locally; report rates, and with --check verify uniformity, duplicates and integrity.
     Sampling(SamplingArgs),
+    /// Under mpirun: dcl's gradient all-reduce (mean) against a bare MPI all-reduce.
+    Allreduce(AllreduceArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AllreduceArgs {
+    /// Floats per all-reduce (11.2 M: a ResNet-18's gradients).
+    #[arg(long, default_value_t = 11_200_000)]
+    pub floats: usize,
+    /// Timed all-reduces per side and round.
+    #[arg(long, default_value_t = 10)]
+    pub repeats: usize,
+    /// Rounds alternating the two sides.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,7 @@ fn main() {
         cli::Command::Bench(cli::BenchCommand::Buffer(args)) => bench::run_buffer(args),
         cli::Command::Bench(cli::BenchCommand::Rehearsal(args)) => bench::run_rehearsal(args),
         cli::Command::Bench(cli::BenchCommand::Sampling(args)) => bench::run_sampling(args),
+        cli::Command::Bench(cli::BenchCommand::Allreduce(args)) => bench::run_allreduce(args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");
