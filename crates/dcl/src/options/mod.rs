@@ -85,7 +85,7 @@ pub struct TrainOptions {
     pub lr_scaling: LrScaling,
     /// Epochs of each task over which the scaled learning rate is reached, step by step
     /// (no effect with one worker).
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 1.0)]
     pub warmup_epochs: f64,
     /// Restrict the training loss to the classes seen so far.
     #[arg(long)]
