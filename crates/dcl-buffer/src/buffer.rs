@@ -177,13 +177,22 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
     pub fn offer(&mut self, samples: &[T], labels: &[u32], payloads: &[f32]) -> Result<(), BufferError> {
         let (n, len, plen) = (labels.len(), self.config.sample_len, self.config.payload_len);
         if samples.len() != n * len {
-            return Err(BufferError::Shape { values: samples.len(), sample_len: len });
+            return Err(BufferError::Shape {
+                values: samples.len(),
+                sample_len: len,
+            });
         }
         if payloads.len() != n * plen {
-            return Err(BufferError::Shape { values: payloads.len(), sample_len: plen });
+            return Err(BufferError::Shape {
+                values: payloads.len(),
+                sample_len: plen,
+            });
         }
         if let Some(&label) = labels.iter().find(|&&l| l as usize >= self.config.num_classes) {
-            return Err(BufferError::Label { label, num_classes: self.config.num_classes });
+            return Err(BufferError::Label {
+                label,
+                num_classes: self.config.num_classes,
+            });
         }
         for (i, &label) in labels.iter().enumerate() {
             self.seen += 1;
@@ -235,7 +244,12 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
 
     /// As [`RehearsalBuffer::sample`], among the samples written before era `era` only.
     pub fn sample_before(&mut self, era: u32, count: usize, out: &mut Drawn<T>) {
-        let eligible: Vec<u32> = self.occupied.iter().copied().filter(|&s| self.eras[s as usize] < era).collect();
+        let eligible: Vec<u32> = self
+            .occupied
+            .iter()
+            .copied()
+            .filter(|&s| self.eras[s as usize] < era)
+            .collect();
         let chosen = index::sample(&mut self.rng, eligible.len(), count.min(eligible.len()));
         for i in chosen {
             self.copy_slot(eligible[i] as usize, out);
@@ -245,8 +259,10 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
     /// Appends slot `slot` to `out`.
     pub fn copy_slot(&self, slot: usize, out: &mut Drawn<T>) {
         let (len, plen) = (self.config.sample_len, self.config.payload_len);
-        out.samples.extend_from_slice(&self.samples[slot * len..(slot + 1) * len]);
-        out.payloads.extend_from_slice(&self.payloads[slot * plen..(slot + 1) * plen]);
+        out.samples
+            .extend_from_slice(&self.samples[slot * len..(slot + 1) * len]);
+        out.payloads
+            .extend_from_slice(&self.payloads[slot * plen..(slot + 1) * plen]);
         out.labels.push(self.labels[slot]);
     }
 
@@ -309,7 +325,9 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
                 }
                 let largest = self.by_class.iter().map(Vec::len).max().unwrap_or(0);
                 if self.by_class[class].len() < largest {
-                    let full: Vec<usize> = (0..self.by_class.len()).filter(|&c| self.by_class[c].len() == largest).collect();
+                    let full: Vec<usize> = (0..self.by_class.len())
+                        .filter(|&c| self.by_class[c].len() == largest)
+                        .collect();
                     let victim = full[self.rng.random_range(0..full.len())];
                     Placement::Replace(self.random_slot_of(victim))
                 } else {
@@ -332,12 +350,23 @@ mod tests {
     use super::*;
 
     fn config(capacity: usize, num_classes: usize, policy: InsertionPolicy, seed: u64) -> BufferConfig {
-        BufferConfig { capacity, num_classes, sample_len: 2, payload_len: 0, policy, seed }
+        BufferConfig {
+            capacity,
+            num_classes,
+            sample_len: 2,
+            payload_len: 0,
+            policy,
+            seed,
+        }
     }
 
     /// Samples whose two values are (stream position, label).
     fn stream(labels: &[u32], start: usize) -> Vec<f32> {
-        labels.iter().enumerate().flat_map(|(i, &l)| [(start + i) as f32, l as f32]).collect()
+        labels
+            .iter()
+            .enumerate()
+            .flat_map(|(i, &l)| [(start + i) as f32, l as f32])
+            .collect()
     }
 
     fn offer_stream(buffer: &mut RehearsalBuffer<f32>, labels: &[u32], batch: usize) {
@@ -347,7 +376,10 @@ mod tests {
     }
 
     const POLICIES: [InsertionPolicy; 3] = [
-        InsertionPolicy::Upstream { candidates: 8, batch_size: 64 },
+        InsertionPolicy::Upstream {
+            candidates: 8,
+            batch_size: 64,
+        },
         InsertionPolicy::Reservoir,
         InsertionPolicy::ClassBalanced,
     ];
@@ -373,7 +405,15 @@ mod tests {
             for seed in 0..5 {
                 let mut buffer = RehearsalBuffer::new(config(50, 10, policy, seed)).unwrap();
                 let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
-                let labels: Vec<u32> = (0..3000).map(|i| if i < 1500 { rng.random_range(0..4) } else { rng.random_range(0..10) }).collect();
+                let labels: Vec<u32> = (0..3000)
+                    .map(|i| {
+                        if i < 1500 {
+                            rng.random_range(0..4)
+                        } else {
+                            rng.random_range(0..10)
+                        }
+                    })
+                    .collect();
                 for (b, chunk) in labels.chunks(64).enumerate() {
                     buffer.offer(&stream(chunk, b * 64), chunk, &[]).unwrap();
                     assert!(buffer.len() <= 50, "{policy:?} exceeded its budget");
@@ -404,7 +444,10 @@ mod tests {
         let expected = trials as f64 * 0.2;
         let tolerance = 4.0 * (trials as f64 * 0.2 * 0.8).sqrt(); // 4 sigma
         for (position, &k) in kept.iter().enumerate() {
-            assert!((k as f64 - expected).abs() < tolerance, "item {position} kept {k} times, expected {expected} ± {tolerance}");
+            assert!(
+                (k as f64 - expected).abs() < tolerance,
+                "item {position} kept {k} times, expected {expected} ± {tolerance}"
+            );
         }
     }
 
@@ -413,7 +456,16 @@ mod tests {
         let trials = 400;
         let mut early = 0;
         for seed in 0..trials {
-            let mut buffer = RehearsalBuffer::new(config(10, 1, InsertionPolicy::Upstream { candidates: 8, batch_size: 16 }, seed)).unwrap();
+            let mut buffer = RehearsalBuffer::new(config(
+                10,
+                1,
+                InsertionPolicy::Upstream {
+                    candidates: 8,
+                    batch_size: 16,
+                },
+                seed,
+            ))
+            .unwrap();
             offer_stream(&mut buffer, &[0; 200], 16);
             early += contents(&mut buffer).iter().filter(|p| p.0 < 100).count();
         }
@@ -446,7 +498,10 @@ mod tests {
             first_half += pairs.iter().filter(|p| p.0 < 200).count();
         }
         let share = first_half as f64 / total as f64;
-        assert!((share - 0.5).abs() < 0.05, "first half of the stream holds {share:.3} of the samples");
+        assert!(
+            (share - 0.5).abs() < 0.05,
+            "first half of the stream holds {share:.3} of the samples"
+        );
     }
 
     #[test]
@@ -506,10 +561,24 @@ mod tests {
     #[test]
     fn bad_input_is_refused() {
         let mut buffer = RehearsalBuffer::<f32>::new(config(4, 2, InsertionPolicy::Reservoir, 0)).unwrap();
-        assert!(matches!(buffer.offer(&[0.0; 2], &[2], &[]), Err(BufferError::Label { label: 2, .. })));
-        assert!(matches!(buffer.offer(&[0.0; 3], &[1], &[]), Err(BufferError::Shape { .. })));
+        assert!(matches!(
+            buffer.offer(&[0.0; 2], &[2], &[]),
+            Err(BufferError::Label { label: 2, .. })
+        ));
+        assert!(matches!(
+            buffer.offer(&[0.0; 3], &[1], &[]),
+            Err(BufferError::Shape { .. })
+        ));
         assert_eq!(buffer.len(), 0);
-        let odd = RehearsalBuffer::<f32>::new(config(5, 2, InsertionPolicy::Upstream { candidates: 1, batch_size: 4 }, 0));
+        let odd = RehearsalBuffer::<f32>::new(config(
+            5,
+            2,
+            InsertionPolicy::Upstream {
+                candidates: 1,
+                batch_size: 4,
+            },
+            0,
+        ));
         assert!(odd.unwrap_err().to_string().contains("multiple of the 2 classes"));
         assert!(RehearsalBuffer::<f32>::new(config(0, 2, InsertionPolicy::Reservoir, 0)).is_err());
     }

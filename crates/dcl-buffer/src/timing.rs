@@ -55,7 +55,13 @@ impl StepTimings {
 
     /// The mean milliseconds per step of each stage, for reports.
     pub fn per_step_ms(&self) -> [(&'static str, f64); 5] {
-        let per = |s: f64| if self.steps == 0 { 0.0 } else { 1e3 * s / self.steps as f64 };
+        let per = |s: f64| {
+            if self.steps == 0 {
+                0.0
+            } else {
+                1e3 * s / self.steps as f64
+            }
+        };
         [
             ("wait", per(self.wait_seconds)),
             ("batch copy", per(self.batch_copy_seconds)),

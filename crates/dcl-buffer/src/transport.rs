@@ -27,7 +27,10 @@ impl<T> LocalTransport<T> {
 
 impl<T: Copy + Default + Send> Transport<T> for LocalTransport<T> {
     fn draw(&mut self, count: usize, before_era: Option<u32>, out: &mut Drawn<T>) -> Result<(), BufferError> {
-        self.buffer.lock().expect("buffer lock poisoned").draw(count, before_era, out);
+        self.buffer
+            .lock()
+            .expect("buffer lock poisoned")
+            .draw(count, before_era, out);
         Ok(())
     }
 }

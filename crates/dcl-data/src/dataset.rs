@@ -40,11 +40,7 @@ impl ImageSet {
 
     /// Reads a pair of IDX files: images of rank 3 (count, rows, columns) and labels of
     /// rank 1, checking that they agree and that every label is below `num_classes`.
-    pub fn read_idx_pair(
-        images_path: &Path,
-        labels_path: &Path,
-        num_classes: usize,
-    ) -> Result<Self, DataError> {
+    pub fn read_idx_pair(images_path: &Path, labels_path: &Path, num_classes: usize) -> Result<Self, DataError> {
         let images = idx::read(images_path, 3)?;
         let labels = idx::read(labels_path, 1)?;
         if images.dims[0] != labels.dims[0] {
@@ -58,12 +54,7 @@ impl ImageSet {
                 ),
             ));
         }
-        if let Some((position, &label)) = labels
-            .data
-            .iter()
-            .enumerate()
-            .find(|(_, &l)| l as usize >= num_classes)
-        {
+        if let Some((position, &label)) = labels.data.iter().enumerate().find(|(_, &l)| l as usize >= num_classes) {
             return Err(DataError::corrupt(
                 labels_path,
                 format!("label {label} of sample {position} is out of range (the data set has {num_classes} classes)"),
@@ -131,9 +122,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let images = write(dir.path(), "img", &[3, 1, 1], &[0, 1, 2]);
         let labels = write(dir.path(), "lbl", &[2], &[0, 1]);
-        let message = ImageSet::read_idx_pair(&images, &labels, 10)
-            .unwrap_err()
-            .to_string();
+        let message = ImageSet::read_idx_pair(&images, &labels, 10).unwrap_err().to_string();
         assert!(message.contains("lbl: holds 2 labels but"), "{message}");
         assert!(message.contains("holds 3 images"), "{message}");
     }
@@ -143,9 +132,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let images = write(dir.path(), "img", &[2, 1, 1], &[0, 1]);
         let labels = write(dir.path(), "lbl", &[2], &[9, 10]);
-        let message = ImageSet::read_idx_pair(&images, &labels, 10)
-            .unwrap_err()
-            .to_string();
+        let message = ImageSet::read_idx_pair(&images, &labels, 10).unwrap_err().to_string();
         assert!(message.contains("label 10 of sample 1 is out of range"), "{message}");
     }
 
@@ -153,9 +140,7 @@ mod tests {
     fn reports_a_missing_file_with_its_path() {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nothing-here");
-        let message = ImageSet::read_idx_pair(&missing, &missing, 10)
-            .unwrap_err()
-            .to_string();
+        let message = ImageSet::read_idx_pair(&missing, &missing, 10).unwrap_err().to_string();
         assert!(message.contains("nothing-here"), "{message}");
     }
 

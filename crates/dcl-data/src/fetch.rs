@@ -42,11 +42,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Makes sure `dir` holds every file of `dataset` with the right checksum, fetching what
 /// is missing or corrupt. Returns the number of files that had to be fetched.
-pub fn fetch(
-    dataset: &DatasetInfo,
-    dir: &Path,
-    on_event: &mut dyn FnMut(FetchEvent),
-) -> Result<usize, DataError> {
+pub fn fetch(dataset: &DatasetInfo, dir: &Path, on_event: &mut dyn FnMut(FetchEvent)) -> Result<usize, DataError> {
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let mut missing = Vec::new();
     for spec in &dataset.files {
@@ -128,10 +124,7 @@ fn fetch_from(
                     .map_err(|e| DataError::corrupt(&tarball.path, e.to_string()))?
                     .to_string_lossy()
                     .into_owned();
-                let Some(position) = missing
-                    .iter()
-                    .position(|f| name.strip_prefix(inner) == Some(f.name))
-                else {
+                let Some(position) = missing.iter().position(|f| name.strip_prefix(inner) == Some(f.name)) else {
                     continue;
                 };
                 let spec = missing[position];
@@ -147,14 +140,16 @@ fn fetch_from(
                 None => Ok(()),
             }
         }
-        Source::DebianPackage { package, dir: system_dir } => {
+        Source::DebianPackage {
+            package,
+            dir: system_dir,
+        } => {
             while let Some(spec) = missing.first().copied() {
                 let path = Path::new(system_dir).join(format!("{}.gz", spec.name));
                 let file = File::open(&path).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::NotFound => DataError::corrupt(
-                        &path,
-                        format!("not installed (apt-get install {package})"),
-                    ),
+                    std::io::ErrorKind::NotFound => {
+                        DataError::corrupt(&path, format!("not installed (apt-get install {package})"))
+                    }
                     _ => DataError::io(&path, e),
                 })?;
                 store_verified(GzDecoder::new(file), dir, &spec)?;
@@ -362,7 +357,10 @@ mod tests {
         let target = tempfile::tempdir().unwrap();
         std::fs::write(target.path().join("data-file"), b"stale").unwrap();
         let message = fetch(&info, target.path(), &mut |_| {}).unwrap_err().to_string();
-        assert!(message.starts_with("could not fetch test-set: Debian package dataset-test:"), "{message}");
+        assert!(
+            message.starts_with("could not fetch test-set: Debian package dataset-test:"),
+            "{message}"
+        );
         assert!(message.contains("checksum mismatch"), "{message}");
         assert!(!target.path().join("data-file").exists(), "the corrupt file was kept");
     }

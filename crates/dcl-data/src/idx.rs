@@ -26,7 +26,10 @@ pub struct IdxArray {
 pub fn parse(bytes: &[u8], rank: usize, path: &Path) -> Result<IdxArray, DataError> {
     let corrupt = |reason: String| DataError::corrupt(path, format!("not a valid IDX file: {reason}"));
     if bytes.len() < 4 {
-        return Err(corrupt(format!("{} bytes, shorter than the 4-byte header", bytes.len())));
+        return Err(corrupt(format!(
+            "{} bytes, shorter than the 4-byte header",
+            bytes.len()
+        )));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(corrupt(format!(
@@ -41,10 +44,7 @@ pub fn parse(bytes: &[u8], rank: usize, path: &Path) -> Result<IdxArray, DataErr
         )));
     }
     if bytes[3] as usize != rank {
-        return Err(corrupt(format!(
-            "{} dimensions where {rank} are expected",
-            bytes[3]
-        )));
+        return Err(corrupt(format!("{} dimensions where {rank} are expected", bytes[3])));
     }
     let header_len = 4 + 4 * rank;
     if bytes.len() < header_len {
@@ -63,7 +63,11 @@ pub fn parse(bytes: &[u8], rank: usize, path: &Path) -> Result<IdxArray, DataErr
         .ok_or_else(|| corrupt(format!("dimensions {dims:?} overflow")))?;
     let actual = bytes.len() - header_len;
     if actual != expected {
-        let what = if actual < expected { "truncated" } else { "trailing bytes" };
+        let what = if actual < expected {
+            "truncated"
+        } else {
+            "trailing bytes"
+        };
         return Err(corrupt(format!(
             "{what}: dimensions {dims:?} need {expected} bytes of data, the file has {actual}"
         )));

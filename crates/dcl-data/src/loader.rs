@@ -35,7 +35,11 @@ impl LoaderSource {
                     out.extend(resampling.taps.iter().map(|taps| {
                         taps.iter()
                             .map(|&(i, w)| {
-                                let byte = if i == Resampling::OUTSIDE { 0 } else { channel[i as usize] };
+                                let byte = if i == Resampling::OUTSIDE {
+                                    0
+                                } else {
+                                    channel[i as usize]
+                                };
                                 w * table[byte as usize]
                             })
                             .sum::<f32>()
@@ -129,7 +133,10 @@ impl<T: Send + 'static> Loader<T> {
                     }
                     let batch = HostBatch {
                         images,
-                        labels: chunk.iter().map(|s| source.set.labels[s.index as usize] as i64).collect(),
+                        labels: chunk
+                            .iter()
+                            .map(|s| source.set.labels[s.index as usize] as i64)
+                            .collect(),
                         shape: [chunk.len(), c, h, w],
                     };
                     if sender.send(collate(batch)).is_err() {
@@ -199,7 +206,10 @@ mod tests {
         })
     }
 
-    const IDENTITY: Normalization = Normalization { mean: 0.0, std: 1.0 / 255.0 };
+    const IDENTITY: Normalization = Normalization {
+        mean: 0.0,
+        std: 1.0 / 255.0,
+    };
 
     fn source(normalization: Normalization) -> LoaderSource {
         LoaderSource {
@@ -214,7 +224,11 @@ mod tests {
     }
 
     fn config(shuffle_seed: Option<u64>) -> LoaderConfig {
-        LoaderConfig { batch_size: 4, shuffle_seed, prefetch: 2 }
+        LoaderConfig {
+            batch_size: 4,
+            shuffle_seed,
+            prefetch: 2,
+        }
     }
 
     fn sample_ids(batches: &[HostBatch]) -> Vec<usize> {
@@ -253,8 +267,13 @@ mod tests {
     fn shards_are_disjoint_equal_and_cover_the_pass() {
         let samples = refs(0..10);
         let one = shard(&samples, Some(3), 0, 1, true);
-        let whole: Vec<usize> = sample_ids(&Loader::spawn(source(IDENTITY), samples.clone(), config(Some(3)), |b| b).collect::<Vec<_>>());
-        assert_eq!(one.iter().map(|s| s.index as usize).collect::<Vec<_>>(), whole, "one rank: the loader's own shuffle");
+        let whole: Vec<usize> =
+            sample_ids(&Loader::spawn(source(IDENTITY), samples.clone(), config(Some(3)), |b| b).collect::<Vec<_>>());
+        assert_eq!(
+            one.iter().map(|s| s.index as usize).collect::<Vec<_>>(),
+            whole,
+            "one rank: the loader's own shuffle"
+        );
         let parts: Vec<Vec<SampleRef>> = (0..3).map(|r| shard(&samples, Some(3), r, 3, true)).collect();
         assert!(parts.iter().all(|p| p.len() == 4), "padded to equal shares");
         let mut seen: Vec<u32> = parts.iter().flatten().map(|s| s.index).collect();
@@ -268,13 +287,19 @@ mod tests {
     #[test]
     fn normalises_through_the_table() {
         let half = Normalization { mean: 0.5, std: 0.5 };
-        let batch = Loader::spawn(source(half), refs([3]), config(None), |b| b).next().unwrap();
+        let batch = Loader::spawn(source(half), refs([3]), config(None), |b| b)
+            .next()
+            .unwrap();
         assert_eq!(batch.images, vec![(3.0 / 255.0 - 0.5) / 0.5; 4]);
     }
 
     #[test]
     fn permuted_views_reorder_pixels() {
-        let set = Arc::new(ImageSet { images: vec![10, 20, 30, 40], labels: vec![1], image_shape: [1, 2, 2] });
+        let set = Arc::new(ImageSet {
+            images: vec![10, 20, 30, 40],
+            labels: vec![1],
+            image_shape: [1, 2, 2],
+        });
         let source = LoaderSource {
             set,
             views: Arc::new(vec![View::Identity, View::Permutation(vec![3, 0, 2, 1])]),
@@ -289,7 +314,16 @@ mod tests {
 
     #[test]
     fn dropping_early_stops_the_worker() {
-        let mut loader = Loader::spawn(source(IDENTITY), refs(0..10), LoaderConfig { batch_size: 1, shuffle_seed: None, prefetch: 1 }, |b| b);
+        let mut loader = Loader::spawn(
+            source(IDENTITY),
+            refs(0..10),
+            LoaderConfig {
+                batch_size: 1,
+                shuffle_seed: None,
+                prefetch: 1,
+            },
+            |b| b,
+        );
         assert!(loader.next().is_some());
         drop(loader); // must not hang on the blocked worker
     }
@@ -297,7 +331,9 @@ mod tests {
     #[test]
     #[should_panic(expected = "collate failed")]
     fn a_worker_panic_reaches_the_consumer() {
-        let loader = Loader::spawn(source(IDENTITY), refs(0..10), config(None), |_| -> HostBatch { panic!("collate failed") });
+        let loader = Loader::spawn(source(IDENTITY), refs(0..10), config(None), |_| -> HostBatch {
+            panic!("collate failed")
+        });
         let _ = loader.count();
     }
 }

@@ -178,10 +178,18 @@ impl Scenario {
         options: ScenarioOptions,
         seed: u64,
     ) -> Result<Self, ScenarioError> {
-        let train_len = options.train_limit.map_or(data.train.len(), |n| n.min(data.train.len()));
+        let train_len = options
+            .train_limit
+            .map_or(data.train.len(), |n| n.min(data.train.len()));
         let all_classes: Vec<usize> = (0..data.num_classes).collect();
         let identity = |indices: Vec<usize>| -> Vec<SampleRef> {
-            indices.into_iter().map(|i| SampleRef { index: i as u32, view: 0 }).collect()
+            indices
+                .into_iter()
+                .map(|i| SampleRef {
+                    index: i as u32,
+                    view: 0,
+                })
+                .collect()
         };
         let (mut tasks, views, task_identity) = match spec {
             ScenarioSpec::Single => (
@@ -244,7 +252,10 @@ impl Scenario {
             ScenarioSpec::Rotated { angles } => {
                 check_view_count(angles.len())?;
                 let [_, h, w] = data.train.image_shape;
-                let views = angles.iter().map(|&a| View::Resampled(Resampling::rotation(h, w, a))).collect();
+                let views = angles
+                    .iter()
+                    .map(|&a| View::Resampled(Resampling::rotation(h, w, a)))
+                    .collect();
                 viewed_tasks(views, train_len, data)?
             }
         };
@@ -270,7 +281,10 @@ impl Scenario {
 
     /// The union of the classes of tasks 0..=task, ascending.
     pub fn classes_seen(&self, task: usize) -> Vec<usize> {
-        let mut classes: Vec<usize> = self.tasks[..=task].iter().flat_map(|t| t.classes.iter().copied()).collect();
+        let mut classes: Vec<usize> = self.tasks[..=task]
+            .iter()
+            .flat_map(|t| t.classes.iter().copied())
+            .collect();
         classes.sort_unstable();
         classes.dedup();
         classes
@@ -287,7 +301,12 @@ fn viewed_tasks(
     let tasks = (0..views.len())
         .map(|t| {
             let through = |len: usize| -> Vec<SampleRef> {
-                (0..len).map(|i| SampleRef { index: i as u32, view: t as u16 }).collect()
+                (0..len)
+                    .map(|i| SampleRef {
+                        index: i as u32,
+                        view: t as u16,
+                    })
+                    .collect()
             };
             Task {
                 train: through(train_len),
@@ -301,7 +320,10 @@ fn viewed_tasks(
 
 /// A seed for task `t`'s random choices, derived from the run's seed.
 fn task_seed(seed: u64, t: usize) -> u64 {
-    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(t as u64).rotate_left(17) ^ 0xA076_1D64_78BD_642F
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(t as u64)
+        .rotate_left(17)
+        ^ 0xA076_1D64_78BD_642F
 }
 
 fn permutation(len: usize, seed: u64) -> Vec<u32> {
@@ -356,7 +378,9 @@ fn resolve_class_order(order: &ClassOrder, num_classes: usize, seed: u64) -> Res
 fn class_groups(order: &[usize], initial: usize, increment: usize) -> Result<Vec<Vec<usize>>, ScenarioError> {
     let n = order.len();
     if initial == 0 || increment == 0 {
-        return Err(ScenarioError("'initial_increment' and 'increment' must be at least 1".into()));
+        return Err(ScenarioError(
+            "'initial_increment' and 'increment' must be at least 1".into(),
+        ));
     }
     if initial > n || (n - initial) % increment != 0 {
         return Err(ScenarioError(format!(
@@ -429,7 +453,11 @@ mod tests {
     #[test]
     fn class_splits_have_the_right_classes_disjoint_and_complete() {
         let d = data();
-        let scenario = build(classes(4, 3, ClassOrder::Natural, TaskIdentity::Unknown), Default::default()).unwrap();
+        let scenario = build(
+            classes(4, 3, ClassOrder::Natural, TaskIdentity::Unknown),
+            Default::default(),
+        )
+        .unwrap();
         let expected = [vec![0, 1, 2, 3], vec![4, 5, 6], vec![7, 8, 9]];
         assert_eq!(scenario.tasks.len(), 3);
         let mut all_train = HashSet::new();
@@ -448,13 +476,36 @@ mod tests {
 
     #[test]
     fn class_orders_are_given_or_seeded() {
-        let given = build(classes(5, 5, ClassOrder::Given(vec![9, 8, 7, 6, 5, 4, 3, 2, 1, 0]), TaskIdentity::Known), Default::default()).unwrap();
+        let given = build(
+            classes(
+                5,
+                5,
+                ClassOrder::Given(vec![9, 8, 7, 6, 5, 4, 3, 2, 1, 0]),
+                TaskIdentity::Known,
+            ),
+            Default::default(),
+        )
+        .unwrap();
         assert_eq!(given.tasks[0].classes, vec![5, 6, 7, 8, 9]);
         assert_eq!(given.task_identity, TaskIdentity::Known);
-        let shuffled = |seed| Scenario::build(&classes(2, 2, ClassOrder::Shuffled, TaskIdentity::Unknown), &data(), Default::default(), seed).unwrap();
+        let shuffled = |seed| {
+            Scenario::build(
+                &classes(2, 2, ClassOrder::Shuffled, TaskIdentity::Unknown),
+                &data(),
+                Default::default(),
+                seed,
+            )
+            .unwrap()
+        };
         let a: Vec<_> = shuffled(1).tasks.iter().map(|t| t.classes.clone()).collect();
-        assert_eq!(a, shuffled(1).tasks.iter().map(|t| t.classes.clone()).collect::<Vec<_>>());
-        assert_ne!(a, shuffled(2).tasks.iter().map(|t| t.classes.clone()).collect::<Vec<_>>());
+        assert_eq!(
+            a,
+            shuffled(1).tasks.iter().map(|t| t.classes.clone()).collect::<Vec<_>>()
+        );
+        assert_ne!(
+            a,
+            shuffled(2).tasks.iter().map(|t| t.classes.clone()).collect::<Vec<_>>()
+        );
         assert_ne!(a[0], vec![0, 1], "seed 1 happens to keep the natural order");
     }
 
@@ -464,7 +515,9 @@ mod tests {
         assert!(err(classes(4, 4, ClassOrder::Natural, TaskIdentity::Unknown)).contains("do not cover the 10 classes"));
         assert!(err(classes(11, 1, ClassOrder::Natural, TaskIdentity::Unknown)).contains("do not cover"));
         assert!(err(classes(0, 2, ClassOrder::Natural, TaskIdentity::Unknown)).contains("at least 1"));
-        assert!(err(classes(5, 5, ClassOrder::Given(vec![0, 1, 2]), TaskIdentity::Unknown)).contains("not a permutation"));
+        assert!(
+            err(classes(5, 5, ClassOrder::Given(vec![0, 1, 2]), TaskIdentity::Unknown)).contains("not a permutation")
+        );
     }
 
     #[test]
@@ -472,7 +525,11 @@ mod tests {
         let scenario = build(ScenarioSpec::Instances { num_tasks: 3 }, Default::default()).unwrap();
         let sizes: Vec<_> = scenario.tasks.iter().map(|t| t.train.len()).collect();
         assert_eq!(sizes, vec![34, 33, 33]);
-        let all: HashSet<u32> = scenario.tasks.iter().flat_map(|t| t.train.iter().map(|s| s.index)).collect();
+        let all: HashSet<u32> = scenario
+            .tasks
+            .iter()
+            .flat_map(|t| t.train.iter().map(|s| s.index))
+            .collect();
         assert_eq!(all.len(), 100);
         assert_eq!(scenario.tasks.iter().map(|t| t.test.len()).sum::<usize>(), 50);
         assert!(scenario.tasks.iter().all(|t| t.classes.len() == 10));
@@ -486,8 +543,12 @@ mod tests {
     fn permutations_are_seeded_distinct_and_task_zero_is_unpermuted() {
         let scenario = build(ScenarioSpec::Permuted { num_tasks: 3 }, Default::default()).unwrap();
         assert_eq!(scenario.views[0], View::Identity);
-        let View::Permutation(p1) = &scenario.views[1] else { panic!("task 1 is not permuted") };
-        let View::Permutation(p2) = &scenario.views[2] else { panic!("task 2 is not permuted") };
+        let View::Permutation(p1) = &scenario.views[1] else {
+            panic!("task 1 is not permuted")
+        };
+        let View::Permutation(p2) = &scenario.views[2] else {
+            panic!("task 2 is not permuted")
+        };
         assert_ne!(p1, p2);
         let mut sorted = p1.clone();
         sorted.sort_unstable();
@@ -528,8 +589,19 @@ mod tests {
             let total: f32 = taps.iter().map(|(_, w)| w).sum();
             assert!((total - 1.0).abs() < 1e-5);
         }
-        assert!(rotation.taps[0].iter().any(|(i, w)| *i == Resampling::OUTSIDE && *w > 0.0), "a corner leaves the image");
-        let scenario = build(ScenarioSpec::Rotated { angles: vec![0.0, 45.0] }, Default::default()).unwrap();
+        assert!(
+            rotation.taps[0]
+                .iter()
+                .any(|(i, w)| *i == Resampling::OUTSIDE && *w > 0.0),
+            "a corner leaves the image"
+        );
+        let scenario = build(
+            ScenarioSpec::Rotated {
+                angles: vec![0.0, 45.0],
+            },
+            Default::default(),
+        )
+        .unwrap();
         assert_eq!(scenario.tasks.len(), 2);
         assert!(matches!(scenario.views[1], View::Resampled(_)));
         assert!(scenario.tasks[1].train.iter().all(|s| s.view == 1));
@@ -537,7 +609,10 @@ mod tests {
 
     #[test]
     fn concatenation_trains_each_task_on_all_earlier_ones() {
-        let options = ScenarioOptions { concatenate: true, train_limit: None };
+        let options = ScenarioOptions {
+            concatenate: true,
+            train_limit: None,
+        };
         let scenario = build(classes(2, 2, ClassOrder::Natural, TaskIdentity::Unknown), options).unwrap();
         let sizes: Vec<_> = scenario.tasks.iter().map(|t| t.train.len()).collect();
         assert_eq!(sizes, vec![20, 40, 60, 80, 100]);
@@ -546,10 +621,16 @@ mod tests {
 
     #[test]
     fn the_train_limit_applies_before_splitting() {
-        let options = ScenarioOptions { concatenate: false, train_limit: Some(30) };
+        let options = ScenarioOptions {
+            concatenate: false,
+            train_limit: Some(30),
+        };
         let scenario = build(ScenarioSpec::Single, options).unwrap();
         assert_eq!(scenario.tasks[0].train.len(), 30);
-        let options = ScenarioOptions { concatenate: false, train_limit: Some(5) };
+        let options = ScenarioOptions {
+            concatenate: false,
+            train_limit: Some(5),
+        };
         let err = build(classes(2, 2, ClassOrder::Natural, TaskIdentity::Unknown), options).unwrap_err();
         // The first five samples are of classes 0..5: task 4 (classes 6 and 7) gets none.
         assert!(err.to_string().contains("task 4 has no training sample"), "{err}");

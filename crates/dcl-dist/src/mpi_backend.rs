@@ -37,7 +37,12 @@ impl MpiCommunicator {
         let world = universe.world();
         let node = world.split_shared(world.rank());
         let (local_rank, local_size) = (node.rank() as usize, node.size() as usize);
-        Ok(MpiCommunicator { world, local_rank, local_size, _universe: universe })
+        Ok(MpiCommunicator {
+            world,
+            local_rank,
+            local_size,
+            _universe: universe,
+        })
     }
 }
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use dcl_buffer::{BufferError, Drawn, Transport};
 use mpi::datatype::Equivalence;
-use mpi::topology::{Communicator as _, SimpleCommunicator};
 use mpi::point_to_point::MatchedReceiveVec;
+use mpi::topology::{Communicator as _, SimpleCommunicator};
 use mpi::traits::*;
 use rand::seq::index;
 use rand::SeedableRng;
@@ -61,7 +61,11 @@ impl MpiBufferService {
                 .spawn(move || serve(&comm.0, &buffer))
                 .expect("cannot start the buffer server thread")
         };
-        MpiBufferService { comm, buffer, server: Some(server) }
+        MpiBufferService {
+            comm,
+            buffer,
+            server: Some(server),
+        }
     }
 }
 
@@ -165,9 +169,15 @@ impl Transport<f32> for GlobalClient {
         let era = before_era.map_or(0, |e| e as u64 + 1);
         let peers: Vec<usize> = (0..self.sizes.len()).filter(|&r| r != self.rank).collect();
         for &peer in &peers {
-            self.comm.0.process_at_rank(peer as i32).send_with_tag(&[shares[peer], era][..], REQUEST);
+            self.comm
+                .0
+                .process_at_rank(peer as i32)
+                .send_with_tag(&[shares[peer], era][..], REQUEST);
         }
-        self.buffer.lock().expect("buffer lock poisoned").draw(shares[self.rank] as usize, before_era, out);
+        self.buffer
+            .lock()
+            .expect("buffer lock poisoned")
+            .draw(shares[self.rank] as usize, before_era, out);
         for &peer in &peers {
             let header = self.receive::<u64>(peer, HEADER)?;
             self.sizes[peer] = header[1];

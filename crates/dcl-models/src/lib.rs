@@ -76,7 +76,10 @@ mod tests {
     #[test]
     fn unknown_models_list_the_valid_ones() {
         let vs = nn::VarStore::new(tch::Device::Cpu);
-        let input = ModelInput { image_shape: [1, 28, 28], num_classes: 10 };
+        let input = ModelInput {
+            image_shape: [1, 28, 28],
+            num_classes: 10,
+        };
         let message = build("resnet1000", &vs.root(), input).err().unwrap().to_string();
         assert_eq!(message, "unknown model 'resnet1000'; valid models: mnistnet, mlp");
     }

@@ -48,7 +48,14 @@ mod tests {
     #[test]
     fn maps_images_to_class_logits_deterministically() {
         let vs = nn::VarStore::new(tch::Device::Cpu);
-        let net = build(&vs.root(), ModelInput { image_shape: [3, 4, 4], num_classes: 5 }).unwrap();
+        let net = build(
+            &vs.root(),
+            ModelInput {
+                image_shape: [3, 4, 4],
+                num_classes: 5,
+            },
+        )
+        .unwrap();
         let x = Tensor::rand([2, 3, 4, 4], tch::kind::FLOAT_CPU);
         let logits = net.forward_t(&x, true);
         assert_eq!(logits.size(), vec![2, 5]);

@@ -98,7 +98,10 @@ mod tests {
     #[test]
     fn rejects_other_image_shapes() {
         let vs = nn::VarStore::new(tch::Device::Cpu);
-        let input = ModelInput { image_shape: [3, 32, 32], num_classes: 10 };
+        let input = ModelInput {
+            image_shape: [3, 32, 32],
+            num_classes: 10,
+        };
         let message = build(&vs.root(), input).err().unwrap().to_string();
         assert!(message.contains("[3, 32, 32]"), "{message}");
     }

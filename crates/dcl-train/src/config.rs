@@ -71,6 +71,8 @@ pub struct RunConfig {
     pub lr_scaling: LrScaling,
     /// Epochs (of each task) over which the scaled learning rate is reached, step by step.
     pub warmup_epochs: f64,
+    /// Batches whose gradients are accumulated per optimiser step and all-reduce.
+    pub batches_per_allreduce: usize,
     /// Restrict the training loss to the classes seen so far.
     pub use_mask: bool,
     pub seed: u64,
@@ -92,19 +94,26 @@ impl RunConfig {
             ("--batch-size", self.batch_size),
             ("--eval-batch-size", self.eval_batch_size),
             ("--log-interval", self.log_interval),
+            ("--batches-per-allreduce", self.batches_per_allreduce),
         ];
         if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(TrainError::Config(format!("{flag} must be at least 1")));
         }
         if !self.warmup_epochs.is_finite() || self.warmup_epochs < 0.0 {
-            return Err(TrainError::Config(format!("--warmup-epochs must be a number >= 0, not {}", self.warmup_epochs)));
+            return Err(TrainError::Config(format!(
+                "--warmup-epochs must be a number >= 0, not {}",
+                self.warmup_epochs
+            )));
         }
         if self.train_samples == Some(0) {
             return Err(TrainError::Config("--train-samples must be at least 1".into()));
         }
         let task_incremental = matches!(
             self.scenario,
-            ScenarioSpec::Classes { task_identity: dcl_data::TaskIdentity::Known, .. }
+            ScenarioSpec::Classes {
+                task_identity: dcl_data::TaskIdentity::Known,
+                ..
+            }
         );
         if self.agent.rehearsal.is_some() && task_incremental {
             return Err(TrainError::Config(format!(
@@ -122,10 +131,19 @@ pub(crate) mod tests {
     use crate::regime::{OptimizerKind, OptimizerSettings};
 
     pub fn example() -> RunConfig {
-        let sgd = OptimizerSettings { optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
+        let sgd = OptimizerSettings {
+            optimizer: OptimizerKind::Sgd,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 0.0,
+        };
         RunConfig {
             model: "mnistnet".into(),
-            agent: AgentConfig { name: "base".into(), reset_state_dict: false, rehearsal: None },
+            agent: AgentConfig {
+                name: "base".into(),
+                reset_state_dict: false,
+                rehearsal: None,
+            },
             dataset: "mnist".into(),
             dataset_dir: "data/mnist".into(),
             scenario: ScenarioSpec::Single,
@@ -136,6 +154,7 @@ pub(crate) mod tests {
             optimizer_regime: Regime::new(sgd, vec![]).unwrap(),
             lr_scaling: LrScaling::Linear,
             warmup_epochs: 0.0,
+            batches_per_allreduce: 1,
             use_mask: false,
             seed: 42,
             threads: 0,
@@ -158,7 +177,10 @@ pub(crate) mod tests {
     #[test]
     fn validation_names_the_offending_option() {
         assert!(example().validate().is_ok());
-        let zero_batch = RunConfig { batch_size: 0, ..example() };
+        let zero_batch = RunConfig {
+            batch_size: 0,
+            ..example()
+        };
         assert_eq!(
             zero_batch.validate().unwrap_err().to_string(),
             "invalid configuration: --batch-size must be at least 1"

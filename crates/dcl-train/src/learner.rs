@@ -23,14 +23,37 @@ pub struct Learner {
     /// Host staging of the flattened gradients: this rank's and the sum over the ranks.
     local_gradients: Vec<f32>,
     summed_gradients: Vec<f32>,
+    /// Batches whose gradients make one optimiser step (upstream's `batches_per_allreduce`).
+    accumulation: usize,
+    /// Batches accumulated since the last optimiser step.
+    pending: usize,
 }
 
 fn build_optimizer(vars: &nn::VarStore, s: OptimizerSettings) -> Result<nn::Optimizer, TrainError> {
     Ok(match s.optimizer {
-        OptimizerKind::Sgd => nn::Sgd { momentum: s.momentum, dampening: 0.0, wd: s.weight_decay, nesterov: false }.build(vars, s.lr)?,
-        OptimizerKind::Adam => nn::Adam { wd: s.weight_decay, ..Default::default() }.build(vars, s.lr)?,
-        OptimizerKind::AdamW => nn::AdamW { wd: s.weight_decay, ..Default::default() }.build(vars, s.lr)?,
-        OptimizerKind::RmsProp => nn::RmsProp { wd: s.weight_decay, momentum: s.momentum, ..Default::default() }.build(vars, s.lr)?,
+        OptimizerKind::Sgd => nn::Sgd {
+            momentum: s.momentum,
+            dampening: 0.0,
+            wd: s.weight_decay,
+            nesterov: false,
+        }
+        .build(vars, s.lr)?,
+        OptimizerKind::Adam => nn::Adam {
+            wd: s.weight_decay,
+            ..Default::default()
+        }
+        .build(vars, s.lr)?,
+        OptimizerKind::AdamW => nn::AdamW {
+            wd: s.weight_decay,
+            ..Default::default()
+        }
+        .build(vars, s.lr)?,
+        OptimizerKind::RmsProp => nn::RmsProp {
+            wd: s.weight_decay,
+            momentum: s.momentum,
+            ..Default::default()
+        }
+        .build(vars, s.lr)?,
     })
 }
 
@@ -59,7 +82,25 @@ impl Learner {
         }
         let initial = named.into_iter().map(|(name, t)| (name, t.copy())).collect();
         let optimizer = build_optimizer(&vars, settings)?;
-        Ok(Learner { vars, model, initial, optimizer, settings, world, local_gradients: Vec::new(), summed_gradients: Vec::new() })
+        Ok(Learner {
+            vars,
+            model,
+            initial,
+            optimizer,
+            settings,
+            world,
+            local_gradients: Vec::new(),
+            summed_gradients: Vec::new(),
+            accumulation: 1,
+            pending: 0,
+        })
+    }
+
+    /// Accumulates the gradients of `batches` batches (at least 1) per optimiser step and
+    /// all-reduce: a step then follows the mean loss over them, as one batch `batches`
+    /// times larger would.
+    pub fn set_accumulation(&mut self, batches: usize) {
+        self.accumulation = batches.max(1);
     }
 
     /// A fresh optimiser with `settings`: momentum and other state start from zero.
@@ -97,10 +138,11 @@ impl Learner {
         });
     }
 
-    /// One optimiser step on the mean cross-entropy of a batch. `mask`, when given, is
-    /// added to the logits (0 for allowed classes, -inf for the others) before the loss;
-    /// `class_weights`, when given, weighs each sample's loss by its class (weighted mean).
-    /// Returns the loss and the (masked) logits.
+    /// Trains on a batch: the gradient of its mean cross-entropy, then an optimiser step
+    /// (after every batch, or every [`Learner::set_accumulation`] batches). `mask`, when
+    /// given, is added to the logits (0 for allowed classes, -inf for the others) before the
+    /// loss; `class_weights`, when given, weighs each sample's loss by its class (weighted
+    /// mean). Returns the loss and the (masked) logits.
     pub fn train_step(
         &mut self,
         images: &Tensor,
@@ -109,13 +151,47 @@ impl Learner {
         class_weights: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor), TrainError> {
         let (loss, logits) = masked_loss(&self.model.forward_t(images, true), labels, mask, class_weights)?;
-        self.optimizer.zero_grad();
-        loss.f_backward()?;
+        if self.pending == 0 {
+            self.optimizer.zero_grad();
+        }
+        if self.accumulation > 1 {
+            loss.f_div_scalar(self.accumulation as f64)?.f_backward()?;
+        } else {
+            loss.f_backward()?;
+        }
+        self.pending += 1;
+        if self.pending == self.accumulation {
+            self.step()?;
+        }
+        Ok((loss, logits))
+    }
+
+    /// Takes the optimiser step of a partly accumulated window (the end of a pass); its
+    /// gradients are rescaled to the mean over the batches it holds.
+    pub fn flush(&mut self) -> Result<(), TrainError> {
+        if self.pending == 0 {
+            return Ok(());
+        }
+        let scale = self.accumulation as f64 / self.pending as f64;
+        if scale != 1.0 {
+            tch::no_grad(|| -> Result<(), TrainError> {
+                for grad in self.vars.trainable_variables().iter().map(Tensor::grad) {
+                    let _ = grad.shallow_clone().f_mul_scalar_(scale)?;
+                }
+                Ok(())
+            })?;
+        }
+        self.step()
+    }
+
+    /// Averages the accumulated gradients over the ranks and takes the optimiser step.
+    fn step(&mut self) -> Result<(), TrainError> {
         if self.world.size() > 1 {
             self.average_gradients()?;
         }
         self.optimizer.step();
-        Ok((loss, logits))
+        self.pending = 0;
+        Ok(())
     }
 
     /// Replaces every gradient by its mean over the ranks (one all-reduce of all of them,
@@ -124,7 +200,8 @@ impl Learner {
         let grads: Vec<Tensor> = self.vars.trainable_variables().iter().map(Tensor::grad).collect();
         flatten_into(&grads, &mut self.local_gradients)?;
         self.summed_gradients.resize(self.local_gradients.len(), 0.0);
-        self.world.all_reduce_sum_into(&self.local_gradients, &mut self.summed_gradients);
+        self.world
+            .all_reduce_sum_into(&self.local_gradients, &mut self.summed_gradients);
         let scale = 1.0 / self.world.size() as f64;
         tch::no_grad(|| unflatten(&self.summed_gradients, &grads, scale))
     }
@@ -157,7 +234,9 @@ fn unflatten(values: &[f32], tensors: &[Tensor], scale: f64) -> Result<(), Train
     let mut offset = 0;
     for tensor in tensors {
         let n = tensor.numel();
-        let mut source = Tensor::from_slice(&values[offset..offset + n]).view(tensor.size().as_slice()).to_device(tensor.device());
+        let mut source = Tensor::from_slice(&values[offset..offset + n])
+            .view(tensor.size().as_slice())
+            .to_device(tensor.device());
         if scale != 1.0 {
             source = source.f_mul_scalar(scale)?;
         }
@@ -195,11 +274,22 @@ pub fn class_mask(allowed: &[usize], num_classes: usize, device: Device) -> Tens
 mod tests {
     use super::*;
 
-    const SGD: OptimizerSettings = OptimizerSettings { optimizer: OptimizerKind::Sgd, lr: 0.1, momentum: 0.9, weight_decay: 0.0 };
-    const INPUT: ModelInput = ModelInput { image_shape: [1, 28, 28], num_classes: 10 };
+    const SGD: OptimizerSettings = OptimizerSettings {
+        optimizer: OptimizerKind::Sgd,
+        lr: 0.1,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    const INPUT: ModelInput = ModelInput {
+        image_shape: [1, 28, 28],
+        num_classes: 10,
+    };
 
     fn batch() -> (Tensor, Tensor) {
-        (Tensor::rand([8, 1, 28, 28], tch::kind::FLOAT_CPU), Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1, 2, 3]))
+        (
+            Tensor::rand([8, 1, 28, 28], tch::kind::FLOAT_CPU),
+            Tensor::from_slice(&[0i64, 1, 2, 3, 0, 1, 2, 3]),
+        )
     }
 
     fn snapshot(learner: &Learner) -> Vec<Tensor> {
@@ -216,21 +306,75 @@ mod tests {
         let initial = snapshot(&learner);
         let (x, y) = batch();
         let _ = learner.train_step(&x, &y, None, None).unwrap();
-        assert!(initial.iter().zip(snapshot(&learner)).any(|(a, b)| !a.equal(&b)), "the step changed nothing");
+        assert!(
+            initial.iter().zip(snapshot(&learner)).any(|(a, b)| !a.equal(&b)),
+            "the step changed nothing"
+        );
         learner.reset_weights();
         assert!(initial.iter().zip(snapshot(&learner)).all(|(a, b)| a.equal(&b)));
+    }
+
+    /// The weights after training on `batches` with `accumulation`, from the learner's
+    /// initial weights and a fresh optimiser (so that runs compare whatever else runs).
+    fn weights_after(learner: &mut Learner, batches: &[(Tensor, Tensor)], accumulation: usize) -> Vec<Tensor> {
+        learner.reset_weights();
+        learner.reset_optimizer(SGD).unwrap();
+        learner.set_accumulation(accumulation);
+        for (x, y) in batches {
+            let _ = learner.train_step(x, y, None, None).unwrap();
+        }
+        learner.flush().unwrap();
+        snapshot(learner)
+    }
+
+    fn assert_same(a: &[Tensor], b: &[Tensor], what: &str) {
+        for (a, b) in a.iter().zip(b) {
+            assert!(a.allclose(b, 1e-5, 1e-6, false), "{what}");
+        }
+    }
+
+    #[test]
+    fn accumulating_two_batches_steps_like_one_batch_twice_as_large() {
+        let mut learner = Learner::new("mlp", INPUT, SGD, Device::Cpu, Arc::new(dcl_dist::SingleProcess)).unwrap();
+        let (x, y) = batch();
+        let halves = vec![
+            (x.narrow(0, 0, 4), y.narrow(0, 0, 4)),
+            (x.narrow(0, 4, 4), y.narrow(0, 4, 4)),
+        ];
+        let whole = weights_after(&mut learner, &[(x.shallow_clone(), y.shallow_clone())], 1);
+        let accumulated = weights_after(&mut learner, &halves, 2);
+        assert_same(&whole, &accumulated, "accumulation differs from the larger batch");
+        // A window cut short by the end of the pass is the mean over what it holds.
+        let alone = weights_after(&mut learner, &halves[..1], 1);
+        let flushed = weights_after(&mut learner, &halves[..1], 2);
+        assert_same(
+            &alone,
+            &flushed,
+            "a flushed partial window is not the mean over its batches",
+        );
+        assert!(
+            whole.iter().zip(&alone).any(|(a, b)| !a.allclose(b, 1e-5, 1e-6, false)),
+            "the batches made no difference"
+        );
     }
 
     #[test]
     fn class_weights_make_a_weighted_mean() {
         let logits = Tensor::from_slice(&[2.0f32, 0.0, 0.0, 1.0, 0.5, 0.5]).view([3, 2]);
         let labels = Tensor::from_slice(&[0i64, 1, 1]);
-        let value = |weights: Option<&Tensor>| f64::try_from(masked_loss(&logits, &labels, None, weights).unwrap().0).unwrap();
-        let per_sample = f64::try_from(logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::None, -100, 0.0).sum(tch::Kind::Double)).unwrap();
+        let value =
+            |weights: Option<&Tensor>| f64::try_from(masked_loss(&logits, &labels, None, weights).unwrap().0).unwrap();
+        let per_sample = f64::try_from(
+            logits
+                .cross_entropy_loss::<Tensor>(&labels, None, Reduction::None, -100, 0.0)
+                .sum(tch::Kind::Double),
+        )
+        .unwrap();
         assert!((value(None) - per_sample / 3.0).abs() < 1e-6);
         assert!((value(Some(&Tensor::ones([2], tch::kind::FLOAT_CPU))) - value(None)).abs() < 1e-6);
         // Weights 3 and 1: (3 l0 + l1 + l2) / 5.
-        let each = Vec::<f32>::try_from(logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::None, -100, 0.0)).unwrap();
+        let each = Vec::<f32>::try_from(logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::None, -100, 0.0))
+            .unwrap();
         let expected = (3.0 * each[0] + each[1] + each[2]) as f64 / 5.0;
         assert!((value(Some(&Tensor::from_slice(&[3.0f32, 1.0]))) - expected).abs() < 1e-6);
     }

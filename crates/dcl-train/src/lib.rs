@@ -16,9 +16,9 @@ pub use config::{AgentConfig, LrScaling, RunConfig};
 pub use error::TrainError;
 pub use learner::Learner;
 pub use metrics::{EpochRecord, EvalRecord, Figures, RunRecord, Summary};
+pub use observer::TrainObserver;
 pub use regime::{OptimizerKind, OptimizerSettings, Regime, RegimeEntry};
 pub use rehearsal::{BufferSize, PipelineMode, PolicyName, RehearsalConfig, ReplaySource};
-pub use observer::TrainObserver;
 pub use results::RunDir;
 pub use trainer::train;
 

@@ -144,7 +144,8 @@ impl Figures {
             (None, None)
         } else {
             let last = t - 1;
-            let forgetting = mean((0..last).map(|j| (j..last).map(|i| at(i, j)).fold(f64::MIN, f64::max) - at(last, j)));
+            let forgetting =
+                mean((0..last).map(|j| (j..last).map(|i| at(i, j)).fold(f64::MIN, f64::max) - at(last, j)));
             let bwt = mean((0..last).map(|j| at(last, j) - at(j, j)));
             (Some(forgetting), Some(bwt))
         };
@@ -196,7 +197,14 @@ mod tests {
             eval: top1s
                 .iter()
                 .enumerate()
-                .map(|(task, &top1)| EvalRecord { task, samples: 10, loss: 1.0, top1, top5: 100.0, top1_task_il: None })
+                .map(|(task, &top1)| EvalRecord {
+                    task,
+                    samples: 10,
+                    loss: 1.0,
+                    top1,
+                    top5: 100.0,
+                    top1_task_il: None,
+                })
                 .collect(),
         }
     }
@@ -213,7 +221,10 @@ mod tests {
         };
         let summary = record.summary();
         let figures = &summary.figures;
-        assert_eq!(figures.accuracy_matrix, vec![vec![Some(90.0), None], vec![Some(60.0), Some(80.0)]]);
+        assert_eq!(
+            figures.accuracy_matrix,
+            vec![vec![Some(90.0), None], vec![Some(60.0), Some(80.0)]]
+        );
         assert_eq!(figures.task_averages, vec![90.0, 70.0]);
         assert_eq!(figures.final_average_accuracy, 70.0);
         assert_eq!(figures.forgetting, Some(30.0));

@@ -81,7 +81,11 @@ impl Regime {
         let regime = Regime(resolved);
         for entry in &regime.0 {
             let settings = regime.settings_at(entry.epoch);
-            for (key, value) in [("lr", settings.lr), ("momentum", settings.momentum), ("weight_decay", settings.weight_decay)] {
+            for (key, value) in [
+                ("lr", settings.lr),
+                ("momentum", settings.momentum),
+                ("weight_decay", settings.weight_decay),
+            ] {
                 if !value.is_finite() || value < 0.0 {
                     return Err(TrainError::Config(format!(
                         "optimizer_regime: '{key}' at epoch {} must be a finite number >= 0, not {value}",
@@ -129,10 +133,27 @@ mod tests {
 
     #[test]
     fn entries_override_the_flags_from_their_epoch_on() {
-        let regime = Regime::new(BASE, entries(r#"[{"epoch": 2, "lr": 0.001}, {"epoch": 0, "optimizer": "Adam"}]"#)).unwrap();
-        assert_eq!(regime.settings_at(0), OptimizerSettings { optimizer: OptimizerKind::Adam, ..BASE });
+        let regime = Regime::new(
+            BASE,
+            entries(r#"[{"epoch": 2, "lr": 0.001}, {"epoch": 0, "optimizer": "Adam"}]"#),
+        )
+        .unwrap();
+        assert_eq!(
+            regime.settings_at(0),
+            OptimizerSettings {
+                optimizer: OptimizerKind::Adam,
+                ..BASE
+            }
+        );
         assert_eq!(regime.settings_at(1).lr, 0.01);
-        assert_eq!(regime.settings_at(2), OptimizerSettings { optimizer: OptimizerKind::Adam, lr: 0.001, ..BASE });
+        assert_eq!(
+            regime.settings_at(2),
+            OptimizerSettings {
+                optimizer: OptimizerKind::Adam,
+                lr: 0.001,
+                ..BASE
+            }
+        );
         assert_eq!(regime.settings_at(99).lr, 0.001);
     }
 
@@ -145,7 +166,10 @@ mod tests {
     #[test]
     fn bad_regimes_are_rejected() {
         let unknown = serde_json::from_str::<Vec<RegimeEntry>>(r#"[{"epoch": 0, "learning_rate": 1}]"#);
-        assert!(unknown.unwrap_err().to_string().contains("unknown field `learning_rate`"));
+        assert!(unknown
+            .unwrap_err()
+            .to_string()
+            .contains("unknown field `learning_rate`"));
         let twice = Regime::new(BASE, entries(r#"[{"epoch": 3}, {"epoch": 3}]"#)).unwrap_err();
         assert!(twice.to_string().contains("two entries for epoch 3"));
         let negative = Regime::new(BASE, entries(r#"[{"epoch": 1, "lr": -1}]"#)).unwrap_err();

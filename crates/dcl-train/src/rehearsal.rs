@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer, StepTimings, TimingStage};
-use dcl_dist::{BufferService, Communicator, SingleProcess};
 use dcl_data::HostBatch;
+use dcl_dist::{BufferService, Communicator, SingleProcess};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -129,7 +129,12 @@ impl StepBatch {
     /// A minibatch without representatives.
     pub fn fresh_only(batch: &HostBatch) -> Self {
         let (images, labels) = crate::trainer::tensors_of(batch);
-        StepBatch { images, labels, fresh: batch.labels.len(), representatives: None }
+        StepBatch {
+            images,
+            labels,
+            fresh: batch.labels.len(),
+            representatives: None,
+        }
     }
 }
 
@@ -160,7 +165,9 @@ impl Rehearsal {
     ) -> Result<Self, TrainError> {
         let workers = world.size();
         let per_class = match config.size {
-            BufferSize::Ratio(percent) => (train_len as f64 * percent / 100.0 / num_classes as f64 / workers as f64) as usize,
+            BufferSize::Ratio(percent) => {
+                (train_len as f64 * percent / 100.0 / num_classes as f64 / workers as f64) as usize
+            }
             BufferSize::PerClass(n) => n,
             BufferSize::Total(n) => n / num_classes / workers,
         };
@@ -171,7 +178,10 @@ impl Rehearsal {
             )));
         }
         let policy = match config.policy {
-            PolicyName::Upstream => InsertionPolicy::Upstream { candidates: config.num_candidates, batch_size },
+            PolicyName::Upstream => InsertionPolicy::Upstream {
+                candidates: config.num_candidates,
+                batch_size,
+            },
             PolicyName::Reservoir => InsertionPolicy::Reservoir,
             PolicyName::ClassBalanced => InsertionPolicy::ClassBalanced,
         };
@@ -203,11 +213,19 @@ impl Rehearsal {
 
     /// The collate function of a training pass over task `task`: runs on the loader thread.
     /// `seed` drives the pass's choice of which worker's buffer each representative comes from.
-    pub fn collate(&self, task: usize, seed: u64) -> impl FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send + 'static {
+    pub fn collate(
+        &self,
+        task: usize,
+        seed: u64,
+    ) -> impl FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send + 'static {
         let buffer = Arc::clone(&self.buffer);
         let mut transport = self.service.client(seed);
         let timings = Arc::clone(&self.timings);
-        let count = if task >= self.config.start_task { self.config.num_representatives } else { 0 };
+        let count = if task >= self.config.start_task {
+            self.config.num_representatives
+        } else {
+            0
+        };
         let mode = self.config.mode;
         let before_era = match self.config.replay {
             ReplaySource::All => None,
@@ -245,12 +263,20 @@ impl Rehearsal {
                 PipelineMode::Flyweight => {
                     let representatives = (reps > 0).then(|| {
                         let shape = [reps as i64, c as i64, h as i64, w as i64];
-                        (host_tensor(&drawn.samples, &shape), host_tensor(&rep_labels, &[reps as i64]))
+                        (
+                            host_tensor(&drawn.samples, &shape),
+                            host_tensor(&rep_labels, &[reps as i64]),
+                        )
                     });
                     clock.lap(TimingStage::RepresentativesCopy);
                     let (images, labels) = crate::trainer::tensors_of(&fresh);
                     clock.lap(TimingStage::BatchCopy);
-                    StepBatch { images, labels, fresh: fresh.labels.len(), representatives }
+                    StepBatch {
+                        images,
+                        labels,
+                        fresh: fresh.labels.len(),
+                        representatives,
+                    }
                 }
             };
             let labels: Vec<u32> = fresh.labels.iter().map(|&l| l as u32).collect();
@@ -284,13 +310,19 @@ impl Rehearsal {
         let seen = buffer.seen_per_class();
         let classes = seen.iter().filter(|&&n| n > 0).count().max(1) as f32;
         let total = seen.iter().sum::<u64>().max(1) as f32;
-        let weights: Vec<f32> = seen.iter().map(|&n| if n == 0 { 1.0 } else { total / (classes * n as f32) }).collect();
+        let weights: Vec<f32> = seen
+            .iter()
+            .map(|&n| if n == 0 { 1.0 } else { total / (classes * n as f32) })
+            .collect();
         Some(Tensor::from_slice(&weights))
     }
 
     /// Adds the training thread's wait for a minibatch to the current window.
     pub fn add_wait(&self, elapsed: std::time::Duration) {
-        self.timings.lock().expect("timing lock poisoned").add(TimingStage::Wait, elapsed);
+        self.timings
+            .lock()
+            .expect("timing lock poisoned")
+            .add(TimingStage::Wait, elapsed);
     }
 
     /// Closes the current timing window (a pass) and returns it.
@@ -314,7 +346,12 @@ impl Rehearsal {
             world_capacity: buffer.config().capacity * world.size(),
             world_class_counts: world_counts.iter().map(|&c| c as usize).collect(),
             timing: self.total,
-            timing_ms_per_step: self.total.per_step_ms().iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            timing_ms_per_step: self
+                .total
+                .per_step_ms()
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
         }
     }
 }
@@ -327,7 +364,10 @@ struct Stopwatch {
 
 impl Stopwatch {
     fn new() -> Self {
-        Stopwatch { last: Instant::now(), timings: StepTimings::default() }
+        Stopwatch {
+            last: Instant::now(),
+            timings: StepTimings::default(),
+        }
     }
 
     fn lap(&mut self, stage: TimingStage) {
@@ -350,10 +390,17 @@ mod tests {
         let labels: Vec<u8> = (0..200).map(|i| (i % 10) as u8).collect();
         let images = (0..200).flat_map(|i| [(i % 10) as u8, i as u8]).collect();
         LoaderSource {
-            set: Arc::new(ImageSet { images, labels, image_shape: [1, 1, 2] }),
+            set: Arc::new(ImageSet {
+                images,
+                labels,
+                image_shape: [1, 1, 2],
+            }),
             views: Arc::new(vec![View::Identity]),
             // Values come out as the bytes themselves.
-            normalization: Normalization { mean: 0.0, std: 1.0 / 255.0 },
+            normalization: Normalization {
+                mean: 0.0,
+                std: 1.0 / 255.0,
+            },
         }
     }
 
@@ -376,7 +423,11 @@ mod tests {
         let decode = |images: &Tensor, labels: &Tensor| -> Vec<(i64, i64, i64)> {
             let values = Vec::<f32>::try_from(images.flatten(0, -1)).unwrap();
             let labels = Vec::<i64>::try_from(labels).unwrap();
-            values.chunks(2).zip(labels).map(|(px, l)| (px[0].round() as i64, px[1].round() as i64, l)).collect()
+            values
+                .chunks(2)
+                .zip(labels)
+                .map(|(px, l)| (px[0].round() as i64, px[1].round() as i64, l))
+                .collect()
         };
         let mut all = decode(&batch.images, &batch.labels);
         if let Some((images, labels)) = &batch.representatives {
@@ -389,14 +440,19 @@ mod tests {
     /// decoded samples, the fresh count and the task.
     fn run(mode: PipelineMode, replay: ReplaySource, batch_size: usize) -> Vec<(Vec<(i64, i64, i64)>, usize, usize)> {
         let source = tagged_set();
-        let rehearsal = Rehearsal::new(config(mode, replay), 10, [1, 1, 2], 200, &SingleProcess, batch_size, 7).unwrap();
+        let rehearsal =
+            Rehearsal::new(config(mode, replay), 10, [1, 1, 2], 200, &SingleProcess, batch_size, 7).unwrap();
         let mut steps = Vec::new();
         for task in 0..2 {
             let samples: Vec<SampleRef> = (0..200u32)
                 .filter(|i| (i % 10 < 5) == (task == 0))
                 .map(|index| SampleRef { index, view: 0 })
                 .collect();
-            let loader_config = LoaderConfig { batch_size, shuffle_seed: Some(task as u64), prefetch: 2 };
+            let loader_config = LoaderConfig {
+                batch_size,
+                shuffle_seed: Some(task as u64),
+                prefetch: 2,
+            };
             for batch in Loader::spawn(source.clone(), samples, loader_config, rehearsal.collate(task, 0)) {
                 let (decoded, fresh) = samples_of(&batch.unwrap());
                 steps.push((decoded, fresh, task));
@@ -412,7 +468,10 @@ mod tests {
         for mode in MODES {
             for replay in [ReplaySource::All, ReplaySource::PastTasks] {
                 let steps = run(mode, replay, 8);
-                assert!(steps.iter().any(|(s, fresh, _)| s.len() > *fresh), "no representatives at all");
+                assert!(
+                    steps.iter().any(|(s, fresh, _)| s.len() > *fresh),
+                    "no representatives at all"
+                );
                 for (samples, fresh, _) in &steps {
                     for &(label_pixel, index_pixel, label) in samples {
                         assert_eq!(label_pixel, label, "{mode:?}: pixels and label disagree");
@@ -421,7 +480,10 @@ mod tests {
                     let fresh_ids: HashSet<i64> = samples[..*fresh].iter().map(|s| s.1).collect();
                     let rep_ids: HashSet<i64> = samples[*fresh..].iter().map(|s| s.1).collect();
                     assert_eq!(rep_ids.len(), samples.len() - fresh, "duplicate representatives");
-                    assert!(fresh_ids.is_disjoint(&rep_ids), "a representative came from its own batch");
+                    assert!(
+                        fresh_ids.is_disjoint(&rep_ids),
+                        "a representative came from its own batch"
+                    );
                 }
             }
         }
@@ -430,16 +492,30 @@ mod tests {
     #[test]
     fn fresh_samples_train_in_their_own_step_in_both_modes() {
         let plain: Vec<Vec<i64>> = {
-            let samples: Vec<SampleRef> = (0..200u32).filter(|i| i % 10 < 5).map(|index| SampleRef { index, view: 0 }).collect();
-            let config = LoaderConfig { batch_size: 8, shuffle_seed: Some(0), prefetch: 2 };
+            let samples: Vec<SampleRef> = (0..200u32)
+                .filter(|i| i % 10 < 5)
+                .map(|index| SampleRef { index, view: 0 })
+                .collect();
+            let config = LoaderConfig {
+                batch_size: 8,
+                shuffle_seed: Some(0),
+                prefetch: 2,
+            };
             Loader::spawn(tagged_set(), samples, config, StepBatch::plain)
                 .map(|b| samples_of(&b.unwrap()).0.iter().map(|s| s.1).collect())
                 .collect()
         };
         for mode in MODES {
             let steps = run(mode, ReplaySource::All, 8);
-            let fresh: Vec<Vec<i64>> = steps.iter().filter(|s| s.2 == 0).map(|(s, f, _)| s[..*f].iter().map(|x| x.1).collect()).collect();
-            assert_eq!(fresh, plain, "{mode:?}: fresh samples are not those of the step's own loader batch");
+            let fresh: Vec<Vec<i64>> = steps
+                .iter()
+                .filter(|s| s.2 == 0)
+                .map(|(s, f, _)| s[..*f].iter().map(|x| x.1).collect())
+                .collect();
+            assert_eq!(
+                fresh, plain,
+                "{mode:?}: fresh samples are not those of the step's own loader batch"
+            );
         }
     }
 
@@ -456,15 +532,36 @@ mod tests {
             }
         }
         let all = run(PipelineMode::Standard, ReplaySource::All, 8);
-        assert!(all.iter().filter(|s| s.2 == 1).any(|(s, f, _)| s[*f..].iter().any(|x| x.2 >= 5)), "replay 'all' draws the current task too");
-        assert!(all.first().is_some_and(|(s, f, _)| s.len() == *f), "the very first step has nothing to draw from");
+        assert!(
+            all.iter()
+                .filter(|s| s.2 == 1)
+                .any(|(s, f, _)| s[*f..].iter().any(|x| x.2 >= 5)),
+            "replay 'all' draws the current task too"
+        );
+        assert!(
+            all.first().is_some_and(|(s, f, _)| s.len() == *f),
+            "the very first step has nothing to draw from"
+        );
     }
 
     #[test]
     fn the_report_tracks_the_buffer_and_timings() {
-        let mut rehearsal = Rehearsal::new(config(PipelineMode::Standard, ReplaySource::All), 10, [1, 1, 2], 200, &SingleProcess, 8, 7).unwrap();
+        let mut rehearsal = Rehearsal::new(
+            config(PipelineMode::Standard, ReplaySource::All),
+            10,
+            [1, 1, 2],
+            200,
+            &SingleProcess,
+            8,
+            7,
+        )
+        .unwrap();
         let samples: Vec<SampleRef> = (0..100u32).map(|index| SampleRef { index, view: 0 }).collect();
-        let loader_config = LoaderConfig { batch_size: 10, shuffle_seed: None, prefetch: 2 };
+        let loader_config = LoaderConfig {
+            batch_size: 10,
+            shuffle_seed: None,
+            prefetch: 2,
+        };
         let steps = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0)).count();
         let window = rehearsal.take_window();
         assert_eq!(window.steps, steps as u64);
@@ -476,36 +573,84 @@ mod tests {
 
     #[test]
     fn class_weights_follow_the_inverse_class_frequency_of_the_stream() {
-        let off = Rehearsal::new(config(PipelineMode::Standard, ReplaySource::All), 10, [1, 1, 2], 200, &SingleProcess, 8, 7).unwrap();
+        let off = Rehearsal::new(
+            config(PipelineMode::Standard, ReplaySource::All),
+            10,
+            [1, 1, 2],
+            200,
+            &SingleProcess,
+            8,
+            7,
+        )
+        .unwrap();
         assert!(off.class_weights().is_none());
-        let on = RehearsalConfig { class_weights: true, ..config(PipelineMode::Standard, ReplaySource::All) };
+        let on = RehearsalConfig {
+            class_weights: true,
+            ..config(PipelineMode::Standard, ReplaySource::All)
+        };
         let rehearsal = Rehearsal::new(on, 10, [1, 1, 2], 200, &SingleProcess, 8, 7).unwrap();
         // 20 samples of class 0 (all there are), 10 of class 1: class 1 weighs twice as much.
         let of_class = |c: u32, n: usize| (0..200u32).filter(move |i| i % 10 == c).take(n);
-        let samples: Vec<SampleRef> = of_class(0, 20).chain(of_class(1, 10)).map(|index| SampleRef { index, view: 0 }).collect();
-        let loader_config = LoaderConfig { batch_size: 8, shuffle_seed: None, prefetch: 2 };
+        let samples: Vec<SampleRef> = of_class(0, 20)
+            .chain(of_class(1, 10))
+            .map(|index| SampleRef { index, view: 0 })
+            .collect();
+        let loader_config = LoaderConfig {
+            batch_size: 8,
+            shuffle_seed: None,
+            prefetch: 2,
+        };
         let _ = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0)).count();
         let weights = Vec::<f32>::try_from(rehearsal.class_weights().unwrap()).unwrap();
         // 30 seen over 2 classes: 30 / (2 * 20) = 0.75 and 30 / (2 * 10) = 1.5.
-        assert!((weights[0] - 0.75).abs() < 1e-6 && (weights[1] - 1.5).abs() < 1e-6, "{weights:?}");
+        assert!(
+            (weights[0] - 0.75).abs() < 1e-6 && (weights[1] - 1.5).abs() < 1e-6,
+            "{weights:?}"
+        );
         assert_eq!(weights[2], 1.0, "an unseen class weighs 1");
     }
 
     #[test]
     fn a_buffer_without_slots_is_refused() {
-        let tiny = RehearsalConfig { size: BufferSize::Total(5), ..config(PipelineMode::Standard, ReplaySource::All) };
-        let err = Rehearsal::new(tiny, 10, [1, 1, 2], 200, &SingleProcess, 8, 0).err().unwrap().to_string();
+        let tiny = RehearsalConfig {
+            size: BufferSize::Total(5),
+            ..config(PipelineMode::Standard, ReplaySource::All)
+        };
+        let err = Rehearsal::new(tiny, 10, [1, 1, 2], 200, &SingleProcess, 8, 0)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("leaves no slot per class"), "{err}");
     }
 
     #[test]
     fn stopping_a_pass_early_shuts_the_pipeline_down() {
-        let rehearsal = Rehearsal::new(config(PipelineMode::Flyweight, ReplaySource::All), 10, [1, 1, 2], 200, &SingleProcess, 4, 7).unwrap();
+        let rehearsal = Rehearsal::new(
+            config(PipelineMode::Flyweight, ReplaySource::All),
+            10,
+            [1, 1, 2],
+            200,
+            &SingleProcess,
+            4,
+            7,
+        )
+        .unwrap();
         let samples: Vec<SampleRef> = (0..200u32).map(|index| SampleRef { index, view: 0 }).collect();
-        let loader_config = LoaderConfig { batch_size: 4, shuffle_seed: None, prefetch: 1 };
+        let loader_config = LoaderConfig {
+            batch_size: 4,
+            shuffle_seed: None,
+            prefetch: 1,
+        };
         let mut loader = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0));
         assert!(loader.next().is_some());
         drop(loader); // joins the loader thread; must not hang
-        assert!(rehearsal.report(&SingleProcess).final_class_counts.iter().sum::<usize>() <= 40);
+        assert!(
+            rehearsal
+                .report(&SingleProcess)
+                .final_class_counts
+                .iter()
+                .sum::<usize>()
+                <= 40
+        );
     }
 }

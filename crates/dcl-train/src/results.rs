@@ -26,7 +26,10 @@ impl RunDir {
     /// Creates the directory (and its parents) after [`RunDir::check_available`].
     pub fn create(path: &Path, overwrite: bool) -> Result<Self, TrainError> {
         Self::check_available(path, overwrite)?;
-        std::fs::create_dir_all(path).map_err(|source| TrainError::Io { path: path.to_owned(), source })?;
+        std::fs::create_dir_all(path).map_err(|source| TrainError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(RunDir { path: path.to_owned() })
     }
 
@@ -46,7 +49,10 @@ impl RunDir {
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<(), TrainError> {
         let dest = self.path.join(name);
         let partial = self.path.join(format!(".{name}.partial"));
-        let io = |source| TrainError::Io { path: dest.clone(), source };
+        let io = |source| TrainError::Io {
+            path: dest.clone(),
+            source,
+        };
         std::fs::write(&partial, bytes).map_err(io)?;
         std::fs::rename(&partial, &dest).map_err(io)
     }

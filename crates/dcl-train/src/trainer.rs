@@ -42,7 +42,12 @@ pub fn tensors_of(batch: &HostBatch) -> (Tensor, Tensor) {
 /// training step: measured on mnistnet, 4.4 ms steps became 6-7 ms.
 pub fn host_tensor<T: tch::kind::Element>(values: &[T], shape: &[i64]) -> Tensor {
     let tensor = Tensor::empty(shape, (T::KIND, Device::Cpu));
-    assert_eq!(tensor.numel(), values.len(), "shape {shape:?} does not hold {} values", values.len());
+    assert_eq!(
+        tensor.numel(),
+        values.len(),
+        "shape {shape:?} does not hold {} values",
+        values.len()
+    );
     // SAFETY: `tensor` is a fresh, contiguous CPU tensor of `values.len()` elements of
     // type T that nothing else references yet.
     unsafe {
@@ -90,22 +95,42 @@ pub fn train(
         num_classes: data.num_classes,
     };
     let regime = &config.optimizer_regime;
-    let mut learner = Learner::new(&config.model, input, regime.settings_at(0), device(), Arc::clone(&world))?;
+    let mut learner = Learner::new(
+        &config.model,
+        input,
+        regime.settings_at(0),
+        device(),
+        Arc::clone(&world),
+    )?;
+    learner.set_accumulation(config.batches_per_allreduce);
     let (rank, size) = (world.rank(), world.size());
     let train_source = LoaderSource {
         set: Arc::clone(&data.train),
         views: Arc::clone(&scenario.views),
         normalization: data.normalization,
     };
-    let test_source = LoaderSource { set: Arc::clone(&data.test), ..train_source.clone() };
+    let test_source = LoaderSource {
+        set: Arc::clone(&data.test),
+        ..train_source.clone()
+    };
     let masks = Masks::new(scenario, config.use_mask, data.num_classes);
     let mut rehearsal = match &config.agent.rehearsal {
         Some(rehearsal_config) => {
-            let train_len = config.train_samples.map_or(data.train.len(), |n| n.min(data.train.len()));
+            let train_len = config
+                .train_samples
+                .map_or(data.train.len(), |n| n.min(data.train.len()));
             let shape = data.train.image_shape;
             // Each rank's buffer gets its own stream of random choices.
             let seed = config.seed.wrapping_add(rank as u64);
-            Some(Rehearsal::new(rehearsal_config.clone(), data.num_classes, shape, train_len, &*world, config.batch_size, seed)?)
+            Some(Rehearsal::new(
+                rehearsal_config.clone(),
+                data.num_classes,
+                shape,
+                train_len,
+                &*world,
+                config.batch_size,
+                seed,
+            )?)
         }
         None => None,
     };
@@ -131,7 +156,13 @@ pub fn train(
                 }
                 None => Box::new(StepBatch::plain),
             };
-            let samples = shard(&task.train, Some(pass_seed(config.seed, task_id, epoch)), rank, size, true);
+            let samples = shard(
+                &task.train,
+                Some(pass_seed(config.seed, task_id, epoch)),
+                rank,
+                size,
+                true,
+            );
             let loader = Loader::spawn(
                 train_source.clone(),
                 samples,
@@ -149,7 +180,16 @@ pub fn train(
                 settings.lr * config.lr_scaling.factor(size, progress, config.warmup_epochs)
             };
             let mask = masks.train(task_id);
-            let pass = train_pass(&mut learner, loader, mask, rehearsal.as_ref(), &lr_at, config.log_interval, observer)?.summed(&*world);
+            let pass = train_pass(
+                &mut learner,
+                loader,
+                mask,
+                rehearsal.as_ref(),
+                &lr_at,
+                config.log_interval,
+                observer,
+            )?
+            .summed(&*world);
             let rehearsal_timing = rehearsal.as_mut().map(Rehearsal::take_window);
             record.train_seconds += pass.seconds;
 
@@ -218,7 +258,11 @@ impl Masks {
                 }
             })
             .collect();
-        Masks { train, task_classes, task_identity: scenario.task_identity }
+        Masks {
+            train,
+            task_classes,
+            task_identity: scenario.task_identity,
+        }
     }
 
     fn train(&self, task: usize) -> Option<&Tensor> {
@@ -228,8 +272,14 @@ impl Masks {
     fn test(&self, task: usize) -> TestMasks<'_> {
         let own = self.task_classes[task].as_ref();
         match self.task_identity {
-            TaskIdentity::Known => TestMasks { protocol: own, task_il: None },
-            TaskIdentity::Unknown => TestMasks { protocol: None, task_il: own },
+            TaskIdentity::Known => TestMasks {
+                protocol: own,
+                task_il: None,
+            },
+            TaskIdentity::Unknown => TestMasks {
+                protocol: None,
+                task_il: own,
+            },
         }
     }
 }
@@ -289,7 +339,11 @@ impl Pass {
     fn summed(self, world: &dyn Communicator) -> Self {
         let mut fresh = [self.fresh_samples as f64];
         world.all_reduce_sum_f64(&mut fresh);
-        Pass { totals: self.totals.summed(world), fresh_samples: fresh[0] as usize, seconds: self.seconds }
+        Pass {
+            totals: self.totals.summed(world),
+            fresh_samples: fresh[0] as usize,
+            seconds: self.seconds,
+        }
     }
 }
 
@@ -342,7 +396,9 @@ fn train_pass(
         };
         let (images, labels) = (images.to_device(device()), labels.to_device(device()));
         let batch = labels.size()[0];
-        let class_weights = rehearsal.and_then(Rehearsal::class_weights).map(|w| w.to_device(device()));
+        let class_weights = rehearsal
+            .and_then(Rehearsal::class_weights)
+            .map(|w| w.to_device(device()));
         learner.set_lr(lr_at(step));
         let (loss, logits) = learner.train_step(&images, &labels, mask, class_weights.as_ref())?;
         tch::no_grad(|| -> Result<(), TrainError> {
@@ -355,6 +411,7 @@ fn train_pass(
         let report = step % log_interval == 0;
         observer.batch_finished(fresh, report.then(|| loss.double_value(&[])));
     }
+    learner.flush()?;
     Ok(Pass {
         totals: Totals {
             samples,
@@ -425,11 +482,13 @@ mod tests {
 
     fn split_scenario(identity: TaskIdentity) -> Scenario {
         use dcl_data::{ClassOrder, ImageSet, Normalization, ScenarioSpec};
-        let set = |n: usize| Arc::new(ImageSet {
-            images: vec![0; n],
-            labels: (0..n).map(|i| (i % 6) as u8).collect(),
-            image_shape: [1, 1, 1],
-        });
+        let set = |n: usize| {
+            Arc::new(ImageSet {
+                images: vec![0; n],
+                labels: (0..n).map(|i| (i % 6) as u8).collect(),
+                image_shape: [1, 1, 1],
+            })
+        };
         let data = SplitDataset {
             name: "toy".into(),
             train: set(60),
@@ -437,12 +496,25 @@ mod tests {
             num_classes: 6,
             normalization: Normalization { mean: 0.0, std: 1.0 },
         };
-        let spec = ScenarioSpec::Classes { initial_increment: 2, increment: 2, class_order: ClassOrder::Natural, task_identity: identity };
+        let spec = ScenarioSpec::Classes {
+            initial_increment: 2,
+            increment: 2,
+            class_order: ClassOrder::Natural,
+            task_identity: identity,
+        };
         Scenario::build(&spec, &data, Default::default(), 0).unwrap()
     }
 
     fn allowed(mask: Option<&Tensor>) -> Option<Vec<usize>> {
-        mask.map(|m| Vec::<f32>::try_from(m).unwrap().iter().enumerate().filter(|(_, v)| **v == 0.0).map(|(c, _)| c).collect())
+        mask.map(|m| {
+            Vec::<f32>::try_from(m)
+                .unwrap()
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| **v == 0.0)
+                .map(|(c, _)| c)
+                .collect()
+        })
     }
 
     #[test]
@@ -472,7 +544,10 @@ mod tests {
         let images = host_tensor(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[1, 2, 3]);
         assert_eq!(images.size(), vec![1, 2, 3]);
         assert_eq!(images.kind(), Kind::Float);
-        assert_eq!(Vec::<f32>::try_from(images.flatten(0, -1)).unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(
+            Vec::<f32>::try_from(images.flatten(0, -1)).unwrap(),
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+        );
         let labels = host_tensor(&[7i64, 0, 9], &[3]);
         assert_eq!(Vec::<i64>::try_from(&labels).unwrap(), vec![7, 0, 9]);
     }
@@ -485,7 +560,12 @@ mod tests {
 
     #[test]
     fn pass_seeds_differ_per_task_and_epoch_and_repeat_per_seed() {
-        let seeds = [pass_seed(42, 0, 0), pass_seed(42, 0, 1), pass_seed(42, 1, 0), pass_seed(43, 0, 0)];
+        let seeds = [
+            pass_seed(42, 0, 0),
+            pass_seed(42, 0, 1),
+            pass_seed(42, 1, 0),
+            pass_seed(43, 0, 0),
+        ];
         for (i, a) in seeds.iter().enumerate() {
             for b in &seeds[i + 1..] {
                 assert_ne!(a, b);

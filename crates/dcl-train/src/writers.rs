@@ -71,7 +71,16 @@ pub fn metrics_csv(record: &RunRecord) -> String {
             writeln!(
                 csv,
                 "{},{},{},{},{},{},{},{},{},{}",
-                e.task, e.epoch, t.task, e.train_loss, e.train_top1, e.images_per_second, t.loss, t.top1, t.top5, task_il
+                e.task,
+                e.epoch,
+                t.task,
+                e.train_loss,
+                e.train_top1,
+                e.images_per_second,
+                t.loss,
+                t.top1,
+                t.top5,
+                task_il
             )
             .expect("writing to a String cannot fail");
         }
@@ -85,7 +94,14 @@ mod tests {
     use crate::EvalRecord;
 
     fn record() -> RunRecord {
-        let eval = |task, top1| EvalRecord { task, samples: 10, loss: 0.5, top1, top5: 100.0, top1_task_il: Some(99.0) };
+        let eval = |task, top1| EvalRecord {
+            task,
+            samples: 10,
+            loss: 0.5,
+            top1,
+            top5: 100.0,
+            top1_task_il: Some(99.0),
+        };
         let epoch = |task, evals| EpochRecord {
             task,
             epoch: 0,
@@ -100,7 +116,10 @@ mod tests {
         RunRecord {
             num_tasks: 2,
             world_size: 1,
-            epochs: vec![epoch(0, vec![eval(0, 80.0)]), epoch(1, vec![eval(0, 40.0), eval(1, 90.0)])],
+            epochs: vec![
+                epoch(0, vec![eval(0, 80.0)]),
+                epoch(1, vec![eval(0, 40.0), eval(1, 90.0)]),
+            ],
             train_seconds: 4.0,
             wall_seconds: 5.0,
             rehearsal: None,
@@ -131,7 +150,13 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let dir = RunDir::create(&root.path().join("run"), false).unwrap();
         write_all(&dir, &record()).unwrap();
-        for name in ["summary.json", "dl_metrics.json", "tasks_metrics.json", "time_metrics.json", "metrics.csv"] {
+        for name in [
+            "summary.json",
+            "dl_metrics.json",
+            "tasks_metrics.json",
+            "time_metrics.json",
+            "metrics.csv",
+        ] {
             assert!(dir.path().join(name).is_file(), "{name} missing");
         }
     }

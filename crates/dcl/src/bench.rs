@@ -13,16 +13,33 @@ use tch::{Kind, Tensor};
 use crate::cli::{AllreduceArgs, BufferArgs, RehearsalArgs, SamplingArgs, StepArgs};
 
 /// The MNIST-shaped input the step is measured on.
-const INPUT: ModelInput = ModelInput { image_shape: [1, 28, 28], num_classes: 10 };
+const INPUT: ModelInput = ModelInput {
+    image_shape: [1, 28, 28],
+    num_classes: 10,
+};
 
 /// Times `args.steps` SGD steps, `args.repeats` times, and reports the median images/s.
 pub fn run_step(args: StepArgs) -> Result<()> {
-    ensure!(args.batch_size > 0 && args.steps > 0 && args.repeats > 0, "--batch-size, --steps and --repeats must be at least 1");
+    ensure!(
+        args.batch_size > 0 && args.steps > 0 && args.repeats > 0,
+        "--batch-size, --steps and --repeats must be at least 1"
+    );
     tch::set_num_threads(args.threads as i32);
     tch::manual_seed(0);
     let device = dcl_train::trainer::device();
-    let sgd = OptimizerSettings { optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
-    let mut learner = Learner::new(&args.model, INPUT, sgd, device, std::sync::Arc::new(dcl_dist::SingleProcess))?;
+    let sgd = OptimizerSettings {
+        optimizer: OptimizerKind::Sgd,
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    let mut learner = Learner::new(
+        &args.model,
+        INPUT,
+        sgd,
+        device,
+        std::sync::Arc::new(dcl_dist::SingleProcess),
+    )?;
     let [c, h, w] = INPUT.image_shape.map(|d| d as i64);
     let b = args.batch_size as i64;
     let images = Tensor::randn([b, c, h, w], (Kind::Float, device));
@@ -66,19 +83,38 @@ pub fn run_buffer(args: BufferArgs) -> Result<()> {
     use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer};
     use rand::{Rng, SeedableRng};
 
-    ensure!(args.batches > 0 && args.repeats > 0 && args.batch_size > 0, "--batches, --repeats and --batch-size must be at least 1");
+    ensure!(
+        args.batches > 0 && args.repeats > 0 && args.batch_size > 0,
+        "--batches, --repeats and --batch-size must be at least 1"
+    );
     let sample_len = if args.shape == "mnist" { 28 * 28 } else { 3 * 32 * 32 };
     let num_classes = 10;
     let policy = match args.policy.as_str() {
-        "upstream" => InsertionPolicy::Upstream { candidates: 8, batch_size: args.batch_size },
+        "upstream" => InsertionPolicy::Upstream {
+            candidates: 8,
+            batch_size: args.batch_size,
+        },
         "reservoir" => InsertionPolicy::Reservoir,
         _ => InsertionPolicy::ClassBalanced,
     };
     let capacity = args.capacity / num_classes * num_classes;
-    let mut buffer = RehearsalBuffer::<f32>::new(BufferConfig { capacity, num_classes, sample_len, payload_len: 0, policy, seed: 0 })?;
+    let mut buffer = RehearsalBuffer::<f32>::new(BufferConfig {
+        capacity,
+        num_classes,
+        sample_len,
+        payload_len: 0,
+        policy,
+        seed: 0,
+    })?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let samples: Vec<f32> = (0..args.batch_size * sample_len).map(|_| rng.random::<f32>()).collect();
-    let batches: Vec<Vec<u32>> = (0..64).map(|_| (0..args.batch_size).map(|_| rng.random_range(0..num_classes as u32)).collect()).collect();
+    let batches: Vec<Vec<u32>> = (0..64)
+        .map(|_| {
+            (0..args.batch_size)
+                .map(|_| rng.random_range(0..num_classes as u32))
+                .collect()
+        })
+        .collect();
     let mut drawn = Drawn::default();
     let (mut offer_rates, mut sample_rates) = (Vec::new(), Vec::new());
     for _ in 0..args.repeats {
@@ -121,14 +157,27 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
     use dcl_train::rehearsal::{Rehearsal, StepBatch};
     use dcl_train::{BufferSize, PipelineMode, PolicyName, RehearsalConfig, ReplaySource};
 
-    ensure!(args.steps > 0 && args.rounds > 0 && args.batch_size > 0, "--steps, --rounds and --batch-size must be at least 1");
+    ensure!(
+        args.steps > 0 && args.rounds > 0 && args.batch_size > 0,
+        "--steps, --rounds and --batch-size must be at least 1"
+    );
     tch::set_num_threads(args.threads as i32);
     tch::manual_seed(0);
     let info = dcl_data::catalog::find("mnist")?;
     let data = info.load(&args.dataset_dir.join("mnist"), false)?;
-    let source = LoaderSource { set: Arc::clone(&data.train), views: Arc::new(vec![View::Identity]), normalization: data.normalization };
-    let samples: Vec<SampleRef> = (0..data.train.len() as u32).map(|index| SampleRef { index, view: 0 }).collect();
-    let mode = if args.mode == "flyweight" { PipelineMode::Flyweight } else { PipelineMode::Standard };
+    let source = LoaderSource {
+        set: Arc::clone(&data.train),
+        views: Arc::new(vec![View::Identity]),
+        normalization: data.normalization,
+    };
+    let samples: Vec<SampleRef> = (0..data.train.len() as u32)
+        .map(|index| SampleRef { index, view: 0 })
+        .collect();
+    let mode = if args.mode == "flyweight" {
+        PipelineMode::Flyweight
+    } else {
+        PipelineMode::Standard
+    };
     let config = RehearsalConfig {
         size: BufferSize::Total(500),
         policy: PolicyName::ClassBalanced,
@@ -140,9 +189,28 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         replay: ReplaySource::All,
         class_weights: false,
     };
-    let rehearsal = Rehearsal::new(config, 10, INPUT.image_shape, data.train.len(), &dcl_dist::SingleProcess, args.batch_size, 0)?;
-    let sgd = OptimizerSettings { optimizer: OptimizerKind::Sgd, lr: 0.01, momentum: 0.9, weight_decay: 0.0 };
-    let mut learner = Learner::new("mnistnet", INPUT, sgd, dcl_train::trainer::device(), Arc::new(dcl_dist::SingleProcess))?;
+    let rehearsal = Rehearsal::new(
+        config,
+        10,
+        INPUT.image_shape,
+        data.train.len(),
+        &dcl_dist::SingleProcess,
+        args.batch_size,
+        0,
+    )?;
+    let sgd = OptimizerSettings {
+        optimizer: OptimizerKind::Sgd,
+        lr: 0.01,
+        momentum: 0.9,
+        weight_decay: 0.0,
+    };
+    let mut learner = Learner::new(
+        "mnistnet",
+        INPUT,
+        sgd,
+        dcl_train::trainer::device(),
+        Arc::new(dcl_dist::SingleProcess),
+    )?;
 
     // Times `steps` steps of a pass (after 10 warm-up steps), in milliseconds.
     let mut time_steps = |loader: Loader<Result<StepBatch, dcl_train::TrainError>>| -> Result<Vec<f64>> {
@@ -163,13 +231,27 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         }
         Ok(times)
     };
-    let pass = |batch_size: usize, seed: u64| LoaderConfig { batch_size, shuffle_seed: Some(seed), prefetch: 4 };
+    let pass = |batch_size: usize, seed: u64| LoaderConfig {
+        batch_size,
+        shuffle_seed: Some(seed),
+        prefetch: 4,
+    };
     let (mut with, mut plain) = (Vec::new(), Vec::new());
     for round in 0..args.rounds as u64 {
         let collate = rehearsal.collate(0, round);
-        with.extend(time_steps(Loader::spawn(source.clone(), samples.clone(), pass(args.batch_size, round), collate))?);
+        with.extend(time_steps(Loader::spawn(
+            source.clone(),
+            samples.clone(),
+            pass(args.batch_size, round),
+            collate,
+        ))?);
         let plain_batch = args.batch_size + args.representatives;
-        plain.extend(time_steps(Loader::spawn(source.clone(), samples.clone(), pass(plain_batch, round), StepBatch::plain))?);
+        plain.extend(time_steps(Loader::spawn(
+            source.clone(),
+            samples.clone(),
+            pass(plain_batch, round),
+            StepBatch::plain,
+        ))?);
     }
     let (w, p) = (median(&mut with), median(&mut plain));
     println!(
@@ -187,7 +269,10 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
 
     use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer, Transport};
 
-    ensure!(args.sample_len >= 3 && args.draws > 0 && args.fill > 0, "--sample-len must be at least 3, --draws and --fill at least 1");
+    ensure!(
+        args.sample_len >= 3 && args.draws > 0 && args.fill > 0,
+        "--sample-len must be at least 3, --draws and --fill at least 1"
+    );
     let world: Arc<dyn dcl_dist::Communicator> = dcl_dist::init()?.into();
     let (rank, size) = (world.rank(), world.size());
     let fill = args.fill * (rank + 1);
@@ -204,7 +289,11 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
     let samples: Vec<f32> = labels
         .iter()
         .enumerate()
-        .flat_map(|(i, &l)| [rank as f32, i as f32].into_iter().chain(std::iter::repeat_n(l as f32, args.sample_len - 2)))
+        .flat_map(|(i, &l)| {
+            [rank as f32, i as f32]
+                .into_iter()
+                .chain(std::iter::repeat_n(l as f32, args.sample_len - 2))
+        })
         .collect();
     buffer.offer(&samples, &labels, &[])?;
     let buffer = Arc::new(Mutex::new(buffer));
@@ -241,7 +330,9 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
     let total_fill: usize = (0..size).map(|r| args.fill * (r + 1)).sum();
     let drawn_total: u64 = from_rank.iter().sum();
     let shares: Vec<f64> = from_rank.iter().map(|&n| n as f64 / drawn_total as f64).collect();
-    let expected: Vec<f64> = (0..size).map(|r| (args.fill * (r + 1)) as f64 / total_fill as f64).collect();
+    let expected: Vec<f64> = (0..size)
+        .map(|r| (args.fill * (r + 1)) as f64 / total_fill as f64)
+        .collect();
     let uniform = shares.iter().zip(&expected).all(|(s, e)| (s - e).abs() <= 0.1 * e);
     println!(
         "{}",
@@ -250,8 +341,14 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
             "duplicates": duplicates, "torn": torn})
     );
     if args.check {
-        ensure!(uniform, "rank {rank}: shares {shares:?} differ from the buffers' shares {expected:?} by more than 10 %");
-        ensure!(duplicates == 0 && torn == 0, "rank {rank}: {duplicates} duplicate and {torn} torn representatives");
+        ensure!(
+            uniform,
+            "rank {rank}: shares {shares:?} differ from the buffers' shares {expected:?} by more than 10 %"
+        );
+        ensure!(
+            duplicates == 0 && torn == 0,
+            "rank {rank}: {duplicates} duplicate and {torn} torn representatives"
+        );
     }
     Ok(())
 }
@@ -264,7 +361,10 @@ pub fn run_allreduce(args: AllreduceArgs) -> Result<()> {
     use mpi::collective::SystemOperation;
     use mpi::traits::*;
 
-    ensure!(args.floats > 0 && args.repeats > 0 && args.rounds > 0, "--floats, --repeats and --rounds must be at least 1");
+    ensure!(
+        args.floats > 0 && args.repeats > 0 && args.rounds > 0,
+        "--floats, --repeats and --rounds must be at least 1"
+    );
     let mpi_world = dcl_dist::MpiCommunicator::init()?;
     let world: &dyn dcl_dist::Communicator = &mpi_world;
     let bare = mpi::topology::SimpleCommunicator::world();

@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::options::TrainOptions;
 
 #[derive(Debug, Parser)]
-#[command(name = "dcl", version, about = "Distributed continual learning with a distributed rehearsal buffer")]
+#[command(
+    name = "dcl",
+    version,
+    about = "Distributed continual learning with a distributed rehearsal buffer"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -20,9 +20,11 @@ pub fn run(args: FetchArgs) -> Result<()> {
                 None => ProgressBar::new_spinner(),
             };
             b.set_style(
-                ProgressStyle::with_template("  {msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "  {msg} [{bar:30.cyan/blue}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             );
             b.set_message(file.to_owned());
             bar = Some(b);

@@ -52,11 +52,9 @@ impl TrainObserver for ProgressDisplay {
         if self.bars {
             let bar = ProgressBar::new(num_batches as u64);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg} ETA {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg} ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
             );
             bar.set_prefix(format!(
                 "task {}/{} epoch {}/{}",

@@ -6,7 +6,10 @@ use dcl_train::{Figures, Summary};
 
 /// The configuration name of a unit enum value (`class_balanced`, …).
 fn name(value: &impl serde::Serialize) -> String {
-    serde_json::to_value(value).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn optional(value: Option<f64>) -> String {
@@ -32,10 +35,22 @@ fn print_matrix(title: &str, figures: &Figures) {
 }
 
 fn print_figures(prefix: &str, figures: &Figures) {
-    println!("{:<32}{:.2} %", format!("{prefix}final average accuracy"), figures.final_average_accuracy);
+    println!(
+        "{:<32}{:.2} %",
+        format!("{prefix}final average accuracy"),
+        figures.final_average_accuracy
+    );
     if figures.forgetting.is_some() {
-        println!("{:<32}{} points", format!("{prefix}forgetting"), optional(figures.forgetting));
-        println!("{:<32}{} points", format!("{prefix}backward transfer"), optional(figures.bwt));
+        println!(
+            "{:<32}{} points",
+            format!("{prefix}forgetting"),
+            optional(figures.forgetting)
+        );
+        println!(
+            "{:<32}{} points",
+            format!("{prefix}backward transfer"),
+            optional(figures.bwt)
+        );
     }
 }
 
@@ -45,7 +60,10 @@ pub fn print_summary(summary: &Summary, run_dir: &Path) {
     print_matrix("Accuracy matrix", &summary.figures);
     if let Some(task_il) = &summary.task_il {
         println!();
-        print_matrix("Task-incremental accuracy matrix (logits restricted to each task's classes)", task_il);
+        print_matrix(
+            "Task-incremental accuracy matrix (logits restricted to each task's classes)",
+            task_il,
+        );
     }
     println!();
     print_figures("", &summary.figures);
@@ -64,10 +82,17 @@ pub fn print_summary(summary: &Summary, run_dir: &Path) {
             rehearsal.config.num_representatives,
             name(&rehearsal.config.replay)
         );
-        let stages: Vec<String> = rehearsal.timing_ms_per_step.iter().map(|(k, v)| format!("{k} {v:.3}")).collect();
+        let stages: Vec<String> = rehearsal
+            .timing_ms_per_step
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.3}"))
+            .collect();
         println!("{:<32}{} (ms/step)", "rehearsal pipeline", stages.join(", "));
     }
     println!("{:<32}{:.0}", "training images/s", summary.train_images_per_second);
-    println!("{:<32}{:.1} s (training {:.1} s)", "wall time", summary.wall_time_seconds, summary.train_time_seconds);
+    println!(
+        "{:<32}{:.1} s (training {:.1} s)",
+        "wall time", summary.wall_time_seconds, summary.train_time_seconds
+    );
     println!("{:<32}{}", "results", run_dir.display());
 }

@@ -54,9 +54,26 @@ fn read_json(path: &Path) -> Value {
 fn train_small(results: &Path, train_samples: &str, seed: &str) -> Output {
     let data = dataset_dir();
     dcl(&[
-        "train", "--model", "mnistnet", "--dataset", "mnist", "--epochs", "1", "--quiet",
-        "--batch-size", "8", "--threads", "2", "--train-samples", train_samples, "--seed", seed,
-        "--dataset-dir", data.to_str().unwrap(), "--results-dir", results.to_str().unwrap(),
+        "train",
+        "--model",
+        "mnistnet",
+        "--dataset",
+        "mnist",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--batch-size",
+        "8",
+        "--threads",
+        "2",
+        "--train-samples",
+        train_samples,
+        "--seed",
+        seed,
+        "--dataset-dir",
+        data.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
     ])
 }
 
@@ -94,7 +111,10 @@ fn the_same_seed_gives_the_same_run_and_another_seed_another() {
         let output = train_small(&results, "640", seed);
         assert!(output.status.success(), "{}", stderr(&output));
         let summary = read_json(&results.join("summary.json"));
-        (summary["accuracy_matrix"].clone(), summary["epochs"][0]["train_loss"].clone())
+        (
+            summary["accuracy_matrix"].clone(),
+            summary["epochs"][0]["train_loss"].clone(),
+        )
     };
     let first = run("a", "7");
     assert_eq!(first, run("b", "7"));
@@ -106,8 +126,14 @@ fn an_existing_results_directory_is_refused_and_left_intact() {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("summary.json"), "earlier results").unwrap();
     let output = train_small(root.path(), "64", "1");
-    assert_user_error(&output, "already exists; choose another --results-dir or pass --overwrite");
-    assert_eq!(std::fs::read_to_string(root.path().join("summary.json")).unwrap(), "earlier results");
+    assert_user_error(
+        &output,
+        "already exists; choose another --results-dir or pass --overwrite",
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.path().join("summary.json")).unwrap(),
+        "earlier results"
+    );
 }
 
 /// A copy of MNIST in a temporary directory, with one file replaced by `corrupt`.
@@ -126,8 +152,16 @@ fn mnist_with(file: &str, corrupt: impl FnOnce(Vec<u8>) -> Vec<u8>) -> tempfile:
 
 fn train_on(data: &Path, results: &Path) -> Output {
     dcl(&[
-        "train", "--model", "mnistnet", "--epochs", "1", "--quiet",
-        "--dataset-dir", data.to_str().unwrap(), "--results-dir", results.to_str().unwrap(),
+        "train",
+        "--model",
+        "mnistnet",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--dataset-dir",
+        data.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
     ])
 }
 
@@ -167,7 +201,10 @@ fn a_missing_data_directory_names_the_path_and_the_fetch_command() {
 
 #[test]
 fn unknown_models_and_datasets_list_the_valid_ones() {
-    assert_user_error(&dcl(&["train", "--model", "resnet9000"]), "unknown model 'resnet9000'; valid models: mnistnet, mlp");
+    assert_user_error(
+        &dcl(&["train", "--model", "resnet9000"]),
+        "unknown model 'resnet9000'; valid models: mnistnet, mlp",
+    );
     assert_user_error(
         &dcl(&["train", "--model", "mnistnet", "--dataset", "svhn"]),
         "unknown dataset 'svhn'; valid datasets: mnist, fashion-mnist",
@@ -177,16 +214,32 @@ fn unknown_models_and_datasets_list_the_valid_ones() {
 
 #[test]
 fn impossible_settings_are_rejected_before_training() {
-    assert_user_error(&dcl(&["train", "--model", "mnistnet", "--epochs", "0"]), "--epochs must be at least 1");
-    assert_user_error(&dcl(&["train", "--model", "mnistnet", "--lr=-1"]), "--lr must be a finite number >= 0");
+    assert_user_error(
+        &dcl(&["train", "--model", "mnistnet", "--epochs", "0"]),
+        "--epochs must be at least 1",
+    );
+    assert_user_error(
+        &dcl(&["train", "--model", "mnistnet", "--lr=-1"]),
+        "--lr must be a finite number >= 0",
+    );
 }
 
 /// Runs `dcl train` on MNIST with `extra` flags into `results`; asserts success.
 fn train_scenario(results: &Path, extra: &[&str]) -> Value {
     let data = dataset_dir();
     let mut args = vec![
-        "train", "--model", "mnistnet", "--epochs", "1", "--quiet", "--threads", "2",
-        "--dataset-dir", data.to_str().unwrap(), "--results-dir", results.to_str().unwrap(),
+        "train",
+        "--model",
+        "mnistnet",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--threads",
+        "2",
+        "--dataset-dir",
+        data.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
     let output = dcl(&args);
@@ -198,10 +251,17 @@ fn train_scenario(results: &Path, extra: &[&str]) -> Value {
 fn split_mnist_class_il_forgets_and_writes_every_results_file() {
     let root = tempfile::tempdir().unwrap();
     let results = root.path().join("split");
-    let summary = train_scenario(&results, &[
-        "--train-samples", "10000", "--batch-size", "16",
-        "--tasksets-config", "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
-    ]);
+    let summary = train_scenario(
+        &results,
+        &[
+            "--train-samples",
+            "10000",
+            "--batch-size",
+            "16",
+            "--tasksets-config",
+            "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
+        ],
+    );
     assert_eq!(summary["num_tasks"], 5);
     let matrix = summary["accuracy_matrix"].as_array().unwrap();
     assert_eq!(matrix.len(), 5);
@@ -211,7 +271,10 @@ fn split_mnist_class_il_forgets_and_writes_every_results_file() {
         for (j, cell) in row.iter().enumerate() {
             assert_eq!(cell.is_null(), j > i, "entry ({i}, {j}) = {cell}");
         }
-        assert!(row[i].as_f64().unwrap() > 75.0, "task {i} not learned (2 classes: chance is 50 %): {row:?}");
+        assert!(
+            row[i].as_f64().unwrap() > 75.0,
+            "task {i} not learned (2 classes: chance is 50 %): {row:?}"
+        );
     }
     // Naive fine-tuning on a shared head forgets the first task completely.
     assert!(matrix[4][0].as_f64().unwrap() < 5.0, "{matrix:?}");
@@ -226,8 +289,18 @@ fn split_mnist_class_il_forgets_and_writes_every_results_file() {
     let tasks = read_json(&results.join("tasks_metrics.json"));
     assert_eq!(tasks.as_array().unwrap().len(), 5);
     assert_eq!(tasks[4]["tasks"].as_array().unwrap().len(), 5);
-    assert!(read_json(&results.join("dl_metrics.json"))[0]["images_per_second"].as_f64().unwrap() > 0.0);
-    assert!(read_json(&results.join("time_metrics.json"))["total_time"].as_f64().unwrap() > 0.0);
+    assert!(
+        read_json(&results.join("dl_metrics.json"))[0]["images_per_second"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(
+        read_json(&results.join("time_metrics.json"))["total_time"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
     let config = read_json(&results.join("config.json"));
     assert_eq!(config["scenario"]["increment"], 2);
 }
@@ -235,24 +308,64 @@ fn split_mnist_class_il_forgets_and_writes_every_results_file() {
 #[test]
 fn task_incremental_domain_and_permuted_scenarios_run() {
     let root = tempfile::tempdir().unwrap();
-    let task_il = train_scenario(&root.path().join("task"), &[
-        "--train-samples", "2000", "--batch-size", "16",
-        "--tasksets-config", "{'scenario': 'task', 'initial_increment': 2, 'increment': 2}",
-    ]);
-    assert!(task_il["final_average_accuracy"].as_f64().unwrap() > 80.0, "{}", task_il["accuracy_matrix"]);
-    assert!(task_il.get("task_il").is_none(), "a task-IL run is its own task-IL figure");
+    let task_il = train_scenario(
+        &root.path().join("task"),
+        &[
+            "--train-samples",
+            "2000",
+            "--batch-size",
+            "16",
+            "--tasksets-config",
+            "{'scenario': 'task', 'initial_increment': 2, 'increment': 2}",
+        ],
+    );
+    assert!(
+        task_il["final_average_accuracy"].as_f64().unwrap() > 80.0,
+        "{}",
+        task_il["accuracy_matrix"]
+    );
+    assert!(
+        task_il.get("task_il").is_none(),
+        "a task-IL run is its own task-IL figure"
+    );
 
-    let domain = train_scenario(&root.path().join("domain"), &[
-        "--train-samples", "600", "--tasksets-config", "{'scenario': 'domain', 'num_tasks': 3}",
-    ]);
-    let samples: Vec<u64> = domain["epochs"][2]["eval"].as_array().unwrap().iter().map(|e| e["samples"].as_u64().unwrap()).collect();
+    let domain = train_scenario(
+        &root.path().join("domain"),
+        &[
+            "--train-samples",
+            "600",
+            "--tasksets-config",
+            "{'scenario': 'domain', 'num_tasks': 3}",
+        ],
+    );
+    let samples: Vec<u64> = domain["epochs"][2]["eval"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["samples"].as_u64().unwrap())
+        .collect();
     assert_eq!(samples, vec![3334, 3333, 3333]);
-    assert!(domain["epochs"].as_array().unwrap().iter().all(|e| e["train_images"] == 200));
+    assert!(domain["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["train_images"] == 200));
 
-    let permuted = train_scenario(&root.path().join("permuted"), &[
-        "--train-samples", "600", "--tasksets-config", "{'scenario': 'permuted', 'num_tasks': 2, 'concatenate_tasksets': True}",
-    ]);
-    let train_images: Vec<u64> = permuted["epochs"].as_array().unwrap().iter().map(|e| e["train_images"].as_u64().unwrap()).collect();
+    let permuted = train_scenario(
+        &root.path().join("permuted"),
+        &[
+            "--train-samples",
+            "600",
+            "--tasksets-config",
+            "{'scenario': 'permuted', 'num_tasks': 2, 'concatenate_tasksets': True}",
+        ],
+    );
+    let train_images: Vec<u64> = permuted["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["train_images"].as_u64().unwrap())
+        .collect();
     assert_eq!(train_images, vec![600, 1200], "task 2 trains on both tasks");
     assert_eq!(permuted["epochs"][1]["eval"][1]["samples"], 10000);
 }
@@ -261,10 +374,24 @@ fn task_incremental_domain_and_permuted_scenarios_run() {
 fn a_yaml_section_overrides_the_command_line_and_print_config_shows_the_result() {
     let root = tempfile::tempdir().unwrap();
     let yaml = root.path().join("config.yaml");
-    std::fs::write(&yaml, "split:\n  batch_size: 16\n  tasksets_config: {increment: 5}\n  agent_config: {reset_state_dict: true}\n").unwrap();
+    std::fs::write(
+        &yaml,
+        "split:\n  batch_size: 16\n  tasksets_config: {increment: 5}\n  agent_config: {reset_state_dict: true}\n",
+    )
+    .unwrap();
     let output = dcl(&[
-        "train", "--model", "mnistnet", "--batch-size", "128", "--yaml-config", yaml.to_str().unwrap(),
-        "--config", "split", "--tasksets-config", "{'scenario': 'class', 'increment': 2}", "--print-config",
+        "train",
+        "--model",
+        "mnistnet",
+        "--batch-size",
+        "128",
+        "--yaml-config",
+        yaml.to_str().unwrap(),
+        "--config",
+        "split",
+        "--tasksets-config",
+        "{'scenario': 'class', 'increment': 2}",
+        "--print-config",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let config: Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -274,7 +401,15 @@ fn a_yaml_section_overrides_the_command_line_and_print_config_shows_the_result()
     assert_eq!(config["agent"]["reset_state_dict"], true);
 
     assert_user_error(
-        &dcl(&["train", "--model", "mnistnet", "--yaml-config", yaml.to_str().unwrap(), "--config", "other"]),
+        &dcl(&[
+            "train",
+            "--model",
+            "mnistnet",
+            "--yaml-config",
+            yaml.to_str().unwrap(),
+            "--config",
+            "other",
+        ]),
         "no section 'other' (sections: split)",
     );
 }
@@ -285,29 +420,64 @@ fn impossible_scenarios_are_rejected_before_training() {
     let results = root.path().join("never");
     let data = dataset_dir();
     let run = |tasksets: &str| {
-        dcl(&["train", "--model", "mnistnet", "--dataset-dir", data.to_str().unwrap(),
-            "--results-dir", results.to_str().unwrap(), "--tasksets-config", tasksets])
+        dcl(&[
+            "train",
+            "--model",
+            "mnistnet",
+            "--dataset-dir",
+            data.to_str().unwrap(),
+            "--results-dir",
+            results.to_str().unwrap(),
+            "--tasksets-config",
+            tasksets,
+        ])
     };
-    assert_user_error(&run("{'scenario': 'class', 'initial_increment': 4, 'increment': 4}"),
-        "--tasksets-config: 'initial_increment' 4 and 'increment' 4 do not cover the 10 classes");
-    assert_user_error(&run("{'scenario': 'domain', 'num_tasks': 0}"), "--tasksets-config: 'num_tasks' must be at least 1");
-    assert_user_error(&run("{'scenario': 'domain', 'num_tasks': 20000}"), "'num_tasks' 20000 exceeds the 10000 samples to split");
-    assert_user_error(&run("{'scenario': 'class', 'increment': 2, 'colour': 1}"), "--tasksets-config: unknown field `colour`");
+    assert_user_error(
+        &run("{'scenario': 'class', 'initial_increment': 4, 'increment': 4}"),
+        "--tasksets-config: 'initial_increment' 4 and 'increment' 4 do not cover the 10 classes",
+    );
+    assert_user_error(
+        &run("{'scenario': 'domain', 'num_tasks': 0}"),
+        "--tasksets-config: 'num_tasks' must be at least 1",
+    );
+    assert_user_error(
+        &run("{'scenario': 'domain', 'num_tasks': 20000}"),
+        "'num_tasks' 20000 exceeds the 10000 samples to split",
+    );
+    assert_user_error(
+        &run("{'scenario': 'class', 'increment': 2, 'colour': 1}"),
+        "--tasksets-config: unknown field `colour`",
+    );
     assert!(!results.exists(), "a results directory was created for a rejected run");
     // Malformed flag syntax is a usage error: clap's exit code 2, with the position.
     let malformed = run("{'scenario': 'class' 'increment': 2}");
     assert_eq!(malformed.status.code(), Some(2));
-    assert!(stderr(&malformed).contains("expected ',' or '}' at character 22"), "{}", stderr(&malformed));
+    assert!(
+        stderr(&malformed).contains("expected ',' or '}' at character 22"),
+        "{}",
+        stderr(&malformed)
+    );
 }
 
 #[test]
 fn rehearsal_keeps_split_mnist_from_forgetting_and_reports_its_buffer() {
     let root = tempfile::tempdir().unwrap();
     let split = "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}";
-    let summary = train_scenario(&root.path().join("er"), &[
-        "--train-samples", "10000", "--batch-size", "16", "--agent", "er",
-        "--agent-config", "{'buffer_size': 200, 'num_representatives': 16}", "--tasksets-config", split,
-    ]);
+    let summary = train_scenario(
+        &root.path().join("er"),
+        &[
+            "--train-samples",
+            "10000",
+            "--batch-size",
+            "16",
+            "--agent",
+            "er",
+            "--agent-config",
+            "{'buffer_size': 200, 'num_representatives': 16}",
+            "--tasksets-config",
+            split,
+        ],
+    );
     let accuracy = summary["final_average_accuracy"].as_f64().unwrap();
     // The same protocol without rehearsal ends below 25 % (split_mnist_class_il_forgets…).
     assert!(accuracy > 60.0, "er final average accuracy {accuracy} %");
@@ -315,12 +485,23 @@ fn rehearsal_keeps_split_mnist_from_forgetting_and_reports_its_buffer() {
     assert_eq!(rehearsal["capacity"], 200);
     assert_eq!(rehearsal["policy"], "class_balanced");
     assert_eq!(rehearsal["replay"], "past_tasks");
-    assert_eq!(rehearsal["final_class_counts"], serde_json::json!([20, 20, 20, 20, 20, 20, 20, 20, 20, 20]));
+    assert_eq!(
+        rehearsal["final_class_counts"],
+        serde_json::json!([20, 20, 20, 20, 20, 20, 20, 20, 20, 20])
+    );
     assert!(rehearsal["timing"]["steps"].as_u64().unwrap() > 0);
-    assert!(summary["epochs"][1]["rehearsal_timing"]["sample_seconds"].as_f64().unwrap() > 0.0);
+    assert!(
+        summary["epochs"][1]["rehearsal_timing"]["sample_seconds"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
     // About 2,000 images of classes 2 and 3; about 4,000 if the 16 representatives per step counted.
     let images = summary["epochs"][1]["train_images"].as_u64().unwrap();
-    assert!((1900..2100).contains(&images), "task 2 trained on {images} images of its own");
+    assert!(
+        (1900..2100).contains(&images),
+        "task 2 trained on {images} images of its own"
+    );
 }
 
 #[test]
@@ -329,10 +510,24 @@ fn upstream_agent_names_select_their_pipeline_with_a_notice() {
     let results = root.path().join("cat");
     let data = dataset_dir();
     let output = dcl(&[
-        "train", "--model", "mnistnet", "--epochs", "1", "--quiet", "--train-samples", "1000",
-        "--dataset-dir", data.to_str().unwrap(), "--results-dir", results.to_str().unwrap(),
-        "--agent", "nil_cpp_cat", "--agent-config", "{'rehearsal_size': 5, 'policy': 'upstream', 'replay': 'all'}",
-        "--tasksets-config", "{'scenario': 'class', 'initial_increment': 5, 'increment': 5}",
+        "train",
+        "--model",
+        "mnistnet",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--train-samples",
+        "1000",
+        "--dataset-dir",
+        data.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
+        "--agent",
+        "nil_cpp_cat",
+        "--agent-config",
+        "{'rehearsal_size': 5, 'policy': 'upstream', 'replay': 'all'}",
+        "--tasksets-config",
+        "{'scenario': 'class', 'initial_increment': 5, 'increment': 5}",
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("note: upstream's nil_cpp_cat runs as er with the flyweight pipeline"));
@@ -341,17 +536,42 @@ fn upstream_agent_names_select_their_pipeline_with_a_notice() {
     assert_eq!(summary["rehearsal"]["policy"], "upstream");
     assert_eq!(summary["rehearsal"]["capacity"], 50);
     let counts = summary["rehearsal"]["final_class_counts"].as_array().unwrap();
-    assert!(counts.iter().all(|c| c.as_u64().unwrap() <= 5), "a bucket overflowed: {counts:?}");
+    assert!(
+        counts.iter().all(|c| c.as_u64().unwrap() <= 5),
+        "a bucket overflowed: {counts:?}"
+    );
     assert_user_error(
-        &dcl(&["train", "--model", "mnistnet", "--agent", "er", "--tasksets-config", "{'scenario': 'task', 'increment': 5}"]),
+        &dcl(&[
+            "train",
+            "--model",
+            "mnistnet",
+            "--agent",
+            "er",
+            "--tasksets-config",
+            "{'scenario': 'task', 'increment': 5}",
+        ]),
         "does not support task-incremental scenarios",
     );
 
-    let reservoir = train_scenario(&root.path().join("reservoir"), &[
-        "--train-samples", "1000", "--agent", "er", "--agent-config", "{'buffer_size': 100, 'policy': 'reservoir'}",
-        "--tasksets-config", "{'scenario': 'class', 'initial_increment': 5, 'increment': 5}",
-    ]);
+    let reservoir = train_scenario(
+        &root.path().join("reservoir"),
+        &[
+            "--train-samples",
+            "1000",
+            "--agent",
+            "er",
+            "--agent-config",
+            "{'buffer_size': 100, 'policy': 'reservoir'}",
+            "--tasksets-config",
+            "{'scenario': 'class', 'initial_increment': 5, 'increment': 5}",
+        ],
+    );
     assert_eq!(reservoir["rehearsal"]["policy"], "reservoir");
-    let stored: u64 = reservoir["rehearsal"]["final_class_counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum();
+    let stored: u64 = reservoir["rehearsal"]["final_class_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .sum();
     assert_eq!(stored, 100);
 }

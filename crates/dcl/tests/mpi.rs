@@ -11,13 +11,22 @@ fn dataset_dir() -> PathBuf {
     let dir = std::env::var_os("DCL_DATASET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-    assert!(dir.join("mnist/train-images-idx3-ubyte").is_file(), "MNIST is not in {}: run scripts/setup.sh", dir.display());
+    assert!(
+        dir.join("mnist/train-images-idx3-ubyte").is_file(),
+        "MNIST is not in {}: run scripts/setup.sh",
+        dir.display()
+    );
     dir
 }
 
 /// MPICH's launcher: `mpirun.mpich` where Open MPI is installed too, else `mpirun`.
 fn mpirun() -> &'static str {
-    let found = |name: &str| Command::new("sh").args(["-c", &format!("command -v {name}")]).output().is_ok_and(|o| o.status.success());
+    let found = |name: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
     if found("mpirun.mpich") {
         "mpirun.mpich"
     } else {
@@ -38,7 +47,12 @@ fn train(ranks: usize, results: &Path, args: &[&str]) -> Command {
     };
     command
         .args(["train", "--dataset", "mnist", "--quiet", "--threads", "1"])
-        .args(["--dataset-dir", data.to_str().unwrap(), "--results-dir", results.to_str().unwrap()])
+        .args([
+            "--dataset-dir",
+            data.to_str().unwrap(),
+            "--results-dir",
+            results.to_str().unwrap(),
+        ])
         .args(args)
         .env_remove("DCL_DATASET_DIR")
         .env("OMP_WAIT_POLICY", "PASSIVE");
@@ -63,20 +77,58 @@ fn close(a: &Value, b: &Value, tolerance: f64) -> bool {
 fn two_ranks_at_half_the_batch_train_like_one_rank_at_the_full_batch() {
     let root = tempfile::tempdir().unwrap();
     // Same global batch, same learning rate: the gradient averaging alone must match.
-    let common = ["--model", "mlp", "--epochs", "2", "--train-samples", "1024", "--seed", "3", "--lr-scaling", "none"];
+    let common = [
+        "--model",
+        "mlp",
+        "--epochs",
+        "2",
+        "--train-samples",
+        "1024",
+        "--seed",
+        "3",
+        "--lr-scaling",
+        "none",
+    ];
     let one = root.path().join("one");
     run(train(1, &one, &[&common[..], &["--batch-size", "64"]].concat()));
     let two = root.path().join("two");
     run(train(2, &two, &[&common[..], &["--batch-size", "32"]].concat()));
-    let (a, b) = (summary(&one), summary(&two));
-    assert_eq!(b["world_size"], 2);
-    for epoch in 0..2 {
-        let (x, y) = (&a["epochs"][epoch], &b["epochs"][epoch]);
-        assert_eq!(x["train_images"], y["train_images"]);
-        assert!(close(&x["train_loss"], &y["train_loss"], 1e-4), "train loss {} vs {}", x["train_loss"], y["train_loss"]);
-        assert!(close(&x["eval"][0]["loss"], &y["eval"][0]["loss"], 1e-4), "test loss {} vs {}", x["eval"][0]["loss"], y["eval"][0]["loss"]);
-        assert!(close(&x["eval"][0]["top1"], &y["eval"][0]["top1"], 0.03), "top-1 {} vs {}", x["eval"][0]["top1"], y["eval"][0]["top1"]);
-        assert_eq!(y["eval"][0]["samples"], 10000, "the sharded evaluation covers the test set once");
+    // Two batches of 16 accumulated per all-reduce: the same 64 samples per step.
+    let accumulated = root.path().join("accumulated");
+    run(train(
+        2,
+        &accumulated,
+        &[&common[..], &["--batch-size", "16", "--batches-per-allreduce", "2"]].concat(),
+    ));
+    let a = summary(&one);
+    for b in [summary(&two), summary(&accumulated)] {
+        assert_eq!(b["world_size"], 2);
+        for epoch in 0..2 {
+            let (x, y) = (&a["epochs"][epoch], &b["epochs"][epoch]);
+            assert_eq!(x["train_images"], y["train_images"]);
+            assert!(
+                close(&x["train_loss"], &y["train_loss"], 1e-4),
+                "train loss {} vs {}",
+                x["train_loss"],
+                y["train_loss"]
+            );
+            assert!(
+                close(&x["eval"][0]["loss"], &y["eval"][0]["loss"], 1e-4),
+                "test loss {} vs {}",
+                x["eval"][0]["loss"],
+                y["eval"][0]["loss"]
+            );
+            assert!(
+                close(&x["eval"][0]["top1"], &y["eval"][0]["top1"], 0.03),
+                "top-1 {} vs {}",
+                x["eval"][0]["top1"],
+                y["eval"][0]["top1"]
+            );
+            assert_eq!(
+                y["eval"][0]["samples"], 10000,
+                "the sharded evaluation covers the test set once"
+            );
+        }
     }
 }
 
@@ -84,17 +136,38 @@ fn two_ranks_at_half_the_batch_train_like_one_rank_at_the_full_batch() {
 fn four_oversubscribed_ranks_run_a_continual_scenario_and_only_rank_zero_writes() {
     let root = tempfile::tempdir().unwrap();
     let results = root.path().join("four");
-    let output = run(train(4, &results, &[
-        "--model", "mlp", "--epochs", "1", "--train-samples", "2000",
-        "--tasksets-config", "{'scenario': 'class', 'initial_increment': 5, 'increment': 5}",
-    ]));
+    let output = run(train(
+        4,
+        &results,
+        &[
+            "--model",
+            "mlp",
+            "--epochs",
+            "1",
+            "--train-samples",
+            "2000",
+            "--tasksets-config",
+            "{'scenario': 'class', 'initial_increment': 5, 'increment': 5}",
+        ],
+    ));
     let s = summary(&results);
     assert_eq!(s["world_size"], 4);
     assert_eq!(s["num_tasks"], 2);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.matches("worker(s); results in").count(), 1, "one rank reports: {stderr}");
+    assert_eq!(
+        stderr.matches("worker(s); results in").count(),
+        1,
+        "one rank reports: {stderr}"
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("final average accuracy")).count(), 1, "{stdout}");
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("final average accuracy"))
+            .count(),
+        1,
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -102,7 +175,11 @@ fn killing_one_rank_stops_the_others_with_an_error_within_30_seconds() {
     let root = tempfile::tempdir().unwrap();
     let results = root.path().join("killed");
     let mut command = train(2, &results, &["--model", "mnistnet", "--epochs", "50"]);
-    let mut job = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("the launcher runs");
+    let mut job = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the launcher runs");
     // Wait until training runs (rank 0 wrote config.json), then kill one rank.
     let started = Instant::now();
     while !results.join("config.json").exists() {
@@ -116,11 +193,15 @@ fn killing_one_rank_stops_the_others_with_an_error_within_30_seconds() {
         .filter(|pid| {
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            exe.as_deref() == Some(dcl.as_path()) && String::from_utf8_lossy(&cmdline).contains(results.to_str().unwrap())
+            exe.as_deref() == Some(dcl.as_path())
+                && String::from_utf8_lossy(&cmdline).contains(results.to_str().unwrap())
         })
         .collect();
     assert_eq!(ranks.len(), 2, "found ranks {ranks:?}");
-    Command::new("kill").args(["-9", &ranks[1].to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-9", &ranks[1].to_string()])
+        .status()
+        .unwrap();
     let killed = Instant::now();
     let status = loop {
         if let Some(status) = job.try_wait().unwrap() {
@@ -139,19 +220,35 @@ fn killing_one_rank_stops_the_others_with_an_error_within_30_seconds() {
 fn global_sampling_draws_every_rank_in_proportion_without_duplicates_and_intact() {
     // Rank r holds 100 (r + 1) samples; each names its rank, slot and label in its pixels.
     let output = Command::new(mpirun())
-        .args(["-np", "2", env!("CARGO_BIN_EXE_dcl"), "bench", "sampling", "--check", "--draws", "500"])
+        .args([
+            "-np",
+            "2",
+            env!("CARGO_BIN_EXE_dcl"),
+            "bench",
+            "sampling",
+            "--check",
+            "--draws",
+            "500",
+        ])
         .env("OMP_WAIT_POLICY", "PASSIVE")
         .output()
         .expect("the launcher runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let reports: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(reports.len(), 2);
     for report in &reports {
         assert_eq!(report["duplicates"], 0);
         assert_eq!(report["torn"], 0);
         let share = report["shares"][1].as_f64().unwrap();
-        assert!((share - 2.0 / 3.0).abs() < 0.05, "rank 1 holds 2/3 of the samples but gave {share}");
+        assert!(
+            (share - 2.0 / 3.0).abs() < 0.05,
+            "rank 1 holds 2/3 of the samples but gave {share}"
+        );
     }
 }
 
@@ -159,15 +256,33 @@ fn global_sampling_draws_every_rank_in_proportion_without_duplicates_and_intact(
 fn the_ranks_buffers_share_one_global_budget() {
     let root = tempfile::tempdir().unwrap();
     let results = root.path().join("budget");
-    run(train(2, &results, &[
-        "--model", "mlp", "--epochs", "1", "--train-samples", "3000", "--agent", "er",
-        "--agent-config", "{'buffer_size': 200, 'num_representatives': 16}",
-        "--tasksets-config", "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
-    ]));
+    run(train(
+        2,
+        &results,
+        &[
+            "--model",
+            "mlp",
+            "--epochs",
+            "1",
+            "--train-samples",
+            "3000",
+            "--agent",
+            "er",
+            "--agent-config",
+            "{'buffer_size': 200, 'num_representatives': 16}",
+            "--tasksets-config",
+            "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
+        ],
+    ));
     let rehearsal = &summary(&results)["rehearsal"];
     assert_eq!(rehearsal["world_capacity"], 200);
     assert_eq!(rehearsal["capacity"], 100, "each of the 2 ranks holds half the budget");
-    let stored: u64 = rehearsal["world_class_counts"].as_array().unwrap().iter().map(|c| c.as_u64().unwrap()).sum();
+    let stored: u64 = rehearsal["world_class_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .sum();
     assert_eq!(stored, 200);
     assert!(rehearsal["timing"]["sample_seconds"].as_f64().unwrap() > 0.0);
 }

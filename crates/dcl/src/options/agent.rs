@@ -75,11 +75,36 @@ struct Alias {
 }
 
 const ALIASES: &[Alias] = &[
-    Alias { name: "er", mode: None, global_sampling: None, notice: "" },
-    Alias { name: "nil", mode: Some(PipelineMode::Standard), global_sampling: Some(true), notice: "upstream's nil (global sampling in Python) runs as er with the standard pipeline" },
-    Alias { name: "nil_cpp", mode: Some(PipelineMode::Standard), global_sampling: Some(true), notice: "upstream's nil_cpp runs as er with the standard pipeline" },
-    Alias { name: "nil_cpp_cat", mode: Some(PipelineMode::Flyweight), global_sampling: Some(true), notice: "upstream's nil_cpp_cat runs as er with the flyweight pipeline" },
-    Alias { name: "nil_local", mode: Some(PipelineMode::Standard), global_sampling: Some(false), notice: "upstream's nil_local runs as er with local sampling (global_sampling: False)" },
+    Alias {
+        name: "er",
+        mode: None,
+        global_sampling: None,
+        notice: "",
+    },
+    Alias {
+        name: "nil",
+        mode: Some(PipelineMode::Standard),
+        global_sampling: Some(true),
+        notice: "upstream's nil (global sampling in Python) runs as er with the standard pipeline",
+    },
+    Alias {
+        name: "nil_cpp",
+        mode: Some(PipelineMode::Standard),
+        global_sampling: Some(true),
+        notice: "upstream's nil_cpp runs as er with the standard pipeline",
+    },
+    Alias {
+        name: "nil_cpp_cat",
+        mode: Some(PipelineMode::Flyweight),
+        global_sampling: Some(true),
+        notice: "upstream's nil_cpp_cat runs as er with the flyweight pipeline",
+    },
+    Alias {
+        name: "nil_local",
+        mode: Some(PipelineMode::Standard),
+        global_sampling: Some(false),
+        notice: "upstream's nil_local runs as er with local sampling (global_sampling: False)",
+    },
 ];
 
 /// Resolves `--agent NAME --agent-config DICT`; returns the configuration and a notice to
@@ -87,7 +112,14 @@ const ALIASES: &[Alias] = &[
 pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Option<&'static str>)> {
     if name == "base" {
         let config: BaseConfig = typed(map, "--agent-config")?;
-        return Ok((AgentConfig { name: "base".into(), reset_state_dict: config.reset_state_dict, rehearsal: None }, None));
+        return Ok((
+            AgentConfig {
+                name: "base".into(),
+                reset_state_dict: config.reset_state_dict,
+                rehearsal: None,
+            },
+            None,
+        ));
     }
     let Some(alias) = ALIASES.iter().find(|a| a.name == name) else {
         bail!("unknown agent '{name}'; valid agents: {AGENTS}");
@@ -130,7 +162,14 @@ pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Optio
         class_weights: config.class_weights,
     };
     let notice = (!alias.notice.is_empty()).then_some(alias.notice);
-    Ok((AgentConfig { name: "er".into(), reset_state_dict: config.reset_state_dict, rehearsal: Some(rehearsal) }, notice))
+    Ok((
+        AgentConfig {
+            name: "er".into(),
+            reset_state_dict: config.reset_state_dict,
+            rehearsal: Some(rehearsal),
+        },
+        notice,
+    ))
 }
 
 #[cfg(test)]
@@ -144,14 +183,24 @@ mod tests {
 
     #[test]
     fn er_takes_the_upstream_keys_with_dcl_defaults() {
-        let (agent, notice) = read("er", "{'buffer_size': 500, 'num_representatives': 64, 'policy': 'reservoir', 'mode': 'flyweight'}").unwrap();
+        let (agent, notice) = read(
+            "er",
+            "{'buffer_size': 500, 'num_representatives': 64, 'policy': 'reservoir', 'mode': 'flyweight'}",
+        )
+        .unwrap();
         assert!(notice.is_none());
         let r = agent.rehearsal.unwrap();
         assert_eq!(r.size, BufferSize::Total(500));
-        assert_eq!((r.num_representatives, r.policy, r.mode), (64, PolicyName::Reservoir, PipelineMode::Flyweight));
+        assert_eq!(
+            (r.num_representatives, r.policy, r.mode),
+            (64, PolicyName::Reservoir, PipelineMode::Flyweight)
+        );
         let (agent, _) = read("er", "{}").unwrap();
         let r = agent.rehearsal.unwrap();
-        assert_eq!((r.size, r.num_candidates, r.policy), (BufferSize::Ratio(30.0), 8, PolicyName::ClassBalanced));
+        assert_eq!(
+            (r.size, r.num_candidates, r.policy),
+            (BufferSize::Ratio(30.0), 8, PolicyName::ClassBalanced)
+        );
         assert_eq!(r.replay, ReplaySource::PastTasks);
     }
 
@@ -163,7 +212,10 @@ mod tests {
         assert!(notice.unwrap().contains("flyweight"));
         let (agent, _) = read("nil_local", "{}").unwrap();
         assert!(!agent.rehearsal.unwrap().global_sampling);
-        assert!(read("nil_local", "{'global_sampling': True}").unwrap_err().to_string().contains("contradicts"));
+        assert!(read("nil_local", "{'global_sampling': True}")
+            .unwrap_err()
+            .to_string()
+            .contains("contradicts"));
     }
 
     #[test]

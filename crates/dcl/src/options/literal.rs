@@ -9,7 +9,10 @@ use serde_json::{Map, Number, Value};
 
 /// Parses one literal; the error says what was expected and where.
 pub fn parse(text: &str) -> Result<Value, String> {
-    let mut parser = Parser { chars: text.chars().collect(), pos: 0 };
+    let mut parser = Parser {
+        chars: text.chars().collect(),
+        pos: 0,
+    };
     let value = parser.value()?;
     parser.skip_space();
     if parser.pos < parser.chars.len() {
@@ -119,7 +122,11 @@ impl Parser {
             match c {
                 c if c == quote => return Ok(out),
                 '\\' => {
-                    let escaped = self.chars.get(self.pos).copied().ok_or_else(|| self.error("an escaped character"))?;
+                    let escaped = self
+                        .chars
+                        .get(self.pos)
+                        .copied()
+                        .ok_or_else(|| self.error("an escaped character"))?;
                     self.pos += 1;
                     out.push(match escaped {
                         'n' => '\n',
@@ -155,7 +162,11 @@ impl Parser {
 
     fn word(&mut self) -> Result<Value, String> {
         let start = self.pos;
-        while self.chars.get(self.pos).is_some_and(|c| c.is_alphanumeric() || *c == '_') {
+        while self
+            .chars
+            .get(self.pos)
+            .is_some_and(|c| c.is_alphanumeric() || *c == '_')
+        {
             self.pos += 1;
         }
         let word: String = self.chars[start..self.pos].iter().collect();
@@ -182,7 +193,10 @@ mod tests {
             parse("{'scenario': 'class', 'initial_increment': 4, 'increment': 3}").unwrap(),
             json!({"scenario": "class", "initial_increment": 4, "increment": 3})
         );
-        assert_eq!(parse("{'reset_state_dict': True}").unwrap(), json!({"reset_state_dict": true}));
+        assert_eq!(
+            parse("{'reset_state_dict': True}").unwrap(),
+            json!({"reset_state_dict": true})
+        );
         assert_eq!(parse("{'lr_min': 1e-6}").unwrap(), json!({"lr_min": 1e-6}));
         assert_eq!(
             parse("{'scenario': 'domain', 'num_tasks': 5, 'concatenate_tasksets': True}").unwrap(),
@@ -196,7 +210,10 @@ mod tests {
             parse(r#"{"a": [1, -2.5, (3, 4)], 'b': None, 'c': {'d': "x\"y"}, 'e': false,}"#).unwrap(),
             json!({"a": [1, -2.5, [3, 4]], "b": null, "c": {"d": "x\"y"}, "e": false})
         );
-        assert_eq!(parse("[{'epoch': 0, 'lr': 0.1}]").unwrap(), json!([{"epoch": 0, "lr": 0.1}]));
+        assert_eq!(
+            parse("[{'epoch': 0, 'lr': 0.1}]").unwrap(),
+            json!([{"epoch": 0, "lr": 0.1}])
+        );
     }
 
     #[test]
@@ -208,13 +225,31 @@ mod tests {
     #[test]
     fn errors_say_what_and_where() {
         assert_eq!(parse("{'a' 1}").unwrap_err(), "expected ':' at character 6, found '1'");
-        assert_eq!(parse("{'a': 1").unwrap_err(), "expected ',' or '}' at character 8, found the end");
-        assert_eq!(parse("{'a': class}").unwrap_err(), "'class' at character 7 is not a value (strings need quotes)");
-        assert_eq!(parse("{a: 1}").unwrap_err(), "expected a quoted key or '}' at character 2, found 'a'");
+        assert_eq!(
+            parse("{'a': 1").unwrap_err(),
+            "expected ',' or '}' at character 8, found the end"
+        );
+        assert_eq!(
+            parse("{'a': class}").unwrap_err(),
+            "'class' at character 7 is not a value (strings need quotes)"
+        );
+        assert_eq!(
+            parse("{a: 1}").unwrap_err(),
+            "expected a quoted key or '}' at character 2, found 'a'"
+        );
         assert_eq!(parse("{'a': 1, 'a': 2}").unwrap_err(), "key 'a' appears twice");
-        assert_eq!(parse("{'a': 'open}").unwrap_err(), "expected a closing ' at character 13, found the end");
-        assert_eq!(parse("{} x").unwrap_err(), "expected end of input at character 4, found 'x'");
-        assert_eq!(parse("{'a': 1.2.3}").unwrap_err(), "'1.2.3' at character 7 is not a number");
+        assert_eq!(
+            parse("{'a': 'open}").unwrap_err(),
+            "expected a closing ' at character 13, found the end"
+        );
+        assert_eq!(
+            parse("{} x").unwrap_err(),
+            "expected end of input at character 4, found 'x'"
+        );
+        assert_eq!(
+            parse("{'a': 1.2.3}").unwrap_err(),
+            "'1.2.3' at character 7 is not a number"
+        );
         assert!(parse_dict("[1]").unwrap_err().starts_with("expected a dict"));
     }
 }

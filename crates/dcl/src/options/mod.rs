@@ -115,7 +115,7 @@ pub struct TrainOptions {
     /// Compress gradients to fp16 for the all-reduce (data-parallel runs; not available yet).
     #[arg(long)]
     pub fp16_allreduce: bool,
-    /// Batches whose gradients are accumulated per all-reduce (data-parallel runs; not available yet).
+    /// Batches whose gradients are accumulated per optimiser step and all-reduce.
     #[arg(long, default_value_t = 1)]
     pub batches_per_allreduce: usize,
 }
@@ -152,7 +152,9 @@ pub fn with_yaml(options: TrainOptions, yaml_config: Option<&Path>, section: Opt
 /// Resolves the options into the configuration of a run. `default_dataset_dir` tells
 /// whether `--dataset-dir` kept its default (for messages).
 pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> PathBuf) -> Result<RunConfig> {
-    let model = options.model.ok_or_else(|| anyhow!("--model is required (valid models: {})", dcl_models::model_names()))?;
+    let model = options
+        .model
+        .ok_or_else(|| anyhow!("--model is required (valid models: {})", dcl_models::model_names()))?;
     dcl_models::find(&model)?;
     if let Some(key) = options.model_config.keys().next() {
         bail!("--model-config: unknown key '{key}' ({model} takes no options)");
@@ -164,15 +166,22 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
     }
     let (scenario, concatenate_tasksets) = tasksets::parse(&options.tasksets_config)?;
     if let Some(path) = &options.load_checkpoint {
-        bail!("--load-checkpoint {}: checkpoints are not available yet (roadmap: checkpoint/resume)", path.display());
+        bail!(
+            "--load-checkpoint {}: checkpoints are not available yet (roadmap: checkpoint/resume)",
+            path.display()
+        );
     }
     if options.save_all_checkpoints {
         bail!("--save-all-checkpoints: checkpoints are not available yet (roadmap: checkpoint/resume)");
     }
-    if options.fp16_allreduce || options.batches_per_allreduce != 1 {
-        bail!("--fp16-allreduce and --batches-per-allreduce apply to data-parallel training, which is not available yet");
+    if options.fp16_allreduce {
+        bail!("--fp16-allreduce: fp16 gradient compression is not available yet (MPI has no fp16 sum; it comes with the NCCL backend)");
     }
-    for (flag, value) in [("--lr", options.lr), ("--momentum", options.momentum), ("--weight-decay", options.weight_decay)] {
+    for (flag, value) in [
+        ("--lr", options.lr),
+        ("--momentum", options.momentum),
+        ("--weight-decay", options.weight_decay),
+    ] {
         if !value.is_finite() || value < 0.0 {
             bail!("{flag} must be a finite number >= 0, not {value}");
         }
@@ -203,6 +212,7 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         optimizer_regime: Regime::new(base, entries)?,
         lr_scaling: options.lr_scaling,
         warmup_epochs: options.warmup_epochs,
+        batches_per_allreduce: options.batches_per_allreduce,
         use_mask: options.use_mask,
         seed: options.seed,
         threads: options.threads.unwrap_or(0),
@@ -237,11 +247,34 @@ mod tests {
 
     #[test]
     fn the_upstream_readme_command_lines_resolve() {
-        let config = resolved(&["--model", "mnistnet", "--dataset", "mnist", "--tasksets-config",
-            "{'scenario': 'class', 'initial_increment': 5, 'increment': 5}"]).unwrap();
-        assert!(matches!(config.scenario, ScenarioSpec::Classes { initial_increment: 5, increment: 5, .. }));
-        let scratch = resolved(&["--model", "mnistnet", "--dataset-dir", "data", "--agent-config", "{'reset_state_dict': True}",
-            "--tasksets-config", "{'scenario': 'class', 'initial_increment': 5, 'increment': 5, 'concatenate_tasksets': True}"]).unwrap();
+        let config = resolved(&[
+            "--model",
+            "mnistnet",
+            "--dataset",
+            "mnist",
+            "--tasksets-config",
+            "{'scenario': 'class', 'initial_increment': 5, 'increment': 5}",
+        ])
+        .unwrap();
+        assert!(matches!(
+            config.scenario,
+            ScenarioSpec::Classes {
+                initial_increment: 5,
+                increment: 5,
+                ..
+            }
+        ));
+        let scratch = resolved(&[
+            "--model",
+            "mnistnet",
+            "--dataset-dir",
+            "data",
+            "--agent-config",
+            "{'reset_state_dict': True}",
+            "--tasksets-config",
+            "{'scenario': 'class', 'initial_increment': 5, 'increment': 5, 'concatenate_tasksets': True}",
+        ])
+        .unwrap();
         assert!(scratch.agent.reset_state_dict && scratch.concatenate_tasksets);
         assert_eq!(scratch.epochs, 25);
         assert_eq!(scratch.dataset_dir, PathBuf::from("data/mnist"));
@@ -251,18 +284,40 @@ mod tests {
     fn bad_options_are_named() {
         let err = |args: &[&str]| resolved(args).unwrap_err().to_string();
         assert!(err(&[]).starts_with("--model is required"));
-        assert!(err(&["--model", "mnistnet", "--agent", "gem"]).starts_with("unknown agent 'gem'; valid agents: base, er"));
-        assert!(err(&["--model", "mnistnet", "--agent-config", "{'reset': True}"]).starts_with("--agent-config: unknown field `reset`"));
-        assert_eq!(err(&["--model", "mnistnet", "--model-config", "{'lr_min': 1e-6}"]), "--model-config: unknown key 'lr_min' (mnistnet takes no options)");
+        assert!(
+            err(&["--model", "mnistnet", "--agent", "gem"]).starts_with("unknown agent 'gem'; valid agents: base, er")
+        );
+        assert!(err(&["--model", "mnistnet", "--agent-config", "{'reset': True}"])
+            .starts_with("--agent-config: unknown field `reset`"));
+        assert_eq!(
+            err(&["--model", "mnistnet", "--model-config", "{'lr_min': 1e-6}"]),
+            "--model-config: unknown key 'lr_min' (mnistnet takes no options)"
+        );
         assert!(err(&["--model", "mnistnet", "--load-checkpoint", "x.pt"]).contains("not available yet"));
-        assert_eq!(err(&["--model", "mnistnet", "--lr=-1"]), "--lr must be a finite number >= 0, not -1");
+        assert!(err(&["--model", "mnistnet", "--fp16-allreduce"]).contains("not available yet"));
+        assert_eq!(
+            err(&["--model", "mnistnet", "--batches-per-allreduce", "0"]),
+            "invalid configuration: --batches-per-allreduce must be at least 1"
+        );
+        assert_eq!(
+            err(&["--model", "mnistnet", "--lr=-1"]),
+            "--lr must be a finite number >= 0, not -1"
+        );
         assert_eq!(err(&["--model", "mnistnet", "--optimizer-regime", "[{'epoch': 0, 'optimizer': 'LBFGS'}]"]),
             "--optimizer-regime: '[0].optimizer': unknown variant `LBFGS`, expected one of `SGD`, `Adam`, `AdamW`, `RMSprop`");
     }
 
     #[test]
     fn the_regime_builds_on_the_flags() {
-        let config = resolved(&["--model", "mnistnet", "--lr", "0.05", "--optimizer-regime", "[{'epoch': 2, 'lr': 0.005}]"]).unwrap();
+        let config = resolved(&[
+            "--model",
+            "mnistnet",
+            "--lr",
+            "0.05",
+            "--optimizer-regime",
+            "[{'epoch': 2, 'lr': 0.005}]",
+        ])
+        .unwrap();
         assert_eq!(config.optimizer_regime.settings_at(0).lr, 0.05);
         assert_eq!(config.optimizer_regime.settings_at(2).lr, 0.005);
         assert_eq!(config.optimizer_regime.settings_at(2).momentum, 0.9);
@@ -272,13 +327,32 @@ mod tests {
     fn yaml_sections_override_and_merge() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.yaml");
-        std::fs::write(&path, "split:\n  epochs: 3\n  tasksets_config:\n    increment: 2\n  agent_config: {reset_state_dict: true}\n").unwrap();
-        let cli = options(&["--model", "mnistnet", "--epochs", "9", "--tasksets-config", "{'scenario': 'task', 'increment': 5}"]);
+        std::fs::write(
+            &path,
+            "split:\n  epochs: 3\n  tasksets_config:\n    increment: 2\n  agent_config: {reset_state_dict: true}\n",
+        )
+        .unwrap();
+        let cli = options(&[
+            "--model",
+            "mnistnet",
+            "--epochs",
+            "9",
+            "--tasksets-config",
+            "{'scenario': 'task', 'increment': 5}",
+        ]);
         let merged = with_yaml(cli, Some(&path), Some("split")).unwrap();
         let config = resolve(merged, |_, _| PathBuf::from("r")).unwrap();
         assert_eq!(config.epochs, 3);
         assert!(config.agent.reset_state_dict);
-        assert!(matches!(config.scenario, ScenarioSpec::Classes { increment: 2, initial_increment: 2, task_identity: dcl_data::TaskIdentity::Known, .. }));
+        assert!(matches!(
+            config.scenario,
+            ScenarioSpec::Classes {
+                increment: 2,
+                initial_increment: 2,
+                task_identity: dcl_data::TaskIdentity::Known,
+                ..
+            }
+        ));
 
         std::fs::write(&path, "bad:\n  batchsize: 3\n").unwrap();
         let cli = options(&["--model", "mnistnet"]);

@@ -55,7 +55,10 @@ pub fn parse(map: &Map<String, Value>) -> Result<(ScenarioSpec, bool)> {
             ScenarioSpec::Single
         }
         Some(scenario @ ("class" | "task")) => {
-            refuse_others(scenario, &["initial_increment", "increment", "class_order", "shuffle_classes"])?;
+            refuse_others(
+                scenario,
+                &["initial_increment", "increment", "class_order", "shuffle_classes"],
+            )?;
             let Some(increment) = config.increment else {
                 bail!("--tasksets-config: scenario '{scenario}' needs 'increment'");
             };
@@ -70,7 +73,11 @@ pub fn parse(map: &Map<String, Value>) -> Result<(ScenarioSpec, bool)> {
                 initial_increment: config.initial_increment.filter(|&i| i > 0).unwrap_or(increment),
                 increment,
                 class_order,
-                task_identity: if scenario == "task" { TaskIdentity::Known } else { TaskIdentity::Unknown },
+                task_identity: if scenario == "task" {
+                    TaskIdentity::Known
+                } else {
+                    TaskIdentity::Unknown
+                },
             }
         }
         Some(scenario @ ("domain" | "permuted")) => {
@@ -120,7 +127,9 @@ mod tests {
     fn reads_the_upstream_scenarios() {
         assert_eq!(read("{}").unwrap(), (ScenarioSpec::Single, false));
         assert_eq!(
-            read("{'scenario': 'class', 'initial_increment': 4, 'increment': 3}").unwrap().0,
+            read("{'scenario': 'class', 'initial_increment': 4, 'increment': 3}")
+                .unwrap()
+                .0,
             ScenarioSpec::Classes {
                 initial_increment: 4,
                 increment: 3,
@@ -132,41 +141,89 @@ mod tests {
             read("{'scenario': 'domain', 'num_tasks': 5, 'concatenate_tasksets': True}").unwrap(),
             (ScenarioSpec::Instances { num_tasks: 5 }, true)
         );
-        assert_eq!(read("{'concatenate_tasksets': True}").unwrap(), (ScenarioSpec::Single, true));
+        assert_eq!(
+            read("{'concatenate_tasksets': True}").unwrap(),
+            (ScenarioSpec::Single, true)
+        );
     }
 
     #[test]
     fn reads_dcl_extensions() {
-        let ScenarioSpec::Classes { initial_increment, class_order, task_identity, .. } =
-            read("{'scenario': 'task', 'increment': 2, 'class_order': [1, 0, 2, 3, 4, 5, 6, 7, 8, 9]}").unwrap().0
+        let ScenarioSpec::Classes {
+            initial_increment,
+            class_order,
+            task_identity,
+            ..
+        } = read("{'scenario': 'task', 'increment': 2, 'class_order': [1, 0, 2, 3, 4, 5, 6, 7, 8, 9]}")
+            .unwrap()
+            .0
         else {
             panic!("not a class split")
         };
         assert_eq!((initial_increment, task_identity), (2, TaskIdentity::Known));
         assert_eq!(class_order, ClassOrder::Given(vec![1, 0, 2, 3, 4, 5, 6, 7, 8, 9]));
-        assert_eq!(read("{'scenario': 'permuted', 'num_tasks': 3}").unwrap().0, ScenarioSpec::Permuted { num_tasks: 3 });
+        assert_eq!(
+            read("{'scenario': 'permuted', 'num_tasks': 3}").unwrap().0,
+            ScenarioSpec::Permuted { num_tasks: 3 }
+        );
         assert_eq!(
             read("{'scenario': 'rotated', 'num_tasks': 4}").unwrap().0,
-            ScenarioSpec::Rotated { angles: vec![0.0, 45.0, 90.0, 135.0] }
+            ScenarioSpec::Rotated {
+                angles: vec![0.0, 45.0, 90.0, 135.0]
+            }
         );
-        assert_eq!(read("{'scenario': 'rotated', 'angles': [0, 30]}").unwrap().0, ScenarioSpec::Rotated { angles: vec![0.0, 30.0] });
+        assert_eq!(
+            read("{'scenario': 'rotated', 'angles': [0, 30]}").unwrap().0,
+            ScenarioSpec::Rotated {
+                angles: vec![0.0, 30.0]
+            }
+        );
         assert!(error("{'scenario': 'rotated'}").contains("needs 'num_tasks' or 'angles'"));
-        let shuffled = read("{'scenario': 'class', 'increment': 5, 'shuffle_classes': True}").unwrap().0;
-        assert!(matches!(shuffled, ScenarioSpec::Classes { class_order: ClassOrder::Shuffled, .. }));
+        let shuffled = read("{'scenario': 'class', 'increment': 5, 'shuffle_classes': True}")
+            .unwrap()
+            .0;
+        assert!(matches!(
+            shuffled,
+            ScenarioSpec::Classes {
+                class_order: ClassOrder::Shuffled,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn impossible_configurations_name_the_key_and_why() {
-        assert_eq!(error("{'scenario': 'class', 'increment': 2, 'num_task': 5}").split(", expected").next().unwrap(),
-            "--tasksets-config: unknown field `num_task`");
-        assert_eq!(error("{'scenario': 'class', 'num_tasks': 5}"), "--tasksets-config: 'num_tasks' does not apply to scenario 'class'");
-        assert_eq!(error("{'scenario': 'class'}"), "--tasksets-config: scenario 'class' needs 'increment'");
-        assert_eq!(error("{'scenario': 'domain'}"), "--tasksets-config: scenario 'domain' needs 'num_tasks'");
-        assert_eq!(error("{'increment': 2}"), "--tasksets-config: 'increment' needs a 'scenario' ('class', 'task', 'domain', 'permuted', 'rotated')");
+        assert_eq!(
+            error("{'scenario': 'class', 'increment': 2, 'num_task': 5}")
+                .split(", expected")
+                .next()
+                .unwrap(),
+            "--tasksets-config: unknown field `num_task`"
+        );
+        assert_eq!(
+            error("{'scenario': 'class', 'num_tasks': 5}"),
+            "--tasksets-config: 'num_tasks' does not apply to scenario 'class'"
+        );
+        assert_eq!(
+            error("{'scenario': 'class'}"),
+            "--tasksets-config: scenario 'class' needs 'increment'"
+        );
+        assert_eq!(
+            error("{'scenario': 'domain'}"),
+            "--tasksets-config: scenario 'domain' needs 'num_tasks'"
+        );
+        assert_eq!(
+            error("{'increment': 2}"),
+            "--tasksets-config: 'increment' needs a 'scenario' ('class', 'task', 'domain', 'permuted', 'rotated')"
+        );
         assert!(error("{'scenario': 'instance'}").contains("unknown scenario 'instance'"));
-        assert_eq!(error("{'scenario': 'class', 'increment': 'two'}"),
-            "--tasksets-config: 'increment': invalid type: string \"two\", expected usize");
-        assert_eq!(error("{'scenario': 'domain', 'num_tasks': -1}"),
-            "--tasksets-config: 'num_tasks': invalid value: integer `-1`, expected usize");
+        assert_eq!(
+            error("{'scenario': 'class', 'increment': 'two'}"),
+            "--tasksets-config: 'increment': invalid type: string \"two\", expected usize"
+        );
+        assert_eq!(
+            error("{'scenario': 'domain', 'num_tasks': -1}"),
+            "--tasksets-config: 'num_tasks': invalid value: integer `-1`, expected usize"
+        );
     }
 }

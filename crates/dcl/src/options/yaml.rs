@@ -16,11 +16,15 @@ const MERGED_KEYS: [&str; 3] = ["model_config", "agent_config", "tasksets_config
 /// Reads section `name` of the YAML file at `path`; without a name the file must have
 /// exactly one section.
 pub fn load_section(path: &Path, name: Option<&str>) -> Result<Map<String, Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read --yaml-config {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read --yaml-config {}", path.display()))?;
     let document: Value =
         serde_norway::from_str(&text).map_err(|e| anyhow!("{}: not valid YAML: {e}", path.display()))?;
     let Value::Object(sections) = document else {
-        bail!("{}: expected a mapping of named sections at the top level", path.display());
+        bail!(
+            "{}: expected a mapping of named sections at the top level",
+            path.display()
+        );
     };
     let names = || sections.keys().cloned().collect::<Vec<_>>().join(", ");
     let (name, section) = match name {
@@ -34,7 +38,11 @@ pub fn load_section(path: &Path, name: Option<&str>) -> Result<Map<String, Value
             let (name, section) = sections.iter().next().expect("one section");
             (name.as_str(), section)
         }
-        None => bail!("{} has several sections; pick one with --config NAME ({})", path.display(), names()),
+        None => bail!(
+            "{} has several sections; pick one with --config NAME ({})",
+            path.display(),
+            names()
+        ),
     };
     match section {
         Value::Object(options) => Ok(options.clone()),
@@ -125,14 +133,27 @@ mod tests {
     fn sections_are_picked_by_name() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.yaml");
-        std::fs::write(&path, "split:\n  batch_size: 32\n  tasksets_config: {scenario: class, increment: 2}\nplain:\n  epochs: 1\n").unwrap();
+        std::fs::write(
+            &path,
+            "split:\n  batch_size: 32\n  tasksets_config: {scenario: class, increment: 2}\nplain:\n  epochs: 1\n",
+        )
+        .unwrap();
         let section = load_section(&path, Some("split")).unwrap();
-        assert_eq!(Value::Object(section), json!({"batch_size": 32, "tasksets_config": {"scenario": "class", "increment": 2}}));
+        assert_eq!(
+            Value::Object(section),
+            json!({"batch_size": 32, "tasksets_config": {"scenario": "class", "increment": 2}})
+        );
         let missing = load_section(&path, Some("other")).unwrap_err().to_string();
-        assert!(missing.contains("no section 'other' (sections: split, plain)"), "{missing}");
+        assert!(
+            missing.contains("no section 'other' (sections: split, plain)"),
+            "{missing}"
+        );
         let ambiguous = load_section(&path, None).unwrap_err().to_string();
         assert!(ambiguous.contains("pick one with --config NAME"), "{ambiguous}");
         std::fs::write(&path, "split: [unclosed\n").unwrap();
-        assert!(load_section(&path, None).unwrap_err().to_string().contains("not valid YAML"));
+        assert!(load_section(&path, None)
+            .unwrap_err()
+            .to_string()
+            .contains("not valid YAML"));
     }
 }
