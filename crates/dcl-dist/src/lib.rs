@@ -75,6 +75,10 @@ pub trait Communicator: Send + Sync {
         Box::new(LocalService(buffer))
     }
 
+    /// Writes the element-wise sum over the ranks of `send` into `recv`, both IEEE
+    /// half-precision values given by their bits (gradient compression: half the bytes).
+    fn all_reduce_sum_f16_into(&self, send: &[u16], recv: &mut [u16]);
+
     /// Replaces `data` by its element-wise sum over the ranks.
     fn all_reduce_sum(&self, data: &mut [f32]) {
         if self.size() > 1 {
@@ -119,6 +123,9 @@ impl Communicator for SingleProcess {
     fn all_reduce_sum_into(&self, send: &[f32], recv: &mut [f32]) {
         recv.copy_from_slice(send);
     }
+    fn all_reduce_sum_f16_into(&self, send: &[u16], recv: &mut [u16]) {
+        recv.copy_from_slice(send);
+    }
     fn all_reduce_sum_f64(&self, _data: &mut [f64]) {}
     fn all_gather(&self, value: u64) -> Vec<u64> {
         vec![value]
@@ -126,6 +133,13 @@ impl Communicator for SingleProcess {
     fn barrier(&self) {}
     fn abort(&self, code: i32) -> ! {
         std::process::exit(code)
+    }
+}
+
+/// Adds the half-precision values `a` to `b`, element by element (bits in, bits out).
+pub fn add_f16(a: &[u16], b: &mut [u16]) {
+    for (x, y) in a.iter().zip(b.iter_mut()) {
+        *y = half::f16::from_f32(half::f16::from_bits(*x).to_f32() + half::f16::from_bits(*y).to_f32()).to_bits();
     }
 }
 
@@ -160,6 +174,18 @@ pub fn init() -> Result<Box<dyn Communicator>, DistError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn half_precision_sums_add_values() {
+        let bits = |v: &[f32]| {
+            v.iter()
+                .map(|&x| half::f16::from_f32(x).to_bits())
+                .collect::<Vec<u16>>()
+        };
+        let mut b = bits(&[1.5, -2.0, 0.25]);
+        add_f16(&bits(&[0.5, 3.0, 0.25]), &mut b);
+        assert_eq!(b, bits(&[2.0, 1.0, 0.5]));
+    }
 
     #[test]
     fn a_single_process_is_its_own_world() {

@@ -1,6 +1,8 @@
 //! The MPI backend (MPICH or Open MPI through the `mpi` crate).
 
-use mpi::collective::SystemOperation;
+use std::os::raw::{c_int, c_void};
+
+use mpi::collective::{SystemOperation, UnsafeUserOperation};
 use mpi::environment::Universe;
 use mpi::topology::{Communicator as _, SimpleCommunicator};
 use mpi::traits::*;
@@ -9,11 +11,29 @@ use mpi::Threading;
 use crate::remote_buffer::MpiBufferService;
 use crate::{BufferService, Communicator, DistError, SharedBuffer};
 
+/// `MPI_Op` function summing half-precision values (MPI has no fp16 type or sum).
+///
+/// # Safety
+/// Called by MPI with `len` elements of 16 bits in both buffers.
+unsafe extern "C" fn sum_f16(
+    invec: *mut c_void,
+    inoutvec: *mut c_void,
+    len: *mut c_int,
+    _: *mut mpi::ffi::MPI_Datatype,
+) {
+    let n = *len as usize;
+    let a = std::slice::from_raw_parts(invec as *const u16, n);
+    let b = std::slice::from_raw_parts_mut(inoutvec as *mut u16, n);
+    crate::add_f16(a, b);
+}
+
 /// A world of MPI ranks. Holds the MPI environment: MPI is finalised when it is dropped.
 pub struct MpiCommunicator {
     world: SimpleCommunicator,
     local_rank: usize,
     local_size: usize,
+    /// The half-precision sum (freed before MPI is finalised: fields drop in order).
+    f16_sum: UnsafeUserOperation,
     // Dropped last: finalises MPI.
     _universe: Universe,
 }
@@ -37,10 +57,14 @@ impl MpiCommunicator {
         let world = universe.world();
         let node = world.split_shared(world.rank());
         let (local_rank, local_size) = (node.rank() as usize, node.size() as usize);
+        // SAFETY: `sum_f16` reads and writes exactly `len` 16-bit values, as the buffers it is
+        // used with (u16 slices) hold.
+        let f16_sum = unsafe { UnsafeUserOperation::commutative(sum_f16) };
         Ok(MpiCommunicator {
             world,
             local_rank,
             local_size,
+            f16_sum,
             _universe: universe,
         })
     }
@@ -71,6 +95,10 @@ impl Communicator for MpiCommunicator {
 
     fn all_reduce_sum_into(&self, send: &[f32], recv: &mut [f32]) {
         self.world.all_reduce_into(send, recv, SystemOperation::sum());
+    }
+
+    fn all_reduce_sum_f16_into(&self, send: &[u16], recv: &mut [u16]) {
+        self.world.all_reduce_into(send, recv, &self.f16_sum);
     }
 
     fn all_reduce_sum_f64(&self, data: &mut [f64]) {

@@ -73,6 +73,8 @@ pub struct RunConfig {
     pub warmup_epochs: f64,
     /// Batches whose gradients are accumulated per optimiser step and all-reduce.
     pub batches_per_allreduce: usize,
+    /// All-reduce gradients in half precision.
+    pub fp16_allreduce: bool,
     /// Restrict the training loss to the classes seen so far.
     pub use_mask: bool,
     pub seed: u64,
@@ -155,6 +157,7 @@ pub(crate) mod tests {
             lr_scaling: LrScaling::Linear,
             warmup_epochs: 0.0,
             batches_per_allreduce: 1,
+            fp16_allreduce: false,
             use_mask: false,
             seed: 42,
             threads: 0,

@@ -27,6 +27,11 @@ pub struct Learner {
     accumulation: usize,
     /// Batches accumulated since the last optimiser step.
     pending: usize,
+    /// All-reduce gradients in half precision (upstream's `--fp16-allreduce`).
+    fp16_allreduce: bool,
+    /// Half-precision staging: this rank's gradients and their sum.
+    local_half: Vec<u16>,
+    summed_half: Vec<u16>,
 }
 
 fn build_optimizer(vars: &nn::VarStore, s: OptimizerSettings) -> Result<nn::Optimizer, TrainError> {
@@ -93,7 +98,15 @@ impl Learner {
             summed_gradients: Vec::new(),
             accumulation: 1,
             pending: 0,
+            fp16_allreduce: false,
+            local_half: Vec::new(),
+            summed_half: Vec::new(),
         })
+    }
+
+    /// Compresses gradients to half precision for the all-reduce (half the bytes).
+    pub fn set_fp16_allreduce(&mut self, on: bool) {
+        self.fp16_allreduce = on;
     }
 
     /// Accumulates the gradients of `batches` batches (at least 1) per optimiser step and
@@ -199,9 +212,22 @@ impl Learner {
     fn average_gradients(&mut self) -> Result<(), TrainError> {
         let grads: Vec<Tensor> = self.vars.trainable_variables().iter().map(Tensor::grad).collect();
         flatten_into(&grads, &mut self.local_gradients)?;
-        self.summed_gradients.resize(self.local_gradients.len(), 0.0);
-        self.world
-            .all_reduce_sum_into(&self.local_gradients, &mut self.summed_gradients);
+        let n = self.local_gradients.len();
+        self.summed_gradients.resize(n, 0.0);
+        if self.fp16_allreduce {
+            self.local_half.clear();
+            self.local_half
+                .extend(self.local_gradients.iter().map(|&g| half::f16::from_f32(g).to_bits()));
+            self.summed_half.resize(n, 0);
+            self.world
+                .all_reduce_sum_f16_into(&self.local_half, &mut self.summed_half);
+            for (out, &bits) in self.summed_gradients.iter_mut().zip(&self.summed_half) {
+                *out = half::f16::from_bits(bits).to_f32();
+            }
+        } else {
+            self.world
+                .all_reduce_sum_into(&self.local_gradients, &mut self.summed_gradients);
+        }
         let scale = 1.0 / self.world.size() as f64;
         tch::no_grad(|| unflatten(&self.summed_gradients, &grads, scale))
     }

@@ -103,6 +103,7 @@ pub fn train(
         Arc::clone(&world),
     )?;
     learner.set_accumulation(config.batches_per_allreduce);
+    learner.set_fp16_allreduce(config.fp16_allreduce);
     let (rank, size) = (world.rank(), world.size());
     let train_source = LoaderSource {
         set: Arc::clone(&data.train),

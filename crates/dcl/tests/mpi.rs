@@ -133,6 +133,45 @@ fn two_ranks_at_half_the_batch_train_like_one_rank_at_the_full_batch() {
 }
 
 #[test]
+fn half_precision_all_reduce_trains_like_the_full_precision_one() {
+    let root = tempfile::tempdir().unwrap();
+    let common = [
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--train-samples",
+        "2048",
+        "--seed",
+        "5",
+        "--batch-size",
+        "32",
+    ];
+    let full = root.path().join("full");
+    run(train(2, &full, &common));
+    let half = root.path().join("half");
+    run(train(2, &half, &[&common[..], &["--fp16-allreduce"]].concat()));
+    let (a, b) = (summary(&full), summary(&half));
+    let (x, y) = (&a["epochs"][0], &b["epochs"][0]);
+    assert!(
+        close(&x["eval"][0]["loss"], &y["eval"][0]["loss"], 1e-2),
+        "test loss {} vs {}",
+        x["eval"][0]["loss"],
+        y["eval"][0]["loss"]
+    );
+    assert!(
+        close(&x["eval"][0]["top1"], &y["eval"][0]["top1"], 1.0),
+        "top-1 {} vs {}",
+        x["eval"][0]["top1"],
+        y["eval"][0]["top1"]
+    );
+    assert_ne!(
+        x["eval"][0]["loss"], y["eval"][0]["loss"],
+        "fp16 made no difference: was it applied?"
+    );
+}
+
+#[test]
 fn four_oversubscribed_ranks_run_a_continual_scenario_and_only_rank_zero_writes() {
     let root = tempfile::tempdir().unwrap();
     let results = root.path().join("four");

@@ -112,7 +112,7 @@ pub struct TrainOptions {
     /// Keep a checkpoint per epoch (not available yet).
     #[arg(long)]
     pub save_all_checkpoints: bool,
-    /// Compress gradients to fp16 for the all-reduce (data-parallel runs; not available yet).
+    /// Compress gradients to fp16 for the all-reduce (data-parallel runs; half the bytes).
     #[arg(long)]
     pub fp16_allreduce: bool,
     /// Batches whose gradients are accumulated per optimiser step and all-reduce.
@@ -174,9 +174,7 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
     if options.save_all_checkpoints {
         bail!("--save-all-checkpoints: checkpoints are not available yet (roadmap: checkpoint/resume)");
     }
-    if options.fp16_allreduce {
-        bail!("--fp16-allreduce: fp16 gradient compression is not available yet (MPI has no fp16 sum; it comes with the NCCL backend)");
-    }
+
     for (flag, value) in [
         ("--lr", options.lr),
         ("--momentum", options.momentum),
@@ -213,6 +211,7 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         lr_scaling: options.lr_scaling,
         warmup_epochs: options.warmup_epochs,
         batches_per_allreduce: options.batches_per_allreduce,
+        fp16_allreduce: options.fp16_allreduce,
         use_mask: options.use_mask,
         seed: options.seed,
         threads: options.threads.unwrap_or(0),
@@ -294,7 +293,6 @@ mod tests {
             "--model-config: unknown key 'lr_min' (mnistnet takes no options)"
         );
         assert!(err(&["--model", "mnistnet", "--load-checkpoint", "x.pt"]).contains("not available yet"));
-        assert!(err(&["--model", "mnistnet", "--fp16-allreduce"]).contains("not available yet"));
         assert_eq!(
             err(&["--model", "mnistnet", "--batches-per-allreduce", "0"]),
             "invalid configuration: --batches-per-allreduce must be at least 1"
