@@ -6,7 +6,6 @@
 #
 #   bench/compare_buffer.sh [--batches 2000] [--repeats 5]
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BATCHES=2000 REPEATS=5
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -15,12 +14,7 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--batches N] [--repeats N]" >&2; exit 2 ;;
   esac
 done
-DCL="$ROOT/target/release/dcl"
-PYTHON="$(sed -n 's/^VIRTUAL_ENV = "\(.*\)"$/\1/p' "$ROOT/.cargo/config.toml" 2>/dev/null)/bin/python"
-[ -x "$DCL" ] && [ -x "$PYTHON" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
-export PYTHONWARNINGS=ignore
-field() { sed -n "s/.*\"$1\": *\([0-9.e+-]*\).*/\1/p"; }
-ratio() { echo "$1 / $2" | bc -l; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 # Time per batch (offer 64 + draw 64), in microseconds, from the two rates.
 per_batch() { echo "64 / $1 * 1000000 + 64 / $2 * 1000000" | bc -l; }
 

@@ -6,7 +6,6 @@
 #
 #   bench/compare_dist.sh [--ranks 2] [--rounds 3]
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 RANKS=2 ROUNDS=3
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -15,14 +14,10 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--ranks N] [--rounds N]" >&2; exit 2 ;;
   esac
 done
-DCL="$ROOT/target/release/dcl"
-[ -x "$DCL" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
-MPIRUN=$(command -v mpirun.mpich || command -v mpirun)
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 RESULTS="$(mktemp -d)"
 trap 'rm -rf "$RESULTS"' EXIT
 export OMP_WAIT_POLICY=PASSIVE
-field() { sed -n "s/^  \"$1\": *\([0-9.e+-]*\).*/\1/p"; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 STEPS=$(( (30000 + 63) / 64 ))
 COMMON=(train --model mnistnet --dataset mnist --dataset-dir "$ROOT/data" --epochs 1 --threads 1 --quiet --overwrite --batch-size 64)
 one=() many=()

@@ -6,7 +6,6 @@
 #
 #   bench/compare_er.sh [--seeds "0 1 2"] [--replay past_tasks|all]
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SEEDS="0 1 2" REPLAY=past_tasks
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -15,15 +14,11 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--seeds \"0 1 2\"] [--replay past_tasks|all]" >&2; exit 2 ;;
   esac
 done
-DCL="$ROOT/target/release/dcl"
-PYTHON="$(sed -n 's/^VIRTUAL_ENV = "\(.*\)"$/\1/p' "$ROOT/.cargo/config.toml" 2>/dev/null)/bin/python"
-[ -x "$DCL" ] && [ -x "$PYTHON" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
-export PYTHONWARNINGS=ignore
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 RESULTS="$(mktemp -d)"
 trap 'rm -rf "$RESULTS"' EXIT
 SPLIT="{'scenario': 'class', 'initial_increment': 2, 'increment': 2}"
 now() { date +%s.%N; }
-field() { sed -n "s/.*\"$1\": *\([0-9.e+-]*\).*/\1/p" | head -1; }
 stats() { awk '{s+=$1; q+=$1*$1; n++} END {m=s/n; v=(n>1)?(q-n*m*m)/(n-1):0; if (v<0) v=0; printf "%.2f ± %.2f", m, sqrt(v)}'; }
 
 printf '%-5s %12s %12s %12s %12s %12s\n' seed "dcl er %" "dcl s" "pytorch %" "pytorch s" "dcl base %"

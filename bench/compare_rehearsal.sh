@@ -6,7 +6,6 @@
 #
 #   bench/compare_rehearsal.sh [--batch-size 64] [--representatives 64] [--rounds 3] [--threads 2]
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 B=64 R=64 ROUNDS=3 THREADS=2
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -17,12 +16,9 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--batch-size N] [--representatives N] [--rounds N] [--threads N]" >&2; exit 2 ;;
   esac
 done
-DCL="$ROOT/target/release/dcl"
-[ -x "$DCL" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 RESULTS="$(mktemp -d)"
 trap 'rm -rf "$RESULTS"' EXIT
-field() { sed -n "s/^  \"$1\": *\([0-9.e+-]*\).*/\1/p"; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 # Milliseconds per step of a run: training time / number of steps.
 ms_per_step() { local t; t=$(field train_time_seconds < "$1/summary.json"); echo "$t * 1000 / ((60000 + $2 - 1) / $2)" | bc -l; }
 COMMON=(train --model mnistnet --dataset mnist --dataset-dir "$ROOT/data" --epochs 1 --threads "$THREADS" --quiet --overwrite)

@@ -11,7 +11,6 @@
 #
 # Rounds alternate the engines so that machine noise hits all alike; medians are reported.
 set -euo pipefail
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BATCH=64 THREADS=2 ROUNDS=5
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -21,14 +20,8 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [--batch-size N] [--threads N] [--rounds N]" >&2; exit 2 ;;
   esac
 done
-DCL="$ROOT/target/release/dcl"
-PYTHON="$(sed -n 's/^VIRTUAL_ENV = "\(.*\)"$/\1/p' "$ROOT/.cargo/config.toml" 2>/dev/null)/bin/python"
-[ -x "$DCL" ] && [ -x "$PYTHON" ] || { echo "run scripts/setup.sh first" >&2; exit 1; }
-export PYTHONWARNINGS=ignore
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-field() { sed -n "s/.*\"$1\": *\([0-9.e+-]*\).*/\1/p"; }
-ratio() { echo "$1 / $2" | bc -l; }
 STEP_ARGS=(--batch-size "$BATCH" --threads "$THREADS" --json)
 
 pt=() pc=() dc=()

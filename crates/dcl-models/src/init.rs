@@ -1,7 +1,7 @@
 //! Parameter initialisation matching PyTorch's defaults, so that dcl's models start from
 //! the same distribution as upstream's.
 
-use tch::nn::{init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init};
+use tch::nn::{self, init::FanInOut, init::NonLinearity, init::NormalOrUniform, Init};
 
 /// PyTorch's default weight initialisation of `nn.Linear` and `nn.ConvNd`:
 /// Kaiming-uniform with `a = sqrt(5)`, i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
@@ -16,6 +16,26 @@ pub const TORCH_DEFAULT_WEIGHT: Init = Init::Kaiming {
 pub fn torch_default_bias(fan_in: i64) -> Init {
     let bound = 1.0 / (fan_in as f64).sqrt();
     Init::Uniform { lo: -bound, up: bound }
+}
+
+/// A linear layer initialised as PyTorch's `nn.Linear`.
+pub fn linear(path: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
+    let config = nn::LinearConfig {
+        ws_init: TORCH_DEFAULT_WEIGHT,
+        bs_init: Some(torch_default_bias(d_in)),
+        bias: true,
+    };
+    nn::linear(path, d_in, d_out, config)
+}
+
+/// A square-kernel 2-D convolution initialised as PyTorch's `nn.Conv2d`.
+pub fn conv2d(path: nn::Path, c_in: i64, c_out: i64, kernel: i64) -> nn::Conv2D {
+    let config = nn::ConvConfig {
+        ws_init: TORCH_DEFAULT_WEIGHT,
+        bs_init: torch_default_bias(c_in * kernel * kernel),
+        ..Default::default()
+    };
+    nn::conv2d(path, c_in, c_out, kernel, config)
 }
 
 #[cfg(test)]

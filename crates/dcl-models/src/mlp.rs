@@ -4,7 +4,7 @@
 
 use tch::{nn, Tensor};
 
-use crate::init::{torch_default_bias, TORCH_DEFAULT_WEIGHT};
+use crate::init::linear;
 use crate::{Model, ModelError, ModelInput};
 
 const HIDDEN: i64 = 256;
@@ -14,15 +14,6 @@ const HIDDEN: i64 = 256;
 pub struct Mlp {
     hidden: nn::Linear,
     output: nn::Linear,
-}
-
-fn linear(path: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
-    let config = nn::LinearConfig {
-        ws_init: TORCH_DEFAULT_WEIGHT,
-        bs_init: Some(torch_default_bias(d_in)),
-        bias: true,
-    };
-    nn::linear(path, d_in, d_out, config)
 }
 
 impl nn::ModuleT for Mlp {

@@ -5,7 +5,7 @@
 
 use tch::{nn, Tensor};
 
-use crate::init::{torch_default_bias, TORCH_DEFAULT_WEIGHT};
+use crate::init::{conv2d as conv, linear};
 use crate::{Model, ModelError, ModelInput};
 
 /// The input this network is made for: one channel of 28x28 pixels.
@@ -19,24 +19,6 @@ pub struct MnistNet {
     conv2: nn::Conv2D,
     fc1: nn::Linear,
     fc2: nn::Linear,
-}
-
-fn conv(path: nn::Path, c_in: i64, c_out: i64, kernel: i64) -> nn::Conv2D {
-    let config = nn::ConvConfig {
-        ws_init: TORCH_DEFAULT_WEIGHT,
-        bs_init: torch_default_bias(c_in * kernel * kernel),
-        ..Default::default()
-    };
-    nn::conv2d(path, c_in, c_out, kernel, config)
-}
-
-fn linear(path: nn::Path, d_in: i64, d_out: i64) -> nn::Linear {
-    let config = nn::LinearConfig {
-        ws_init: TORCH_DEFAULT_WEIGHT,
-        bs_init: Some(torch_default_bias(d_in)),
-        bias: true,
-    };
-    nn::linear(path, d_in, d_out, config)
 }
 
 impl MnistNet {

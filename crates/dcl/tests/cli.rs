@@ -1,23 +1,13 @@
 //! End-to-end tests of the `dcl` binary on the real MNIST files fetched by
 //! `scripts/setup.sh` (or wherever `DCL_DATASET_DIR` points).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-/// The directory holding `mnist/`: `$DCL_DATASET_DIR` or the checkout's `data/`.
-fn dataset_dir() -> PathBuf {
-    let dir = std::env::var_os("DCL_DATASET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-    assert!(
-        dir.join("mnist/train-images-idx3-ubyte").is_file(),
-        "MNIST is not in {}: run scripts/setup.sh (or dcl data fetch mnist)",
-        dir.display()
-    );
-    dir
-}
+mod common;
+use common::{dataset_dir, read_json, stderr};
 
 /// Runs the binary. The tests run side by side on few cores: OpenMP threads that spin
 /// while waiting would starve each other (measured: 8 s for this file becomes 115 s).
@@ -30,10 +20,6 @@ fn dcl(args: &[&str]) -> Output {
         .expect("dcl runs")
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// Asserts a user error: exit code 1, one `error:` line containing `needle`, no panic.
 fn assert_user_error(output: &Output, needle: &str) {
     let text = stderr(output);
@@ -42,10 +28,6 @@ fn assert_user_error(output: &Output, needle: &str) {
     let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(errors.len(), 1, "{text}");
     assert!(errors[0].contains(needle), "expected '{needle}' in: {text}");
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// One epoch on the first `train_samples` MNIST images, at batch 8: a 5,000-image epoch at

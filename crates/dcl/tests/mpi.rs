@@ -1,23 +1,14 @@
 //! Data-parallel runs of the `dcl` binary under MPICH's `mpirun` (installed by
 //! `scripts/setup.sh`), on the real MNIST files.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn dataset_dir() -> PathBuf {
-    let dir = std::env::var_os("DCL_DATASET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-    assert!(
-        dir.join("mnist/train-images-idx3-ubyte").is_file(),
-        "MNIST is not in {}: run scripts/setup.sh",
-        dir.display()
-    );
-    dir
-}
+mod common;
+use common::{dataset_dir, read_json};
 
 /// MPICH's launcher: `mpirun.mpich` where Open MPI is installed too, else `mpirun`.
 fn mpirun() -> &'static str {
@@ -66,7 +57,7 @@ fn run(mut command: Command) -> Output {
 }
 
 fn summary(results: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(results.join("summary.json")).unwrap()).unwrap()
+    read_json(&results.join("summary.json"))
 }
 
 fn close(a: &Value, b: &Value, tolerance: f64) -> bool {
