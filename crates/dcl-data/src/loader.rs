@@ -50,15 +50,21 @@ impl LoaderSource {
     }
 }
 
+/// Shuffles `samples` with `seed` (the one shuffle of every pass, whoever splits it);
+/// `None` keeps their order.
+fn shuffle(samples: &mut [SampleRef], seed: Option<u64>) {
+    if let Some(seed) = seed {
+        samples.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    }
+}
+
 /// This rank's share of one pass over `samples` (PyTorch's `DistributedSampler`): the list is
 /// shuffled with `shuffle_seed` (the same on every rank), padded by repeating its start to a
 /// multiple of `size` when `pad` (so that every rank takes as many steps), and rank `rank`
 /// takes every `size`-th sample from position `rank`. With one rank: the shuffled list.
 pub fn shard(samples: &[SampleRef], shuffle_seed: Option<u64>, rank: usize, size: usize, pad: bool) -> Vec<SampleRef> {
     let mut all = samples.to_vec();
-    if let Some(seed) = shuffle_seed {
-        all.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-    }
+    shuffle(&mut all, shuffle_seed);
     if size <= 1 {
         return all;
     }
@@ -121,9 +127,7 @@ impl<T: Send + 'static> Loader<T> {
         let worker = std::thread::Builder::new()
             .name("dcl-loader".to_owned())
             .spawn(move || {
-                if let Some(seed) = config.shuffle_seed {
-                    samples.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-                }
+                shuffle(&mut samples, config.shuffle_seed);
                 let table = source.normalization.lookup_table();
                 let [c, h, w] = source.set.image_shape;
                 for chunk in samples.chunks(config.batch_size) {

@@ -34,7 +34,6 @@ pub fn build(path: &nn::Path, input: ModelInput) -> Result<Model, ModelError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::nn::ModuleT;
 
     #[test]
     fn maps_images_to_class_logits_deterministically() {

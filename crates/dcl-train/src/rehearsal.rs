@@ -123,18 +123,13 @@ pub struct StepBatch {
 impl StepBatch {
     /// A minibatch without representatives, as a collate function's result.
     pub fn plain(batch: HostBatch) -> Result<Self, TrainError> {
-        Ok(Self::fresh_only(&batch))
-    }
-
-    /// A minibatch without representatives.
-    pub fn fresh_only(batch: &HostBatch) -> Self {
-        let (images, labels) = crate::trainer::tensors_of(batch);
-        StepBatch {
+        let (images, labels) = crate::trainer::tensors_of(&batch);
+        Ok(StepBatch {
             images,
             labels,
             fresh: batch.labels.len(),
             representatives: None,
-        }
+        })
     }
 }
 
@@ -293,10 +288,12 @@ impl Rehearsal {
         }
     }
 
-    /// Stops sharing the buffer; every worker calls it after its last training pass.
-    pub fn finish(&mut self) {
-        let service = std::mem::replace(&mut self.service, SingleProcess.serve_buffer(Arc::clone(&self.buffer)));
-        service.stop();
+    /// Ends rehearsal after the last training pass (every worker calls it): returns the
+    /// report of the run and stops sharing the buffer.
+    pub fn finish(self, world: &dyn Communicator) -> RehearsalReport {
+        let report = self.report(world);
+        self.service.stop();
+        report
     }
 
     /// The per-class loss weights of the next step, when enabled: the inverse frequency of
@@ -418,6 +415,16 @@ mod tests {
         }
     }
 
+    /// A rehearsal over the tagged set's 10 classes and 200 samples, in a world of one.
+    fn new_rehearsal(config: RehearsalConfig, batch_size: usize) -> Result<Rehearsal, TrainError> {
+        Rehearsal::new(config, 10, [1, 1, 2], 200, &SingleProcess, batch_size, 7)
+    }
+
+    /// Samples `indices` of the tagged set, as they are.
+    fn refs(indices: impl IntoIterator<Item = u32>) -> Vec<SampleRef> {
+        indices.into_iter().map(|index| SampleRef { index, view: 0 }).collect()
+    }
+
     /// (label pixel, index pixel, label) of every sample of a step, fresh ones first.
     fn samples_of(batch: &StepBatch) -> (Vec<(i64, i64, i64)>, usize) {
         let decode = |images: &Tensor, labels: &Tensor| -> Vec<(i64, i64, i64)> {
@@ -440,14 +447,10 @@ mod tests {
     /// decoded samples, the fresh count and the task.
     fn run(mode: PipelineMode, replay: ReplaySource, batch_size: usize) -> Vec<(Vec<(i64, i64, i64)>, usize, usize)> {
         let source = tagged_set();
-        let rehearsal =
-            Rehearsal::new(config(mode, replay), 10, [1, 1, 2], 200, &SingleProcess, batch_size, 7).unwrap();
+        let rehearsal = new_rehearsal(config(mode, replay), batch_size).unwrap();
         let mut steps = Vec::new();
         for task in 0..2 {
-            let samples: Vec<SampleRef> = (0..200u32)
-                .filter(|i| (i % 10 < 5) == (task == 0))
-                .map(|index| SampleRef { index, view: 0 })
-                .collect();
+            let samples = refs((0..200u32).filter(|i| (i % 10 < 5) == (task == 0)));
             let loader_config = LoaderConfig {
                 batch_size,
                 shuffle_seed: Some(task as u64),
@@ -492,10 +495,7 @@ mod tests {
     #[test]
     fn fresh_samples_train_in_their_own_step_in_both_modes() {
         let plain: Vec<Vec<i64>> = {
-            let samples: Vec<SampleRef> = (0..200u32)
-                .filter(|i| i % 10 < 5)
-                .map(|index| SampleRef { index, view: 0 })
-                .collect();
+            let samples = refs((0..200u32).filter(|i| i % 10 < 5));
             let config = LoaderConfig {
                 batch_size: 8,
                 shuffle_seed: Some(0),
@@ -546,17 +546,8 @@ mod tests {
 
     #[test]
     fn the_report_tracks_the_buffer_and_timings() {
-        let mut rehearsal = Rehearsal::new(
-            config(PipelineMode::Standard, ReplaySource::All),
-            10,
-            [1, 1, 2],
-            200,
-            &SingleProcess,
-            8,
-            7,
-        )
-        .unwrap();
-        let samples: Vec<SampleRef> = (0..100u32).map(|index| SampleRef { index, view: 0 }).collect();
+        let mut rehearsal = new_rehearsal(config(PipelineMode::Standard, ReplaySource::All), 8).unwrap();
+        let samples = refs(0..100u32);
         let loader_config = LoaderConfig {
             batch_size: 10,
             shuffle_seed: None,
@@ -573,28 +564,16 @@ mod tests {
 
     #[test]
     fn class_weights_follow_the_inverse_class_frequency_of_the_stream() {
-        let off = Rehearsal::new(
-            config(PipelineMode::Standard, ReplaySource::All),
-            10,
-            [1, 1, 2],
-            200,
-            &SingleProcess,
-            8,
-            7,
-        )
-        .unwrap();
+        let off = new_rehearsal(config(PipelineMode::Standard, ReplaySource::All), 8).unwrap();
         assert!(off.class_weights().is_none());
         let on = RehearsalConfig {
             class_weights: true,
             ..config(PipelineMode::Standard, ReplaySource::All)
         };
-        let rehearsal = Rehearsal::new(on, 10, [1, 1, 2], 200, &SingleProcess, 8, 7).unwrap();
+        let rehearsal = new_rehearsal(on, 8).unwrap();
         // 20 samples of class 0 (all there are), 10 of class 1: class 1 weighs twice as much.
         let of_class = |c: u32, n: usize| (0..200u32).filter(move |i| i % 10 == c).take(n);
-        let samples: Vec<SampleRef> = of_class(0, 20)
-            .chain(of_class(1, 10))
-            .map(|index| SampleRef { index, view: 0 })
-            .collect();
+        let samples = refs(of_class(0, 20).chain(of_class(1, 10)));
         let loader_config = LoaderConfig {
             batch_size: 8,
             shuffle_seed: None,
@@ -616,26 +595,14 @@ mod tests {
             size: BufferSize::Total(5),
             ..config(PipelineMode::Standard, ReplaySource::All)
         };
-        let err = Rehearsal::new(tiny, 10, [1, 1, 2], 200, &SingleProcess, 8, 0)
-            .err()
-            .unwrap()
-            .to_string();
+        let err = new_rehearsal(tiny, 8).err().unwrap().to_string();
         assert!(err.contains("leaves no slot per class"), "{err}");
     }
 
     #[test]
     fn stopping_a_pass_early_shuts_the_pipeline_down() {
-        let rehearsal = Rehearsal::new(
-            config(PipelineMode::Flyweight, ReplaySource::All),
-            10,
-            [1, 1, 2],
-            200,
-            &SingleProcess,
-            4,
-            7,
-        )
-        .unwrap();
-        let samples: Vec<SampleRef> = (0..200u32).map(|index| SampleRef { index, view: 0 }).collect();
+        let rehearsal = new_rehearsal(config(PipelineMode::Flyweight, ReplaySource::All), 4).unwrap();
+        let samples = refs(0..200u32);
         let loader_config = LoaderConfig {
             batch_size: 4,
             shuffle_seed: None,

@@ -21,12 +21,7 @@ pub fn device() -> Device {
     Device::Cpu
 }
 
-/// Turns a host batch into (images, labels) tensors; runs on the loader thread.
-pub fn to_tensors(batch: HostBatch) -> (Tensor, Tensor) {
-    tensors_of(&batch)
-}
-
-/// The (images, labels) tensors of a host batch.
+/// The (images, labels) tensors of a host batch; runs on the loader thread.
 pub fn tensors_of(batch: &HostBatch) -> (Tensor, Tensor) {
     let shape = batch.shape.map(|d| d as i64);
     let images = host_tensor(&batch.images, &shape);
@@ -218,10 +213,7 @@ pub fn train(
         }
     }
     record.wall_seconds = started.elapsed().as_secs_f64();
-    if let Some(rehearsal) = &mut rehearsal {
-        rehearsal.finish();
-        record.rehearsal = Some(rehearsal.report(&*world));
-    }
+    record.rehearsal = rehearsal.map(|r| r.finish(&*world));
     Ok(record)
 }
 
@@ -442,7 +434,7 @@ fn evaluate(
             shuffle_seed: None,
             prefetch: PREFETCH_BATCHES,
         },
-        to_tensors,
+        |batch: HostBatch| tensors_of(&batch),
     );
     tch::no_grad(|| {
         let mut loss_sum = Tensor::zeros([], (Kind::Double, device()));

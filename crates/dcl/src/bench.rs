@@ -18,6 +18,14 @@ const INPUT: ModelInput = ModelInput {
     num_classes: 10,
 };
 
+/// The optimiser of the timed steps: SGD as in `bench/pytorch_step.py`.
+const SGD: OptimizerSettings = OptimizerSettings {
+    optimizer: OptimizerKind::Sgd,
+    lr: 0.01,
+    momentum: 0.9,
+    weight_decay: 0.0,
+};
+
 /// Times `args.steps` SGD steps, `args.repeats` times, and reports the median images/s.
 pub fn run_step(args: StepArgs) -> Result<()> {
     ensure!(
@@ -27,16 +35,10 @@ pub fn run_step(args: StepArgs) -> Result<()> {
     tch::set_num_threads(args.threads as i32);
     tch::manual_seed(0);
     let device = dcl_train::trainer::device();
-    let sgd = OptimizerSettings {
-        optimizer: OptimizerKind::Sgd,
-        lr: 0.01,
-        momentum: 0.9,
-        weight_decay: 0.0,
-    };
     let mut learner = Learner::new(
         &args.model,
         INPUT,
-        sgd,
+        SGD,
         device,
         std::sync::Arc::new(dcl_dist::SingleProcess),
     )?;
@@ -198,16 +200,10 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         args.batch_size,
         0,
     )?;
-    let sgd = OptimizerSettings {
-        optimizer: OptimizerKind::Sgd,
-        lr: 0.01,
-        momentum: 0.9,
-        weight_decay: 0.0,
-    };
     let mut learner = Learner::new(
         "mnistnet",
         INPUT,
-        sgd,
+        SGD,
         dcl_train::trainer::device(),
         Arc::new(dcl_dist::SingleProcess),
     )?;

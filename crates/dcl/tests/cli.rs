@@ -30,20 +30,30 @@ fn assert_user_error(output: &Output, needle: &str) {
     assert!(errors[0].contains(needle), "expected '{needle}' in: {text}");
 }
 
+/// `dcl train` of mnistnet for one epoch per task on the data sets in `data`, into `results`,
+/// with `extra` flags.
+fn train(data: &Path, results: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--model",
+        "mnistnet",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--dataset-dir",
+        data.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    dcl(&args)
+}
+
 /// One epoch on the first `train_samples` MNIST images, at batch 8: a 5,000-image epoch at
 /// the default batch of 64 is only 79 steps, too few for mnistnet and its two dropouts.
 /// Two threads, so that the result is the same on every 2-core machine.
 fn train_small(results: &Path, train_samples: &str, seed: &str) -> Output {
-    let data = dataset_dir();
-    dcl(&[
-        "train",
-        "--model",
-        "mnistnet",
-        "--dataset",
-        "mnist",
-        "--epochs",
-        "1",
-        "--quiet",
+    let flags = [
         "--batch-size",
         "8",
         "--threads",
@@ -52,11 +62,8 @@ fn train_small(results: &Path, train_samples: &str, seed: &str) -> Output {
         train_samples,
         "--seed",
         seed,
-        "--dataset-dir",
-        data.to_str().unwrap(),
-        "--results-dir",
-        results.to_str().unwrap(),
-    ])
+    ];
+    train(&dataset_dir(), results, &flags)
 }
 
 #[test]
@@ -133,18 +140,7 @@ fn mnist_with(file: &str, corrupt: impl FnOnce(Vec<u8>) -> Vec<u8>) -> tempfile:
 }
 
 fn train_on(data: &Path, results: &Path) -> Output {
-    dcl(&[
-        "train",
-        "--model",
-        "mnistnet",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--dataset-dir",
-        data.to_str().unwrap(),
-        "--results-dir",
-        results.to_str().unwrap(),
-    ])
+    train(data, results, &[])
 }
 
 #[test]
@@ -208,23 +204,7 @@ fn impossible_settings_are_rejected_before_training() {
 
 /// Runs `dcl train` on MNIST with `extra` flags into `results`; asserts success.
 fn train_scenario(results: &Path, extra: &[&str]) -> Value {
-    let data = dataset_dir();
-    let mut args = vec![
-        "train",
-        "--model",
-        "mnistnet",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--threads",
-        "2",
-        "--dataset-dir",
-        data.to_str().unwrap(),
-        "--results-dir",
-        results.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let output = dcl(&args);
+    let output = train(&dataset_dir(), results, &[&["--threads", "2"], extra].concat());
     assert!(output.status.success(), "{}", stderr(&output));
     read_json(&results.join("summary.json"))
 }
@@ -401,19 +381,7 @@ fn impossible_scenarios_are_rejected_before_training() {
     let root = tempfile::tempdir().unwrap();
     let results = root.path().join("never");
     let data = dataset_dir();
-    let run = |tasksets: &str| {
-        dcl(&[
-            "train",
-            "--model",
-            "mnistnet",
-            "--dataset-dir",
-            data.to_str().unwrap(),
-            "--results-dir",
-            results.to_str().unwrap(),
-            "--tasksets-config",
-            tasksets,
-        ])
-    };
+    let run = |tasksets: &str| train(&data, &results, &["--tasksets-config", tasksets]);
     assert_user_error(
         &run("{'scenario': 'class', 'initial_increment': 4, 'increment': 4}"),
         "--tasksets-config: 'initial_increment' 4 and 'increment' 4 do not cover the 10 classes",
@@ -490,27 +458,20 @@ fn rehearsal_keeps_split_mnist_from_forgetting_and_reports_its_buffer() {
 fn upstream_agent_names_select_their_pipeline_with_a_notice() {
     let root = tempfile::tempdir().unwrap();
     let results = root.path().join("cat");
-    let data = dataset_dir();
-    let output = dcl(&[
-        "train",
-        "--model",
-        "mnistnet",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--train-samples",
-        "1000",
-        "--dataset-dir",
-        data.to_str().unwrap(),
-        "--results-dir",
-        results.to_str().unwrap(),
-        "--agent",
-        "nil_cpp_cat",
-        "--agent-config",
-        "{'rehearsal_size': 5, 'policy': 'upstream', 'replay': 'all'}",
-        "--tasksets-config",
-        "{'scenario': 'class', 'initial_increment': 5, 'increment': 5}",
-    ]);
+    let output = train(
+        &dataset_dir(),
+        &results,
+        &[
+            "--train-samples",
+            "1000",
+            "--agent",
+            "nil_cpp_cat",
+            "--agent-config",
+            "{'rehearsal_size': 5, 'policy': 'upstream', 'replay': 'all'}",
+            "--tasksets-config",
+            "{'scenario': 'class', 'initial_increment': 5, 'increment': 5}",
+        ],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stderr(&output).contains("note: upstream's nil_cpp_cat runs as er with the flyweight pipeline"));
     let summary = read_json(&results.join("summary.json"));

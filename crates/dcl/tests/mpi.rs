@@ -60,8 +60,10 @@ fn summary(results: &Path) -> Value {
     read_json(&results.join("summary.json"))
 }
 
-fn close(a: &Value, b: &Value, tolerance: f64) -> bool {
-    (a.as_f64().unwrap() - b.as_f64().unwrap()).abs() <= tolerance
+/// Asserts that two numbers of two runs' summaries differ by at most `tolerance`.
+fn assert_close(a: &Value, b: &Value, tolerance: f64, what: &str) {
+    let (x, y) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+    assert!((x - y).abs() <= tolerance, "{what}: {x} vs {y}");
 }
 
 #[test]
@@ -97,24 +99,9 @@ fn two_ranks_at_half_the_batch_train_like_one_rank_at_the_full_batch() {
         for epoch in 0..2 {
             let (x, y) = (&a["epochs"][epoch], &b["epochs"][epoch]);
             assert_eq!(x["train_images"], y["train_images"]);
-            assert!(
-                close(&x["train_loss"], &y["train_loss"], 1e-4),
-                "train loss {} vs {}",
-                x["train_loss"],
-                y["train_loss"]
-            );
-            assert!(
-                close(&x["eval"][0]["loss"], &y["eval"][0]["loss"], 1e-4),
-                "test loss {} vs {}",
-                x["eval"][0]["loss"],
-                y["eval"][0]["loss"]
-            );
-            assert!(
-                close(&x["eval"][0]["top1"], &y["eval"][0]["top1"], 0.03),
-                "top-1 {} vs {}",
-                x["eval"][0]["top1"],
-                y["eval"][0]["top1"]
-            );
+            assert_close(&x["train_loss"], &y["train_loss"], 1e-4, "train loss");
+            assert_close(&x["eval"][0]["loss"], &y["eval"][0]["loss"], 1e-4, "test loss");
+            assert_close(&x["eval"][0]["top1"], &y["eval"][0]["top1"], 0.03, "top-1");
             assert_eq!(
                 y["eval"][0]["samples"], 10000,
                 "the sharded evaluation covers the test set once"
@@ -144,18 +131,8 @@ fn half_precision_all_reduce_trains_like_the_full_precision_one() {
     run(train(2, &half, &[&common[..], &["--fp16-allreduce"]].concat()));
     let (a, b) = (summary(&full), summary(&half));
     let (x, y) = (&a["epochs"][0], &b["epochs"][0]);
-    assert!(
-        close(&x["eval"][0]["loss"], &y["eval"][0]["loss"], 1e-2),
-        "test loss {} vs {}",
-        x["eval"][0]["loss"],
-        y["eval"][0]["loss"]
-    );
-    assert!(
-        close(&x["eval"][0]["top1"], &y["eval"][0]["top1"], 1.0),
-        "top-1 {} vs {}",
-        x["eval"][0]["top1"],
-        y["eval"][0]["top1"]
-    );
+    assert_close(&x["eval"][0]["loss"], &y["eval"][0]["loss"], 1e-2, "test loss");
+    assert_close(&x["eval"][0]["top1"], &y["eval"][0]["top1"], 1.0, "top-1");
     assert_ne!(
         x["eval"][0]["loss"], y["eval"][0]["loss"],
         "fp16 made no difference: was it applied?"
