@@ -6,6 +6,8 @@ samples (the buffer of bench/buffer_python.py), from earlier tasks only; evaluat
 every seen task after each task.
 
     python bench/pytorch_er.py --data data/mnist --seed 0 [--replay all]
+
+With --representatives 0 it is the naive (fine-tuning) twin of `dcl train` without an agent.
 """
 import argparse
 import json
@@ -37,14 +39,17 @@ def load(directory, split):
 
 
 def evaluate(model, images, labels, batch_size):
+    """Top-1 % and mean cross-entropy."""
     model.eval()
-    correct = 0
+    correct, loss = 0, 0.0
     with torch.no_grad():
         for start in range(0, len(labels), batch_size):
             logits = model(images[start:start + batch_size])
-            correct += (logits.argmax(1) == labels[start:start + batch_size]).sum().item()
+            target = labels[start:start + batch_size]
+            correct += (logits.argmax(1) == target).sum().item()
+            loss += F.cross_entropy(logits, target, reduction="sum").item()
     model.train()
-    return 100.0 * correct / len(labels)
+    return 100.0 * correct / len(labels), loss / len(labels)
 
 
 def main():
@@ -56,6 +61,8 @@ def main():
     parser.add_argument("--buffer-size", type=int, default=500)
     parser.add_argument("--replay", choices=["past_tasks", "all"], default="past_tasks")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--train-samples", type=int, default=None,
+                        help="the first N training images only (before the split), as dcl's --train-samples")
     args = parser.parse_args()
 
     started = time.perf_counter()
@@ -63,11 +70,13 @@ def main():
     torch.manual_seed(args.seed)
     train_x, train_y = load(args.data, "train")
     test_x, test_y = load(args.data, "t10k")
+    if args.train_samples is not None:
+        train_x, train_y = train_x[:args.train_samples], train_y[:args.train_samples]
     tasks = [(2 * t, 2 * t + 1) for t in range(5)]
     model = MnistNet()
     buffer = Buffer(args.buffer_size, 10, (1, 28, 28), "class_balanced", seed=args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    matrix = []
+    matrix, losses = [], []
     for t, classes in enumerate(tasks):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         buffer.era = t
@@ -85,15 +94,18 @@ def main():
             F.cross_entropy(model(x_aug), y_aug).backward()
             optimizer.step()
             buffer.offer(x, y)
-        row = []
+        row, loss_row = [], []
         for seen in tasks[:t + 1]:
             mask = (test_y == seen[0]) | (test_y == seen[1])
-            row.append(evaluate(model, test_x[mask], test_y[mask], args.batch_size))
+            top1, loss = evaluate(model, test_x[mask], test_y[mask], args.batch_size)
+            row.append(top1)
+            loss_row.append(loss)
         matrix.append(row)
+        losses.append(loss_row)
     wall = time.perf_counter() - started
     print(json.dumps({"engine": "pytorch", "seed": args.seed, "replay": args.replay,
                       "final_average_accuracy": sum(matrix[-1]) / len(matrix[-1]),
-                      "accuracy_matrix": matrix, "wall_time_seconds": wall}))
+                      "accuracy_matrix": matrix, "loss_matrix": losses, "wall_time_seconds": wall}))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs dcl's test suite (after scripts/setup.sh) and ends with one line of totals.
+# Runs dcl's whole test suite (after scripts/setup.sh; every test binary, even after a failure)
+# and ends with one line of totals.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -8,6 +9,6 @@ export DCL_DATASET_DIR="${DCL_DATASET_DIR:-$ROOT/data}"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
-cargo test --workspace --release --locked "$@" 2>&1 | tee "$log" || status=$?
+cargo test --workspace --release --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 awk '/^test result:/ { passed += $4; failed += $6 } END { printf "tests: %d passed, %d failed\n", passed, failed }' "$log"
 exit "$status"

@@ -11,8 +11,8 @@ use crate::InsertionPolicy;
 /// The shape and budget of a buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BufferConfig {
-    /// Slots in all; never exceeded. With [`InsertionPolicy::Upstream`], a multiple of
-    /// `num_classes` (one bucket of `capacity / num_classes` slots per class).
+    /// Slots in all; never exceeded. With [`InsertionPolicy::Upstream`], at least
+    /// `num_classes`: one bucket per class, the capacity split as evenly as it goes.
     pub capacity: usize,
     pub num_classes: usize,
     /// Values per sample.
@@ -22,6 +22,32 @@ pub struct BufferConfig {
     pub policy: InsertionPolicy,
     /// Seed of the buffer's own random choices.
     pub seed: u64,
+}
+
+impl BufferConfig {
+    /// Refuses a configuration no buffer can run with, naming the problem.
+    pub fn validate(&self) -> Result<(), BufferError> {
+        if self.capacity == 0 || self.num_classes == 0 || self.sample_len == 0 {
+            return Err(BufferError::Config(format!(
+                "capacity ({}), classes ({}) and sample size ({}) must be positive",
+                self.capacity, self.num_classes, self.sample_len
+            )));
+        }
+        if let InsertionPolicy::Upstream { candidates, batch_size } = self.policy {
+            if self.capacity < self.num_classes {
+                return Err(BufferError::Config(format!(
+                    "the upstream policy needs a slot per class: {} slots for {} classes",
+                    self.capacity, self.num_classes
+                )));
+            }
+            if batch_size == 0 || candidates > batch_size {
+                return Err(BufferError::Config(format!(
+                    "num_candidates ({candidates}) must be at most the batch size ({batch_size}), which must be positive"
+                )));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A configuration or a sample that a buffer cannot take.
@@ -44,6 +70,9 @@ pub struct Drawn<T> {
     pub samples: Vec<T>,
     pub labels: Vec<u32>,
     pub payloads: Vec<f32>,
+    /// The rank of the worker whose buffer each representative came from, as a
+    /// [`crate::Transport`] fills it (a buffer's own draws leave it alone).
+    pub origins: Vec<u32>,
 }
 
 impl<T> Drawn<T> {
@@ -62,6 +91,7 @@ impl<T> Drawn<T> {
         self.samples.clear();
         self.labels.clear();
         self.payloads.clear();
+        self.origins.clear();
     }
 }
 
@@ -101,25 +131,7 @@ pub struct RehearsalBuffer<T> {
 impl<T: Copy + Default> RehearsalBuffer<T> {
     /// A buffer with every slot preallocated.
     pub fn new(config: BufferConfig) -> Result<Self, BufferError> {
-        if config.capacity == 0 || config.num_classes == 0 || config.sample_len == 0 {
-            return Err(BufferError::Config(format!(
-                "capacity ({}), classes ({}) and sample size ({}) must be positive",
-                config.capacity, config.num_classes, config.sample_len
-            )));
-        }
-        if let InsertionPolicy::Upstream { candidates, batch_size } = config.policy {
-            if config.capacity % config.num_classes != 0 {
-                return Err(BufferError::Config(format!(
-                    "the upstream policy needs a capacity that is a multiple of the {} classes, not {}",
-                    config.num_classes, config.capacity
-                )));
-            }
-            if batch_size == 0 || candidates > batch_size {
-                return Err(BufferError::Config(format!(
-                    "num_candidates ({candidates}) must be at most the batch size ({batch_size}), which must be positive"
-                )));
-            }
-        }
+        config.validate()?;
         Ok(RehearsalBuffer {
             samples: vec![T::default(); config.capacity * config.sample_len],
             payloads: vec![0.0; config.capacity * config.payload_len],
@@ -220,17 +232,44 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
     /// Draws up to `count` stored samples uniformly without duplicates (all of them when
     /// fewer are stored) and appends them to `out`.
     pub fn sample(&mut self, count: usize, out: &mut Drawn<T>) {
-        let chosen = index::sample(&mut self.rng, self.occupied.len(), count.min(self.occupied.len()));
-        for i in chosen {
-            self.copy_slot(self.occupied[i] as usize, out);
-        }
+        self.draw(count, None, out);
     }
 
-    /// [`RehearsalBuffer::sample`] or, with `before_era`, [`RehearsalBuffer::sample_before`].
+    /// As [`RehearsalBuffer::sample`], among the samples written before era `era` only.
+    pub fn sample_before(&mut self, era: u32, count: usize, out: &mut Drawn<T>) {
+        self.draw(count, Some(era), out);
+    }
+
+    /// [`RehearsalBuffer::draw_with`] driven by the buffer's own random stream (which its
+    /// insertions share: the draws of one worker, in stream order, are reproducible).
     pub fn draw(&mut self, count: usize, before_era: Option<u32>, out: &mut Drawn<T>) {
+        let mut rng = self.rng.clone();
+        self.draw_with(&mut rng, count, before_era, out);
+        self.rng = rng;
+    }
+
+    /// Draws up to `count` samples uniformly without duplicates among those written before
+    /// era `before_era` (all stored samples with `None`), choosing with `rng`, and appends
+    /// them to `out`. Leaves the buffer untouched: draws served to other workers take their
+    /// own seeded stream, so that they do not depend on when they arrive.
+    pub fn draw_with(&self, rng: &mut impl Rng, count: usize, before_era: Option<u32>, out: &mut Drawn<T>) {
         match before_era {
-            Some(era) => self.sample_before(era, count, out),
-            None => self.sample(count, out),
+            None => {
+                for i in index::sample(rng, self.occupied.len(), count.min(self.occupied.len())) {
+                    self.copy_slot(self.occupied[i] as usize, out);
+                }
+            }
+            Some(era) => {
+                let eligible: Vec<u32> = self
+                    .occupied
+                    .iter()
+                    .copied()
+                    .filter(|&s| self.eras[s as usize] < era)
+                    .collect();
+                for i in index::sample(rng, eligible.len(), count.min(eligible.len())) {
+                    self.copy_slot(eligible[i] as usize, out);
+                }
+            }
         }
     }
 
@@ -239,20 +278,6 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
         match before_era {
             Some(era) => self.occupied.iter().filter(|&&s| self.eras[s as usize] < era).count(),
             None => self.occupied.len(),
-        }
-    }
-
-    /// As [`RehearsalBuffer::sample`], among the samples written before era `era` only.
-    pub fn sample_before(&mut self, era: u32, count: usize, out: &mut Drawn<T>) {
-        let eligible: Vec<u32> = self
-            .occupied
-            .iter()
-            .copied()
-            .filter(|&s| self.eras[s as usize] < era)
-            .collect();
-        let chosen = index::sample(&mut self.rng, eligible.len(), count.min(eligible.len()));
-        for i in chosen {
-            self.copy_slot(eligible[i] as usize, out);
         }
     }
 
@@ -297,10 +322,10 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
         let capacity = self.config.capacity;
         match self.config.policy {
             InsertionPolicy::Upstream { candidates, batch_size } => {
-                let bucket = capacity / self.config.num_classes;
+                let (start, bucket) = upstream_bucket(capacity, self.config.num_classes, class);
                 let stored = self.by_class[class].len();
                 if stored < bucket {
-                    Placement::Free((class * bucket + stored) as u32)
+                    Placement::Free((start + stored) as u32)
                 } else if self.rng.random_range(0..batch_size) < candidates {
                     Placement::Replace(self.random_slot_of(class))
                 } else {
@@ -341,6 +366,13 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
             }
         }
     }
+}
+
+/// The first slot and the size of class `class`'s bucket under the upstream policy: the
+/// capacity split evenly over the classes, the remainder one slot each to the first classes.
+fn upstream_bucket(capacity: usize, num_classes: usize, class: usize) -> (usize, usize) {
+    let (base, remainder) = (capacity / num_classes, capacity % num_classes);
+    (class * base + class.min(remainder), base + usize::from(class < remainder))
 }
 
 #[cfg(test)]
@@ -559,6 +591,43 @@ mod tests {
     }
 
     #[test]
+    fn upstream_buckets_spread_a_capacity_that_is_not_a_multiple_of_the_classes() {
+        let policy = InsertionPolicy::Upstream {
+            candidates: 8,
+            batch_size: 64,
+        };
+        let mut buffer = RehearsalBuffer::new(config(25, 10, policy, 0)).unwrap();
+        let labels: Vec<u32> = (0..1000).map(|i| i % 10).collect();
+        offer_stream(&mut buffer, &labels, 50);
+        assert_eq!(buffer.class_counts(), vec![3, 3, 3, 3, 3, 2, 2, 2, 2, 2]);
+        assert_eq!(buffer.len(), 25);
+        contents(&mut buffer);
+        let too_small = RehearsalBuffer::<f32>::new(config(9, 10, policy, 0)).unwrap_err();
+        assert!(too_small.to_string().contains("a slot per class: 9 slots for 10 classes"));
+        // The other policies take any positive capacity.
+        assert!(RehearsalBuffer::<f32>::new(config(5, 10, InsertionPolicy::Reservoir, 0)).is_ok());
+    }
+
+    #[test]
+    fn seeded_draws_leave_the_buffer_and_its_stream_untouched() {
+        let mut buffer = RehearsalBuffer::new(config(50, 10, InsertionPolicy::ClassBalanced, 3)).unwrap();
+        let labels: Vec<u32> = (0..200).map(|i| i % 10).collect();
+        offer_stream(&mut buffer, &labels, 20);
+        let mut twin = buffer.clone();
+        let draw = |seed: u64| {
+            let mut out = Drawn::default();
+            buffer.draw_with(&mut ChaCha8Rng::seed_from_u64(seed), 10, None, &mut out);
+            out
+        };
+        assert_eq!(draw(1), draw(1));
+        assert_ne!(draw(1).samples, draw(2).samples);
+        let (mut a, mut b) = (Drawn::default(), Drawn::default());
+        buffer.sample(10, &mut a);
+        twin.sample(10, &mut b);
+        assert_eq!(a, b, "a seeded draw moved the buffer's own stream");
+    }
+
+    #[test]
     fn bad_input_is_refused() {
         let mut buffer = RehearsalBuffer::<f32>::new(config(4, 2, InsertionPolicy::Reservoir, 0)).unwrap();
         assert!(matches!(
@@ -570,16 +639,19 @@ mod tests {
             Err(BufferError::Shape { .. })
         ));
         assert_eq!(buffer.len(), 0);
-        let odd = RehearsalBuffer::<f32>::new(config(
+        let greedy = RehearsalBuffer::<f32>::new(config(
             5,
             2,
             InsertionPolicy::Upstream {
-                candidates: 1,
+                candidates: 5,
                 batch_size: 4,
             },
             0,
         ));
-        assert!(odd.unwrap_err().to_string().contains("multiple of the 2 classes"));
+        assert!(greedy
+            .unwrap_err()
+            .to_string()
+            .contains("num_candidates (5) must be at most the batch size (4)"));
         assert!(RehearsalBuffer::<f32>::new(config(0, 2, InsertionPolicy::Reservoir, 0)).is_err());
     }
 }

@@ -9,19 +9,24 @@ use crate::{BufferError, Drawn, RehearsalBuffer};
 /// every worker's buffer, fetching remote samples from their owners.
 pub trait Transport<T>: Send {
     /// Appends up to `count` representatives, drawn uniformly without duplicates over the
-    /// reachable buffers as they are now, to `out`; with `before_era`, only among samples
-    /// written before that era.
+    /// reachable buffers as they are now, to `out` (with the rank each came from); with
+    /// `before_era`, only among samples written before that era.
     fn draw(&mut self, count: usize, before_era: Option<u32>, out: &mut Drawn<T>) -> Result<(), BufferError>;
 }
 
 /// The in-process transport: the worker's own buffer.
 pub struct LocalTransport<T> {
     buffer: Arc<Mutex<RehearsalBuffer<T>>>,
+    rank: u32,
 }
 
 impl<T> LocalTransport<T> {
-    pub fn new(buffer: Arc<Mutex<RehearsalBuffer<T>>>) -> Self {
-        LocalTransport { buffer }
+    /// Draws from `buffer`, the buffer of worker `rank`.
+    pub fn new(buffer: Arc<Mutex<RehearsalBuffer<T>>>, rank: usize) -> Self {
+        LocalTransport {
+            buffer,
+            rank: rank as u32,
+        }
     }
 }
 
@@ -31,6 +36,7 @@ impl<T: Copy + Default + Send> Transport<T> for LocalTransport<T> {
             .lock()
             .expect("buffer lock poisoned")
             .draw(count, before_era, out);
+        out.origins.resize(out.len(), self.rank);
         Ok(())
     }
 }

@@ -8,13 +8,45 @@
 mod mpi_backend;
 #[cfg(feature = "mpi")]
 mod remote_buffer;
+#[cfg(feature = "mpi")]
+mod watch;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use dcl_buffer::{LocalTransport, RehearsalBuffer, Transport};
 
 #[cfg(feature = "mpi")]
 pub use mpi_backend::MpiCommunicator;
+
+/// What the process does before a fatal communication error ends the job.
+type FatalHook = Box<dyn Fn(&str) + Send + Sync>;
+static FATAL_HOOK: OnceLock<FatalHook> = OnceLock::new();
+
+/// Sets what runs before a rank ends the job after a communication deadline passed (rank 0
+/// marks its results as failed with the message). Only the first call counts.
+pub fn on_fatal(hook: impl Fn(&str) + Send + Sync + 'static) {
+    let _ = FATAL_HOOK.set(Box::new(hook));
+}
+
+/// Runs the hook of [`on_fatal`], then prints `message` as one `error:` line.
+#[cfg_attr(not(feature = "mpi"), allow(dead_code))]
+fn fatal(message: &str) {
+    if let Some(hook) = FATAL_HOOK.get() {
+        hook(message);
+    }
+    write_line(&format!("error: {message}"));
+}
+
+/// Writes `line` to standard error in one call, so that the lines of several ranks sharing a
+/// terminal or a log never interleave.
+pub fn write_line(line: &str) {
+    use std::io::Write;
+    let mut text = String::with_capacity(line.len() + 1);
+    text.push_str(line);
+    text.push('\n');
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
 
 /// A rehearsal buffer as the workers share it.
 pub type SharedBuffer = Arc<Mutex<RehearsalBuffer<f32>>>;
@@ -29,12 +61,15 @@ pub trait BufferService: Send + Sync {
     fn stop(self: Box<Self>);
 }
 
-/// The service of a world of one: draws from the local buffer.
-struct LocalService(SharedBuffer);
+/// The service of a worker that draws from its own buffer only.
+struct LocalService {
+    buffer: SharedBuffer,
+    rank: usize,
+}
 
 impl BufferService for LocalService {
     fn client(&self, _seed: u64) -> Box<dyn Transport<f32>> {
-        Box::new(LocalTransport::new(Arc::clone(&self.0)))
+        Box::new(LocalTransport::new(Arc::clone(&self.buffer), self.rank))
     }
     fn stop(self: Box<Self>) {}
 }
@@ -65,15 +100,27 @@ pub trait Communicator: Send + Sync {
     fn all_reduce_sum_f64(&self, data: &mut [f64]);
     /// Every rank's `value`, by rank.
     fn all_gather(&self, value: u64) -> Vec<u64>;
-    /// Waits for every rank.
+    /// Waits for every rank (without spinning: a long wait costs no CPU).
     fn barrier(&self);
     /// Stops every rank of the world with `code` (after an error on this one), so that no
     /// rank waits forever for it.
     fn abort(&self, code: i32) -> !;
     /// Serves `buffer` to the other ranks (a collective call) for global sampling.
     fn serve_buffer(&self, buffer: SharedBuffer) -> Box<dyn BufferService> {
-        Box::new(LocalService(buffer))
+        self.local_buffer(buffer)
     }
+
+    /// Draws from `buffer` alone (local sampling), as this rank.
+    fn local_buffer(&self, buffer: SharedBuffer) -> Box<dyn BufferService> {
+        Box::new(LocalService {
+            buffer,
+            rank: self.rank(),
+        })
+    }
+
+    /// Sets how long any collective or remote draw may make no progress before the job ends
+    /// with an error naming the rank(s) that stopped answering (worlds of several ranks).
+    fn set_timeout(&self, _timeout: Duration) {}
 
     /// Writes the element-wise sum over the ranks of `send` into `recv`, both IEEE
     /// half-precision values given by their bits (gradient compression: half the bytes).
@@ -143,32 +190,48 @@ pub fn add_f16(a: &[u16], b: &mut [u16]) {
     }
 }
 
-/// The number of ranks a launcher says it started, from its environment (MPICH's Hydra,
-/// Open MPI, Slurm), if any.
-pub fn launcher_size() -> Option<usize> {
-    ["PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_NTASKS"]
+/// The number of ranks an MPI launcher says it started, from the environment it gives every
+/// rank (MPICH's Hydra and PMI, Open MPI), if any.
+pub fn launcher_size(env: impl Fn(&str) -> Option<String>) -> Option<usize> {
+    ["PMI_SIZE", "OMPI_COMM_WORLD_SIZE"]
         .iter()
-        .find_map(|name| std::env::var(name).ok()?.parse().ok())
+        .find_map(|name| env(name)?.parse().ok())
+}
+
+/// How a world of `size` ranks compares with what the environment `env` says was launched.
+/// `Err`: a launcher started more ranks than joined the world (another MPI's launcher);
+/// `Ok(Some(notice))`: a Slurm allocation of several tasks runs this one process alone.
+pub fn check_launch(size: usize, env: impl Fn(&str) -> Option<String>) -> Result<Option<String>, DistError> {
+    if let Some(launched) = launcher_size(&env) {
+        if launched > 1 && size != launched {
+            return Err(DistError::Launch(format!(
+                "the launcher started {launched} ranks but they joined a world of {size}: dcl was built against \
+                 another MPI than the launcher's (use MPICH's mpirun.mpich, or rebuild{})",
+                if cfg!(feature = "mpi") { "" } else { " with the mpi feature" }
+            )));
+        }
+        return Ok(None);
+    }
+    let slurm_tasks: Option<usize> = env("SLURM_NTASKS").and_then(|n| n.parse().ok());
+    Ok(match slurm_tasks {
+        Some(tasks) if tasks > 1 && size == 1 => Some(format!(
+            "this Slurm allocation has {tasks} tasks but dcl was started without a launcher: it runs as one worker \
+             (use `srun dcl …` or `mpirun -np {tasks} dcl …` for {tasks} workers)"
+        )),
+        _ => None,
+    })
 }
 
 /// Joins the world: MPI when built with it, else a single process. Fails when a launcher
-/// started several ranks that did not join one world (an MPI library mismatch).
-pub fn init() -> Result<Box<dyn Communicator>, DistError> {
+/// started several ranks that did not join one world (an MPI library mismatch); returns a
+/// notice to show when a Slurm allocation of several tasks runs a single process.
+pub fn init() -> Result<(Box<dyn Communicator>, Option<String>), DistError> {
     #[cfg(feature = "mpi")]
     let communicator: Box<dyn Communicator> = Box::new(MpiCommunicator::init()?);
     #[cfg(not(feature = "mpi"))]
     let communicator: Box<dyn Communicator> = Box::new(SingleProcess);
-    if let Some(launched) = launcher_size() {
-        if launched > 1 && communicator.size() != launched {
-            return Err(DistError::Launch(format!(
-                "the launcher started {launched} ranks but they joined a world of {}: dcl was built against another MPI \
-                 than the launcher's (use MPICH's mpirun.mpich, or rebuild{})",
-                communicator.size(),
-                if cfg!(feature = "mpi") { "" } else { " with the mpi feature" }
-            )));
-        }
-    }
-    Ok(communicator)
+    let notice = check_launch(communicator.size(), |name| std::env::var(name).ok())?;
+    Ok((communicator, notice))
 }
 
 #[cfg(test)]
@@ -185,6 +248,22 @@ mod tests {
         let mut b = bits(&[1.5, -2.0, 0.25]);
         add_f16(&bits(&[0.5, 3.0, 0.25]), &mut b);
         assert_eq!(b, bits(&[2.0, 1.0, 0.5]));
+    }
+
+    #[test]
+    fn only_an_mpi_launcher_bigger_than_the_world_is_refused() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+        };
+        let mismatch = check_launch(1, env(&[("PMI_SIZE", "4")])).unwrap_err().to_string();
+        assert!(mismatch.contains("started 4 ranks but they joined a world of 1"), "{mismatch}");
+        assert!(check_launch(1, env(&[("OMPI_COMM_WORLD_SIZE", "2")])).is_err());
+        assert_eq!(check_launch(4, env(&[("PMI_SIZE", "4"), ("SLURM_NTASKS", "4")])).unwrap(), None);
+        // sbatch without srun: one process in an allocation of 8 tasks runs, with a notice.
+        let notice = check_launch(1, env(&[("SLURM_NTASKS", "8")])).unwrap().unwrap();
+        assert!(notice.contains("runs as one worker"), "{notice}");
+        assert_eq!(check_launch(1, env(&[("SLURM_NTASKS", "1")])).unwrap(), None);
+        assert_eq!(check_launch(1, env(&[])).unwrap(), None);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The MPI backend (MPICH or Open MPI through the `mpi` crate).
 
 use std::os::raw::{c_int, c_void};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use mpi::collective::{SystemOperation, UnsafeUserOperation};
 use mpi::environment::Universe;
@@ -9,6 +12,7 @@ use mpi::traits::*;
 use mpi::Threading;
 
 use crate::remote_buffer::MpiBufferService;
+use crate::watch::Watch;
 use crate::{BufferService, Communicator, DistError, SharedBuffer};
 
 /// `MPI_Op` function summing half-precision values (MPI has no fp16 type or sum).
@@ -28,10 +32,15 @@ unsafe extern "C" fn sum_f16(
 }
 
 /// A world of MPI ranks. Holds the MPI environment: MPI is finalised when it is dropped.
+///
+/// Every wait has a deadline ([`Communicator::set_timeout`], 300 s by default) and none
+/// spins for long: see [`crate::watch`].
 pub struct MpiCommunicator {
     world: SimpleCommunicator,
     local_rank: usize,
     local_size: usize,
+    watch: Arc<Watch>,
+    monitor: Option<JoinHandle<()>>,
     /// The half-precision sum (freed before MPI is finalised: fields drop in order).
     f16_sum: UnsafeUserOperation,
     // Dropped last: finalises MPI.
@@ -60,13 +69,33 @@ impl MpiCommunicator {
         // SAFETY: `sum_f16` reads and writes exactly `len` 16-bit values, as the buffers it is
         // used with (u16 slices) hold.
         let f16_sum = unsafe { UnsafeUserOperation::commutative(sum_f16) };
+        let watch = Arc::new(Watch::new(world.duplicate()));
+        let monitor = (world.size() > 1).then(|| watch.start_monitor());
         Ok(MpiCommunicator {
             world,
             local_rank,
             local_size,
+            watch,
+            monitor,
             f16_sum,
             _universe: universe,
         })
+    }
+
+    /// Waits, without spinning for long and within the deadline, until every rank has
+    /// reached this point: the large blocking collective that follows then runs with every
+    /// rank present.
+    fn arrive(&self, what: &'static str) {
+        self.watch.wait(self.world.immediate_barrier(), what);
+    }
+}
+
+impl Drop for MpiCommunicator {
+    fn drop(&mut self) {
+        self.watch.stop_monitor();
+        if let Some(monitor) = self.monitor.take() {
+            let _ = monitor.join();
+        }
     }
 }
 
@@ -89,33 +118,61 @@ impl Communicator for MpiCommunicator {
 
     fn broadcast(&self, root: usize, data: &mut [f32]) {
         if self.size() > 1 {
-            self.world.process_at_rank(root as i32).broadcast_into(data);
+            self.arrive("a broadcast");
+            let root = self.world.process_at_rank(root as i32);
+            self.watch.blocking("a broadcast", || root.broadcast_into(data));
         }
     }
 
     fn all_reduce_sum_into(&self, send: &[f32], recv: &mut [f32]) {
-        self.world.all_reduce_into(send, recv, SystemOperation::sum());
+        if self.size() == 1 {
+            recv.copy_from_slice(send);
+            return;
+        }
+        self.arrive("the gradient all-reduce");
+        self.watch.blocking("the gradient all-reduce", || {
+            self.world.all_reduce_into(send, recv, SystemOperation::sum())
+        });
     }
 
     fn all_reduce_sum_f16_into(&self, send: &[u16], recv: &mut [u16]) {
-        self.world.all_reduce_into(send, recv, &self.f16_sum);
+        if self.size() == 1 {
+            recv.copy_from_slice(send);
+            return;
+        }
+        self.arrive("the gradient all-reduce");
+        self.watch.blocking("the gradient all-reduce", || {
+            self.world.all_reduce_into(send, recv, &self.f16_sum)
+        });
     }
 
     fn all_reduce_sum_f64(&self, data: &mut [f64]) {
         if self.size() > 1 {
             let send = data.to_vec();
-            self.world.all_reduce_into(&send[..], data, SystemOperation::sum());
+            mpi::request::scope(|scope| {
+                let request = self
+                    .world
+                    .immediate_all_reduce_into(scope, &send[..], data, SystemOperation::sum());
+                self.watch.wait(request, "an all-reduce of metrics");
+            });
         }
     }
 
     fn all_gather(&self, value: u64) -> Vec<u64> {
         let mut all = vec![0u64; self.size()];
-        self.world.all_gather_into(&value, &mut all[..]);
+        mpi::request::scope(|scope| {
+            let request = self.world.immediate_all_gather_into(scope, &value, &mut all[..]);
+            self.watch.wait(request, "an all-gather");
+        });
         all
     }
 
     fn barrier(&self) {
-        self.world.barrier();
+        self.watch.wait(self.world.immediate_barrier(), "a barrier");
+    }
+
+    fn set_timeout(&self, timeout: Duration) {
+        self.watch.set_timeout(timeout);
     }
 
     fn abort(&self, code: i32) -> ! {
@@ -124,8 +181,13 @@ impl Communicator for MpiCommunicator {
 
     fn serve_buffer(&self, buffer: SharedBuffer) -> Box<dyn BufferService> {
         if self.size() == 1 {
-            return Box::new(crate::LocalService(buffer));
+            return self.local_buffer(buffer);
         }
-        Box::new(MpiBufferService::start(self.world.duplicate(), buffer))
+        Box::new(MpiBufferService::start(
+            self.world.duplicate(),
+            self.world.duplicate(),
+            buffer,
+            Arc::clone(&self.watch),
+        ))
     }
 }

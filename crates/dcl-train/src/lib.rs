@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod error;
+pub mod guard;
 pub mod learner;
 pub mod metrics;
 pub mod observer;
@@ -18,9 +19,10 @@ pub use learner::Learner;
 pub use metrics::{EpochRecord, EvalRecord, Figures, RunRecord, Summary};
 pub use observer::TrainObserver;
 pub use regime::{OptimizerKind, OptimizerSettings, Regime, RegimeEntry};
-pub use rehearsal::{BufferSize, PipelineMode, PolicyName, RehearsalConfig, ReplaySource};
-pub use results::RunDir;
-pub use trainer::train;
+pub use rehearsal::{BufferSize, DrawCounts, PipelineMode, PolicyName, RehearsalConfig, ReplaySource};
+pub use results::{RunDir, RunIdentity, RunStatus};
+pub use trainer::{train, Trainer};
+pub use writers::SummaryFile;
 
 /// The version of dcl, recorded in every run's summary.
 pub const DCL_VERSION: &str = env!("CARGO_PKG_VERSION");

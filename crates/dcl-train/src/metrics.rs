@@ -40,6 +40,9 @@ pub struct EpochRecord {
     /// The rehearsal pipeline's timing breakdown over the epoch (rehearsal agents).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal_timing: Option<dcl_buffer::StepTimings>,
+    /// Where the epoch's representatives came from, over every worker (rehearsal agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearsal_draws: Option<crate::rehearsal::DrawCounts>,
 }
 
 impl EpochRecord {
@@ -58,10 +61,12 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-/// Everything measured during a run.
+/// Everything measured during a run (so far).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RunRecord {
     pub num_tasks: usize,
+    /// Epochs of training per task.
+    pub epochs_per_task: usize,
     pub world_size: usize,
     pub epochs: Vec<EpochRecord>,
     /// Seconds spent in training steps (evaluation excluded).
@@ -73,10 +78,22 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// Row `i` holds `metric` on every task after the last epoch of task `i`; `None` where
-    /// the task has not been seen yet or the metric was not recorded.
-    fn matrix(&self, metric: impl Fn(&EvalRecord) -> Option<f64>) -> Vec<Vec<Option<f64>>> {
+    /// The number of tasks whose every epoch is recorded.
+    pub fn completed_tasks(&self) -> usize {
         (0..self.num_tasks)
+            .take_while(|&task| {
+                self.epochs
+                    .iter()
+                    .any(|e| e.task == task && e.epoch + 1 == self.epochs_per_task)
+            })
+            .count()
+    }
+
+    /// Row `i` holds `metric` on every task after the last epoch of task `i`, for every
+    /// completed task; `None` where the task has not been seen yet or the metric was not
+    /// recorded.
+    fn matrix(&self, metric: impl Fn(&EvalRecord) -> Option<f64>) -> Vec<Vec<Option<f64>>> {
+        (0..self.completed_tasks())
             .filter_map(|task| self.epochs.iter().rev().find(|e| e.task == task))
             .map(|last| {
                 (0..self.num_tasks)
@@ -87,7 +104,7 @@ impl RunRecord {
     }
 
     /// The top-1 accuracy matrix of the run's protocol: row `i` = after training task `i`,
-    /// entry `j` = top-1 % on test task `j`, `None` where `j > i`.
+    /// entry `j` = top-1 % on test task `j`, `None` where `j > i`; a row per completed task.
     pub fn accuracy_matrix(&self) -> Vec<Vec<Option<f64>>> {
         self.matrix(|e| Some(e.top1))
     }
@@ -104,6 +121,7 @@ impl RunRecord {
         Summary {
             dcl_version: crate::DCL_VERSION.to_owned(),
             num_tasks: self.num_tasks,
+            completed_tasks: self.completed_tasks(),
             world_size: self.world_size,
             figures: Figures::from_matrix(self.accuracy_matrix()),
             task_il: has_task_il.then(|| Figures::from_matrix(task_il)),
@@ -124,8 +142,8 @@ pub struct Figures {
     pub accuracy_matrix: Vec<Vec<Option<f64>>>,
     /// The mean top-1 over the seen tasks after each task.
     pub task_averages: Vec<f64>,
-    /// The last task average.
-    pub final_average_accuracy: f64,
+    /// The last task average (`None` before the first task is complete).
+    pub final_average_accuracy: Option<f64>,
     /// Mean over tasks 0..T-2 of (best accuracy on the task before the last training
     /// task) minus (final accuracy on it); `None` with one task.
     pub forgetting: Option<f64>,
@@ -150,7 +168,7 @@ impl Figures {
             (Some(forgetting), Some(bwt))
         };
         Figures {
-            final_average_accuracy: task_averages.last().copied().unwrap_or(f64::NAN),
+            final_average_accuracy: task_averages.last().copied(),
             task_averages,
             accuracy_matrix: matrix,
             forgetting,
@@ -164,6 +182,8 @@ impl Figures {
 pub struct Summary {
     pub dcl_version: String,
     pub num_tasks: usize,
+    /// Tasks whose every epoch was trained and evaluated (the rows of the matrix).
+    pub completed_tasks: usize,
     pub world_size: usize,
     /// The figures of the run's own protocol (class-, domain- or task-incremental).
     #[serde(flatten)]
@@ -194,6 +214,7 @@ mod tests {
             train_seconds: 0.5,
             images_per_second: 200.0,
             rehearsal_timing: None,
+            rehearsal_draws: None,
             eval: top1s
                 .iter()
                 .enumerate()
@@ -211,25 +232,38 @@ mod tests {
 
     #[test]
     fn the_matrix_takes_the_last_epoch_of_each_task() {
-        let record = RunRecord {
+        let mut record = RunRecord {
             num_tasks: 2,
+            epochs_per_task: 2,
             world_size: 1,
             epochs: vec![epoch(0, 0, &[50.0]), epoch(0, 1, &[90.0]), epoch(1, 0, &[60.0, 80.0])],
             train_seconds: 1.5,
             wall_seconds: 2.0,
             rehearsal: None,
         };
+        // Task 1 has one epoch of two: only task 0 is complete.
+        let partial = record.summary();
+        assert_eq!(partial.completed_tasks, 1);
+        assert_eq!(partial.figures.accuracy_matrix, vec![vec![Some(90.0), None]]);
+        assert_eq!(partial.figures.final_average_accuracy, Some(90.0));
+        record.epochs.push(epoch(1, 1, &[60.0, 80.0]));
         let summary = record.summary();
         let figures = &summary.figures;
+        assert_eq!(summary.completed_tasks, 2);
         assert_eq!(
             figures.accuracy_matrix,
             vec![vec![Some(90.0), None], vec![Some(60.0), Some(80.0)]]
         );
         assert_eq!(figures.task_averages, vec![90.0, 70.0]);
-        assert_eq!(figures.final_average_accuracy, 70.0);
+        assert_eq!(figures.final_average_accuracy, Some(70.0));
         assert_eq!(figures.forgetting, Some(30.0));
         assert_eq!(figures.bwt, Some(-30.0));
-        assert_eq!(summary.train_images_per_second, 200.0);
+        assert!((summary.train_images_per_second - 400.0 / 1.5).abs() < 1e-9);
+        let nothing = RunRecord {
+            epochs: vec![],
+            ..record.clone()
+        };
+        assert_eq!(nothing.summary().figures.final_average_accuracy, None);
         assert!(summary.task_il.is_none());
         let json = serde_json::to_value(&summary).unwrap();
         assert_eq!(json["final_average_accuracy"], 70.0, "figures are at the top level");
@@ -249,7 +283,7 @@ mod tests {
         // Task 1: 80 after learning it, 70 at the end.
         let figures = Figures::from_matrix(matrix(&[&[90.0], &[95.0, 80.0], &[50.0, 70.0, 60.0]]));
         assert_eq!(figures.task_averages, vec![90.0, 87.5, 60.0]);
-        assert_eq!(figures.final_average_accuracy, 60.0);
+        assert_eq!(figures.final_average_accuracy, Some(60.0));
         assert_eq!(figures.forgetting, Some(((95.0 - 50.0) + (80.0 - 70.0)) / 2.0));
         assert_eq!(figures.bwt, Some(((50.0 - 90.0) + (70.0 - 80.0)) / 2.0));
     }
@@ -258,7 +292,7 @@ mod tests {
     fn no_forgetting_without_a_second_task() {
         let figures = Figures::from_matrix(matrix(&[&[97.0]]));
         assert_eq!((figures.forgetting, figures.bwt), (None, None));
-        assert_eq!(figures.final_average_accuracy, 97.0);
+        assert_eq!(figures.final_average_accuracy, Some(97.0));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The seam between the training loop and whatever displays its progress.
 
-use crate::EpochRecord;
+use crate::{EpochRecord, RunRecord, TrainError};
 
 /// Receives progress events from [`crate::train`]. Every method has an empty default,
 /// so an observer implements only what it shows.
@@ -14,6 +14,16 @@ pub trait TrainObserver {
     fn evaluation_started(&mut self, _num_tasks: usize) {}
     /// The epoch and its evaluation are complete.
     fn epoch_finished(&mut self, _record: &EpochRecord) {}
+    /// The record of the run so far, after every evaluation (results writers save it
+    /// here, so that an interrupted run keeps what it measured). An error stops the run.
+    fn evaluated(&mut self, _record: &RunRecord) -> Result<(), TrainError> {
+        Ok(())
+    }
+    /// Whether the run should stop between two steps (a signal): asked after every step
+    /// on every rank; the run stops with [`TrainError::Interrupted`] when any rank says so.
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 /// An observer that shows nothing.

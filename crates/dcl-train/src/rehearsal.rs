@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer, StepTimings, TimingStage};
 use dcl_data::HostBatch;
-use dcl_dist::{BufferService, Communicator, SingleProcess};
+use dcl_dist::{BufferService, Communicator};
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -31,13 +31,38 @@ use crate::TrainError;
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BufferSize {
-    /// Percent of the training set, split evenly over classes and workers (upstream's
-    /// `rehearsal_ratio`).
+    /// Percent of the training set, over all workers (upstream's `rehearsal_ratio`).
     Ratio(f64),
     /// Slots per class per worker (upstream's `rehearsal_size`).
     PerClass(usize),
     /// Samples in all, over all workers.
     Total(usize),
+}
+
+impl std::fmt::Display for BufferSize {
+    /// As the user wrote it: the `--agent-config` key and its value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BufferSize::Ratio(percent) => write!(f, "'rehearsal_ratio': {percent}"),
+            BufferSize::PerClass(n) => write!(f, "'rehearsal_size': {n}"),
+            BufferSize::Total(n) => write!(f, "'buffer_size': {n}"),
+        }
+    }
+}
+
+impl BufferSize {
+    /// The slots of worker `rank` of `workers`, for `train_len` training samples of
+    /// `num_classes` classes: a global budget is split evenly over the workers, the first
+    /// ranks taking one slot more where it does not divide, so that the workers hold exactly
+    /// the budget asked for.
+    pub fn worker_capacity(self, train_len: usize, num_classes: usize, rank: usize, workers: usize) -> usize {
+        let total = match self {
+            BufferSize::PerClass(n) => return n * num_classes,
+            BufferSize::Total(n) => n,
+            BufferSize::Ratio(percent) => (train_len as f64 * percent / 100.0) as usize,
+        };
+        total / workers + usize::from(rank < total % workers)
+    }
 }
 
 /// The insertion policies by name.
@@ -89,6 +114,60 @@ pub enum ReplaySource {
     PastTasks,
 }
 
+/// Where the representatives of a window of steps came from, over every worker.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DrawCounts {
+    /// Representatives drawn from each rank's buffer.
+    pub per_rank: Vec<u64>,
+    /// Representatives of each class.
+    pub per_class: Vec<u64>,
+}
+
+impl DrawCounts {
+    fn new(ranks: usize, classes: usize) -> Self {
+        DrawCounts {
+            per_rank: vec![0; ranks],
+            per_class: vec![0; classes],
+        }
+    }
+
+    fn add(&mut self, drawn: &Drawn<f32>) {
+        for &rank in &drawn.origins {
+            self.per_rank[rank as usize] += 1;
+        }
+        for &label in &drawn.labels {
+            self.per_class[label as usize] += 1;
+        }
+    }
+
+    fn merge(&mut self, other: &DrawCounts) {
+        for (a, b) in self.per_rank.iter_mut().zip(&other.per_rank) {
+            *a += b;
+        }
+        for (a, b) in self.per_class.iter_mut().zip(&other.per_class) {
+            *a += b;
+        }
+    }
+
+    /// The counts summed over the ranks of `world` (a collective call).
+    fn summed(&self, world: &dyn Communicator) -> Self {
+        let mut values: Vec<f64> = self.per_rank.iter().chain(&self.per_class).map(|&n| n as f64).collect();
+        world.all_reduce_sum_f64(&mut values);
+        let (ranks, classes) = values.split_at(self.per_rank.len());
+        DrawCounts {
+            per_rank: ranks.iter().map(|&n| n as u64).collect(),
+            per_class: classes.iter().map(|&n| n as u64).collect(),
+        }
+    }
+}
+
+/// The rehearsal of a window of steps (an epoch): timings of this worker, draws of all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RehearsalWindow {
+    pub timing: StepTimings,
+    pub draws: DrawCounts,
+}
+
 /// The resolved buffer of a run, as reported in `summary.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RehearsalReport {
@@ -96,15 +175,18 @@ pub struct RehearsalReport {
     pub config: RehearsalConfig,
     /// Slots in all (this worker).
     pub capacity: usize,
-    pub per_class: usize,
+    /// Slots per class, were they spread evenly (this worker).
+    pub per_class: f64,
     /// Samples stored per class at the end of the run (this worker).
     pub final_class_counts: Vec<usize>,
     /// Slots in all over every worker (the global budget).
     pub world_capacity: usize,
     /// Samples stored per class over every worker at the end of the run.
     pub world_class_counts: Vec<usize>,
-    /// The timing breakdown over the whole run.
+    /// The timing breakdown over the whole run (this worker).
     pub timing: StepTimings,
+    /// Where the representatives of the whole run came from (every worker).
+    pub draws: DrawCounts,
     /// Its mean per step, in milliseconds.
     pub timing_ms_per_step: std::collections::BTreeMap<String, f64>,
 }
@@ -118,6 +200,8 @@ pub struct StepBatch {
     pub fresh: usize,
     /// The representatives, in flyweight mode.
     pub representatives: Option<(Tensor, Tensor)>,
+    /// Per-class loss weights of the step, when the agent weighs classes.
+    pub class_weights: Option<Tensor>,
 }
 
 impl StepBatch {
@@ -129,6 +213,7 @@ impl StepBatch {
             labels,
             fresh: batch.labels.len(),
             representatives: None,
+            class_weights: None,
         })
     }
 }
@@ -139,9 +224,9 @@ pub struct Rehearsal {
     config: RehearsalConfig,
     buffer: Arc<Mutex<RehearsalBuffer<f32>>>,
     service: Box<dyn BufferService>,
-    timings: Arc<Mutex<StepTimings>>,
-    total: StepTimings,
-    per_class: usize,
+    /// The current window, filled by the loader thread.
+    window: Arc<Mutex<RehearsalWindow>>,
+    total: RehearsalWindow,
     image_shape: [usize; 3],
 }
 
@@ -158,17 +243,17 @@ impl Rehearsal {
         batch_size: usize,
         seed: u64,
     ) -> Result<Self, TrainError> {
-        let workers = world.size();
-        let per_class = match config.size {
-            BufferSize::Ratio(percent) => {
-                (train_len as f64 * percent / 100.0 / num_classes as f64 / workers as f64) as usize
-            }
-            BufferSize::PerClass(n) => n,
-            BufferSize::Total(n) => n / num_classes / workers,
-        };
-        if per_class == 0 {
+        let (rank, workers) = (world.rank(), world.size());
+        let capacity_of = |r: usize| config.size.worker_capacity(train_len, num_classes, r, workers);
+        // Every rank checks every rank's share, so that all refuse together.
+        if let Some(empty) = (0..workers).find(|&r| capacity_of(r) == 0) {
+            let whom = if workers > 1 {
+                format!("worker {empty} of {workers}")
+            } else {
+                "it".to_owned()
+            };
             return Err(TrainError::Config(format!(
-                "--agent-config: the rehearsal buffer ({:?}) leaves no slot per class ({num_classes} classes, {workers} worker(s))",
+                "--agent-config: the rehearsal buffer ({}) leaves no slot to {whom}",
                 config.size
             )));
         }
@@ -180,28 +265,34 @@ impl Rehearsal {
             PolicyName::Reservoir => InsertionPolicy::Reservoir,
             PolicyName::ClassBalanced => InsertionPolicy::ClassBalanced,
         };
-        let buffer = RehearsalBuffer::new(BufferConfig {
-            capacity: per_class * num_classes,
+        let buffer_config = |capacity| BufferConfig {
+            capacity,
             num_classes,
             sample_len: image_shape.iter().product(),
             payload_len: 0,
             policy,
             seed: seed ^ 0x5245_4845_4152_5345,
-        })
-        .map_err(|e| TrainError::Config(format!("--agent-config: {e}")))?;
+        };
+        let refused = |e: dcl_buffer::BufferError| TrainError::Config(format!("--agent-config: {e}"));
+        let smallest = (0..workers).map(capacity_of).min().unwrap_or(0);
+        buffer_config(smallest).validate().map_err(refused)?;
+        let buffer = RehearsalBuffer::new(buffer_config(capacity_of(rank))).map_err(refused)?;
         let buffer = Arc::new(Mutex::new(buffer));
         let service = if config.global_sampling {
             world.serve_buffer(Arc::clone(&buffer))
         } else {
-            SingleProcess.serve_buffer(Arc::clone(&buffer))
+            world.local_buffer(Arc::clone(&buffer))
+        };
+        let empty = RehearsalWindow {
+            timing: StepTimings::default(),
+            draws: DrawCounts::new(workers, num_classes),
         };
         Ok(Rehearsal {
             config,
             buffer,
             service,
-            timings: Arc::default(),
-            total: StepTimings::default(),
-            per_class,
+            window: Arc::new(Mutex::new(empty.clone())),
+            total: empty,
             image_shape,
         })
     }
@@ -215,7 +306,8 @@ impl Rehearsal {
     ) -> impl FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send + 'static {
         let buffer = Arc::clone(&self.buffer);
         let mut transport = self.service.client(seed);
-        let timings = Arc::clone(&self.timings);
+        let window = Arc::clone(&self.window);
+        let class_weights = self.config.class_weights;
         let count = if task >= self.config.start_task {
             self.config.num_representatives
         } else {
@@ -251,6 +343,7 @@ impl Rehearsal {
                         labels: host_tensor(&labels, &[n as i64]),
                         fresh: fresh.labels.len(),
                         representatives: None,
+                        class_weights: None,
                     };
                     clock.lap(TimingStage::RepresentativesCopy);
                     batch
@@ -271,20 +364,25 @@ impl Rehearsal {
                         labels,
                         fresh: fresh.labels.len(),
                         representatives,
+                        class_weights: None,
                     }
                 }
             };
             let labels: Vec<u32> = fresh.labels.iter().map(|&l| l as u32).collect();
-            buffer
-                .lock()
-                .expect("buffer lock poisoned")
-                .offer(&fresh.images, &labels, &[])
-                .expect("the loader's samples fit the buffer");
+            let weights = {
+                let mut buffer = buffer.lock().expect("buffer lock poisoned");
+                buffer.offer(&fresh.images, &labels, &[])?;
+                class_weights.then(|| inverse_frequency(buffer.seen_per_class()))
+            };
             clock.lap(TimingStage::BufferUpdate);
-            let mut shared = timings.lock().expect("timing lock poisoned");
-            shared.merge(&clock.timings);
-            shared.steps += 1;
-            Ok(batch)
+            let mut shared = window.lock().expect("window lock poisoned");
+            shared.timing.merge(&clock.timings);
+            shared.timing.steps += 1;
+            shared.draws.add(&drawn);
+            Ok(StepBatch {
+                class_weights: weights.map(|w| host_tensor(&w, &[w.len() as i64])),
+                ..batch
+            })
         }
     }
 
@@ -296,37 +394,31 @@ impl Rehearsal {
         report
     }
 
-    /// The per-class loss weights of the next step, when enabled: the inverse frequency of
-    /// each class among the samples offered so far, normalised so that a stream of balanced
-    /// classes weighs 1 each; classes not seen yet weigh 1.
-    pub fn class_weights(&self) -> Option<Tensor> {
-        if !self.config.class_weights {
-            return None;
-        }
-        let buffer = self.buffer.lock().expect("buffer lock poisoned");
-        let seen = buffer.seen_per_class();
-        let classes = seen.iter().filter(|&&n| n > 0).count().max(1) as f32;
-        let total = seen.iter().sum::<u64>().max(1) as f32;
-        let weights: Vec<f32> = seen
-            .iter()
-            .map(|&n| if n == 0 { 1.0 } else { total / (classes * n as f32) })
-            .collect();
-        Some(Tensor::from_slice(&weights))
-    }
-
     /// Adds the training thread's wait for a minibatch to the current window.
     pub fn add_wait(&self, elapsed: std::time::Duration) {
-        self.timings
+        self.window
             .lock()
-            .expect("timing lock poisoned")
+            .expect("window lock poisoned")
+            .timing
             .add(TimingStage::Wait, elapsed);
     }
 
-    /// Closes the current timing window (a pass) and returns it.
-    pub fn take_window(&mut self) -> StepTimings {
-        let window = std::mem::take(&mut *self.timings.lock().expect("timing lock poisoned"));
-        self.total.merge(&window);
-        window
+    /// Closes the current window (a pass) and returns it, its draws summed over the workers
+    /// of `world` (a collective call).
+    pub fn take_window(&mut self, world: &dyn Communicator) -> RehearsalWindow {
+        let mut window = self.window.lock().expect("window lock poisoned");
+        let fresh = RehearsalWindow {
+            timing: StepTimings::default(),
+            draws: DrawCounts::new(window.draws.per_rank.len(), window.draws.per_class.len()),
+        };
+        let local = std::mem::replace(&mut *window, fresh);
+        let taken = RehearsalWindow {
+            timing: local.timing,
+            draws: local.draws.summed(world),
+        };
+        self.total.timing.merge(&taken.timing);
+        self.total.draws.merge(&taken.draws);
+        taken
     }
 
     /// The report of the run so far (a collective call: it sums the workers' buffers).
@@ -335,22 +427,38 @@ impl Rehearsal {
         let counts = buffer.class_counts();
         let mut world_counts: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
         world.all_reduce_sum_f64(&mut world_counts);
+        let capacity = buffer.config().capacity;
+        let mut world_capacity = [capacity as f64];
+        world.all_reduce_sum_f64(&mut world_capacity);
         RehearsalReport {
             config: self.config.clone(),
-            capacity: buffer.config().capacity,
-            per_class: self.per_class,
+            capacity,
+            per_class: capacity as f64 / counts.len() as f64,
             final_class_counts: counts,
-            world_capacity: buffer.config().capacity * world.size(),
+            world_capacity: world_capacity[0] as usize,
             world_class_counts: world_counts.iter().map(|&c| c as usize).collect(),
-            timing: self.total,
+            timing: self.total.timing,
+            draws: self.total.draws.clone(),
             timing_ms_per_step: self
                 .total
+                .timing
                 .per_step_ms()
                 .iter()
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
         }
     }
+}
+
+/// Per-class loss weights from the samples seen per class: the inverse frequency of each
+/// class, normalised so that a stream of balanced classes weighs 1 each; classes not seen yet
+/// weigh 1.
+fn inverse_frequency(seen: &[u64]) -> Vec<f32> {
+    let classes = seen.iter().filter(|&&n| n > 0).count().max(1) as f32;
+    let total = seen.iter().sum::<u64>().max(1) as f32;
+    seen.iter()
+        .map(|&n| if n == 0 { 1.0 } else { total / (classes * n as f32) })
+        .collect()
 }
 
 /// Measures consecutive stages.
@@ -379,6 +487,7 @@ mod tests {
     use std::collections::HashSet;
 
     use dcl_data::{ImageSet, Loader, LoaderConfig, LoaderSource, Normalization, SampleRef, View};
+    use dcl_dist::SingleProcess;
 
     use super::*;
 
@@ -554,49 +663,85 @@ mod tests {
             prefetch: 2,
         };
         let steps = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0)).count();
-        let window = rehearsal.take_window();
-        assert_eq!(window.steps, steps as u64);
+        let window = rehearsal.take_window(&SingleProcess);
+        assert_eq!(window.timing.steps, steps as u64);
+        // 6 representatives per step once the buffer holds 6; the first step draws nothing.
+        let drawn: u64 = window.draws.per_rank.iter().sum();
+        assert_eq!(window.draws.per_rank.len(), 1);
+        assert_eq!(drawn, window.draws.per_class.iter().sum::<u64>());
+        assert_eq!(drawn, 6 * (steps as u64 - 1));
         let report = rehearsal.report(&SingleProcess);
-        assert_eq!((report.capacity, report.per_class, report.world_capacity), (40, 4, 40));
+        assert_eq!((report.capacity, report.per_class, report.world_capacity), (40, 4.0, 40));
         assert_eq!(report.final_class_counts, vec![4; 10]);
         assert_eq!(report.timing.steps, 10);
+        assert_eq!(report.draws, window.draws);
     }
 
     #[test]
-    fn class_weights_follow_the_inverse_class_frequency_of_the_stream() {
-        let off = new_rehearsal(config(PipelineMode::Standard, ReplaySource::All), 8).unwrap();
-        assert!(off.class_weights().is_none());
-        let on = RehearsalConfig {
-            class_weights: true,
+    fn class_weights_follow_the_inverse_class_frequency_of_the_stream_up_to_the_step() {
+        let weights_of = |class_weights: bool| -> Vec<Option<Vec<f32>>> {
+            let config = RehearsalConfig {
+                class_weights,
+                ..config(PipelineMode::Standard, ReplaySource::All)
+            };
+            let rehearsal = new_rehearsal(config, 8).unwrap();
+            // 20 samples of class 0 (all there are), then 10 of class 1.
+            let of_class = |c: u32, n: usize| (0..200u32).filter(move |i| i % 10 == c).take(n);
+            let samples = refs(of_class(0, 20).chain(of_class(1, 10)));
+            let loader_config = LoaderConfig {
+                batch_size: 10,
+                shuffle_seed: None,
+                prefetch: 2,
+            };
+            Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0))
+                .map(|b| b.unwrap().class_weights.map(|w| Vec::<f32>::try_from(w).unwrap()))
+                .collect()
+        };
+        assert!(weights_of(false).iter().all(Option::is_none));
+        let steps = weights_of(true);
+        // Step 1 and 2: class 0 only, which weighs 1; the others are unseen and weigh 1.
+        assert_eq!(steps[1].as_ref().unwrap()[..3], [1.0, 1.0, 1.0]);
+        // Step 3, whatever the loader's lead: 30 seen over 2 classes: 30 / (2 * 20) = 0.75
+        // and 30 / (2 * 10) = 1.5.
+        let last = steps[2].as_ref().unwrap();
+        assert!((last[0] - 0.75).abs() < 1e-6 && (last[1] - 1.5).abs() < 1e-6, "{last:?}");
+        assert_eq!(last[2], 1.0, "an unseen class weighs 1");
+    }
+
+    #[test]
+    fn the_budget_is_split_exactly_over_the_workers_and_an_empty_share_is_refused() {
+        let capacities = |size: BufferSize, workers: usize| -> Vec<usize> {
+            (0..workers).map(|r| size.worker_capacity(60_000, 10, r, workers)).collect()
+        };
+        assert_eq!(capacities(BufferSize::Total(500), 3), vec![167, 167, 166]);
+        assert_eq!(capacities(BufferSize::Total(5), 1), vec![5]);
+        assert_eq!(capacities(BufferSize::Ratio(1.0), 7).iter().sum::<usize>(), 600);
+        assert_eq!(capacities(BufferSize::PerClass(3), 2), vec![30, 30]);
+        assert_eq!(capacities(BufferSize::Total(1), 2), vec![1, 0]);
+
+        let sized = |size: BufferSize, policy: PolicyName| RehearsalConfig {
+            size,
+            policy,
             ..config(PipelineMode::Standard, ReplaySource::All)
         };
-        let rehearsal = new_rehearsal(on, 8).unwrap();
-        // 20 samples of class 0 (all there are), 10 of class 1: class 1 weighs twice as much.
-        let of_class = |c: u32, n: usize| (0..200u32).filter(move |i| i % 10 == c).take(n);
-        let samples = refs(of_class(0, 20).chain(of_class(1, 10)));
-        let loader_config = LoaderConfig {
-            batch_size: 8,
-            shuffle_seed: None,
-            prefetch: 2,
-        };
-        let _ = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0)).count();
-        let weights = Vec::<f32>::try_from(rehearsal.class_weights().unwrap()).unwrap();
-        // 30 seen over 2 classes: 30 / (2 * 20) = 0.75 and 30 / (2 * 10) = 1.5.
+        let five = new_rehearsal(sized(BufferSize::Total(5), PolicyName::Reservoir), 8).unwrap();
+        assert_eq!(five.report(&SingleProcess).capacity, 5);
+        let err = new_rehearsal(sized(BufferSize::Total(0), PolicyName::Reservoir), 8)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
-            (weights[0] - 0.75).abs() < 1e-6 && (weights[1] - 1.5).abs() < 1e-6,
-            "{weights:?}"
+            err.contains("the rehearsal buffer ('buffer_size': 0) leaves no slot to it"),
+            "{err}"
         );
-        assert_eq!(weights[2], 1.0, "an unseen class weighs 1");
-    }
-
-    #[test]
-    fn a_buffer_without_slots_is_refused() {
-        let tiny = RehearsalConfig {
-            size: BufferSize::Total(5),
-            ..config(PipelineMode::Standard, ReplaySource::All)
-        };
-        let err = new_rehearsal(tiny, 8).err().unwrap().to_string();
-        assert!(err.contains("leaves no slot per class"), "{err}");
+        let err = new_rehearsal(sized(BufferSize::Total(5), PolicyName::Upstream), 8)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("the upstream policy needs a slot per class: 5 slots for 10 classes"),
+            "{err}"
+        );
     }
 
     #[test]

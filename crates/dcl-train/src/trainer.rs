@@ -9,6 +9,7 @@ use dcl_dist::Communicator;
 use dcl_models::ModelInput;
 use tch::{Device, Kind, Reduction, Tensor};
 
+use crate::guard::guarded;
 use crate::learner::{class_mask, Learner};
 use crate::rehearsal::{Rehearsal, StepBatch};
 use crate::{EpochRecord, EvalRecord, RunConfig, RunRecord, TrainError, TrainObserver};
@@ -62,17 +63,202 @@ pub fn pass_seed(seed: u64, task: usize, epoch: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Trains `config.model` on the tasks of `scenario` in order and returns the record of
-/// the run. Same seed and configuration give the same record on one CPU worker (but for
-/// timings).
-///
-/// Before every task the optimiser state and the regime restart (upstream's behaviour), and
-/// with `reset_state_dict` the weights return to their initial values. After every epoch the
-/// model is evaluated on the test samples of every task seen so far.
-///
-/// In a `world` of several ranks (data parallelism), every rank runs this with the same
-/// configuration: each trains on its own shard of every pass, gradients are averaged every
-/// step, evaluation is sharded too, and every figure of the record is the global one.
+/// A run ready to train: the model, its optimiser and the rehearsal buffer are built, so
+/// every check that needs them has passed (call it before creating a results directory).
+pub struct Trainer<'a> {
+    config: &'a RunConfig,
+    data: &'a SplitDataset,
+    scenario: &'a Scenario,
+    world: Arc<dyn Communicator>,
+    learner: Learner,
+    rehearsal: Option<Rehearsal>,
+    masks: Masks,
+}
+
+impl<'a> Trainer<'a> {
+    /// Builds the run's learner and rehearsal buffer (collective calls: every rank of `world`
+    /// makes them, and every check that can fail here fails alike on every rank).
+    pub fn new(
+        config: &'a RunConfig,
+        data: &'a SplitDataset,
+        scenario: &'a Scenario,
+        world: Arc<dyn Communicator>,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        if config.threads > 0 {
+            tch::set_num_threads(config.threads as i32);
+        }
+        tch::manual_seed(config.seed as i64);
+        let input = ModelInput {
+            image_shape: data.train.image_shape,
+            num_classes: data.num_classes,
+        };
+        let mut learner = Learner::new(
+            &config.model,
+            input,
+            config.optimizer_regime.settings_at(0),
+            device(),
+            Arc::clone(&world),
+        )?;
+        learner.set_accumulation(config.batches_per_allreduce);
+        learner.set_fp16_allreduce(config.fp16_allreduce);
+        let rehearsal = match &config.agent.rehearsal {
+            Some(rehearsal_config) => {
+                let train_len = config
+                    .train_samples
+                    .map_or(data.train.len(), |n| n.min(data.train.len()));
+                // Each rank's buffer gets its own stream of random choices.
+                let seed = config.seed.wrapping_add(world.rank() as u64);
+                Some(Rehearsal::new(
+                    rehearsal_config.clone(),
+                    data.num_classes,
+                    data.train.image_shape,
+                    train_len,
+                    &*world,
+                    config.batch_size,
+                    seed,
+                )?)
+            }
+            None => None,
+        };
+        Ok(Trainer {
+            config,
+            data,
+            scenario,
+            masks: Masks::new(scenario, config.use_mask, data.num_classes),
+            world,
+            learner,
+            rehearsal,
+        })
+    }
+
+    /// Trains on the tasks of the scenario in order and returns the record of the run. Same
+    /// seed and configuration give the same record on one CPU worker (but for timings).
+    ///
+    /// Before every task the optimiser state and the regime restart (upstream's behaviour),
+    /// and with `reset_state_dict` the weights return to their initial values. After every
+    /// epoch the model is evaluated on the test samples of every task seen so far, and the
+    /// observer gets the record so far ([`TrainObserver::evaluated`]): when the run fails or
+    /// is interrupted ([`TrainError::Interrupted`], between two steps, when the observer asks
+    /// on any rank), what it last got is the run's partial result.
+    ///
+    /// In a world of several ranks (data parallelism), every rank runs this with the same
+    /// configuration: each trains on its own shard of every pass, gradients are averaged
+    /// every step, evaluation is sharded too, and every figure of the record is the global one.
+    pub fn run(mut self, observer: &mut dyn TrainObserver) -> Result<RunRecord, TrainError> {
+        let (config, world) = (self.config, Arc::clone(&self.world));
+        let (rank, size) = (world.rank(), world.size());
+        let train_source = LoaderSource {
+            set: Arc::clone(&self.data.train),
+            views: Arc::clone(&self.scenario.views),
+            normalization: self.data.normalization,
+        };
+        let test_source = LoaderSource {
+            set: Arc::clone(&self.data.test),
+            ..train_source.clone()
+        };
+        let regime = &config.optimizer_regime;
+        let started = Instant::now();
+        let mut record = RunRecord {
+            num_tasks: self.scenario.tasks.len(),
+            world_size: size,
+            ..Default::default()
+        };
+        for (task_id, task) in self.scenario.tasks.iter().enumerate() {
+            if task_id > 0 && config.agent.reset_state_dict {
+                self.learner.reset_weights();
+            }
+            self.learner.reset_optimizer(regime.settings_at(0))?;
+            for epoch in 0..config.epochs {
+                let settings = regime.settings_at(epoch);
+                self.learner.apply(settings)?;
+                let collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self.rehearsal
+                {
+                    Some(rehearsal) => {
+                        let seed = pass_seed(config.seed ^ 0x6C6F_6261_6C00, task_id, epoch).wrapping_add(rank as u64);
+                        Box::new(rehearsal.collate(task_id, seed))
+                    }
+                    None => Box::new(StepBatch::plain),
+                };
+                let samples = shard(
+                    &task.train,
+                    Some(pass_seed(config.seed, task_id, epoch)),
+                    rank,
+                    size,
+                    true,
+                );
+                let loader = Loader::spawn(
+                    train_source.clone(),
+                    samples,
+                    LoaderConfig {
+                        batch_size: config.batch_size,
+                        shuffle_seed: None,
+                        prefetch: PREFETCH_BATCHES,
+                    },
+                    collate,
+                );
+                let steps = loader.num_batches();
+                observer.epoch_started(task_id, epoch, steps);
+                let lr_at = |step: usize| {
+                    let progress = epoch as f64 + step as f64 / steps.max(1) as f64;
+                    settings.lr * config.lr_scaling.factor(size, progress, config.warmup_epochs)
+                };
+                let pass = train_pass(
+                    &mut self.learner,
+                    loader,
+                    self.masks.train(task_id),
+                    self.rehearsal.as_ref(),
+                    &lr_at,
+                    config.log_interval,
+                    &*world,
+                    observer,
+                )?
+                .summed(&*world);
+                let rehearsal_window = self.rehearsal.as_mut().map(|r| r.take_window(&*world));
+                record.train_seconds += pass.seconds;
+
+                observer.evaluation_started(task_id + 1);
+                let mut eval = Vec::with_capacity(task_id + 1);
+                for j in 0..=task_id {
+                    stop_if_asked(observer, &*world)?;
+                    let samples = shard(&self.scenario.tasks[j].test, None, rank, size, false);
+                    let totals = evaluate(
+                        &self.learner,
+                        &test_source,
+                        &samples,
+                        config.eval_batch_size,
+                        &self.masks.test(j),
+                    )?;
+                    eval.push(totals.summed(&*world).into_record(j));
+                }
+                let epoch_record = EpochRecord {
+                    task: task_id,
+                    epoch,
+                    train_loss: pass.totals.mean_loss(),
+                    train_top1: pass.totals.top1(),
+                    train_images: pass.fresh_samples,
+                    train_seconds: pass.seconds,
+                    images_per_second: pass.fresh_samples as f64 / pass.seconds,
+                    eval,
+                    rehearsal_timing: rehearsal_window.as_ref().map(|w| w.timing),
+                    rehearsal_draws: rehearsal_window.map(|w| w.draws),
+                };
+                observer.epoch_finished(&epoch_record);
+                record.epochs.push(epoch_record);
+                record.wall_seconds = started.elapsed().as_secs_f64();
+                if let Some(rehearsal) = &self.rehearsal {
+                    record.rehearsal = Some(rehearsal.report(&*world));
+                }
+                observer.evaluated(&record)?;
+            }
+        }
+        record.wall_seconds = started.elapsed().as_secs_f64();
+        record.rehearsal = self.rehearsal.map(|r| r.finish(&*world));
+        Ok(record)
+    }
+}
+
+/// Trains `config.model` on the tasks of `scenario` ([`Trainer::new`], then [`Trainer::run`]).
 pub fn train(
     config: &RunConfig,
     data: &SplitDataset,
@@ -80,141 +266,18 @@ pub fn train(
     observer: &mut dyn TrainObserver,
     world: Arc<dyn Communicator>,
 ) -> Result<RunRecord, TrainError> {
-    config.validate()?;
-    if config.threads > 0 {
-        tch::set_num_threads(config.threads as i32);
-    }
-    tch::manual_seed(config.seed as i64);
-    let input = ModelInput {
-        image_shape: data.train.image_shape,
-        num_classes: data.num_classes,
-    };
-    let regime = &config.optimizer_regime;
-    let mut learner = Learner::new(
-        &config.model,
-        input,
-        regime.settings_at(0),
-        device(),
-        Arc::clone(&world),
-    )?;
-    learner.set_accumulation(config.batches_per_allreduce);
-    learner.set_fp16_allreduce(config.fp16_allreduce);
-    let (rank, size) = (world.rank(), world.size());
-    let train_source = LoaderSource {
-        set: Arc::clone(&data.train),
-        views: Arc::clone(&scenario.views),
-        normalization: data.normalization,
-    };
-    let test_source = LoaderSource {
-        set: Arc::clone(&data.test),
-        ..train_source.clone()
-    };
-    let masks = Masks::new(scenario, config.use_mask, data.num_classes);
-    let mut rehearsal = match &config.agent.rehearsal {
-        Some(rehearsal_config) => {
-            let train_len = config
-                .train_samples
-                .map_or(data.train.len(), |n| n.min(data.train.len()));
-            let shape = data.train.image_shape;
-            // Each rank's buffer gets its own stream of random choices.
-            let seed = config.seed.wrapping_add(rank as u64);
-            Some(Rehearsal::new(
-                rehearsal_config.clone(),
-                data.num_classes,
-                shape,
-                train_len,
-                &*world,
-                config.batch_size,
-                seed,
-            )?)
-        }
-        None => None,
-    };
+    Trainer::new(config, data, scenario, world)?.run(observer)
+}
 
-    let started = Instant::now();
-    let mut record = RunRecord {
-        num_tasks: scenario.tasks.len(),
-        world_size: size,
-        ..Default::default()
-    };
-    for (task_id, task) in scenario.tasks.iter().enumerate() {
-        if task_id > 0 && config.agent.reset_state_dict {
-            learner.reset_weights();
-        }
-        learner.reset_optimizer(regime.settings_at(0))?;
-        for epoch in 0..config.epochs {
-            let settings = regime.settings_at(epoch);
-            learner.apply(settings)?;
-            let collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &rehearsal {
-                Some(rehearsal) => {
-                    let seed = pass_seed(config.seed ^ 0x6C6F_6261_6C00, task_id, epoch).wrapping_add(rank as u64);
-                    Box::new(rehearsal.collate(task_id, seed))
-                }
-                None => Box::new(StepBatch::plain),
-            };
-            let samples = shard(
-                &task.train,
-                Some(pass_seed(config.seed, task_id, epoch)),
-                rank,
-                size,
-                true,
-            );
-            let loader = Loader::spawn(
-                train_source.clone(),
-                samples,
-                LoaderConfig {
-                    batch_size: config.batch_size,
-                    shuffle_seed: None,
-                    prefetch: PREFETCH_BATCHES,
-                },
-                collate,
-            );
-            let steps = loader.num_batches();
-            observer.epoch_started(task_id, epoch, steps);
-            let lr_at = |step: usize| {
-                let progress = epoch as f64 + step as f64 / steps.max(1) as f64;
-                settings.lr * config.lr_scaling.factor(size, progress, config.warmup_epochs)
-            };
-            let mask = masks.train(task_id);
-            let pass = train_pass(
-                &mut learner,
-                loader,
-                mask,
-                rehearsal.as_ref(),
-                &lr_at,
-                config.log_interval,
-                observer,
-            )?
-            .summed(&*world);
-            let rehearsal_timing = rehearsal.as_mut().map(Rehearsal::take_window);
-            record.train_seconds += pass.seconds;
-
-            observer.evaluation_started(task_id + 1);
-            let eval = (0..=task_id)
-                .map(|j| {
-                    let samples = shard(&scenario.tasks[j].test, None, rank, size, false);
-                    evaluate(&learner, &test_source, &samples, config.eval_batch_size, &masks.test(j))
-                        .map(|e| e.summed(&*world).into_record(j))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let epoch_record = EpochRecord {
-                task: task_id,
-                epoch,
-                train_loss: pass.totals.mean_loss(),
-                train_top1: pass.totals.top1(),
-                train_images: pass.fresh_samples,
-                train_seconds: pass.seconds,
-                images_per_second: pass.fresh_samples as f64 / pass.seconds,
-                eval,
-                rehearsal_timing,
-            };
-            observer.epoch_finished(&epoch_record);
-            record.epochs.push(epoch_record);
-        }
+/// Fails with [`TrainError::Interrupted`] when the observer of any rank asks to stop (every
+/// rank calls it at the same point).
+fn stop_if_asked(observer: &dyn TrainObserver, world: &dyn Communicator) -> Result<(), TrainError> {
+    let mut votes = [f64::from(u8::from(observer.stop_requested()))];
+    world.all_reduce_sum_f64(&mut votes);
+    if votes[0] > 0.0 {
+        return Err(TrainError::Interrupted);
     }
-    record.wall_seconds = started.elapsed().as_secs_f64();
-    record.rehearsal = rehearsal.map(|r| r.finish(&*world));
-    Ok(record)
+    Ok(())
 }
 
 /// The logit masks of a run.
@@ -355,6 +418,7 @@ fn count_top1(hits: &mut Tensor, logits: &Tensor, labels: &Tensor) -> Result<(),
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn train_pass(
     learner: &mut Learner,
     mut loader: Loader<Result<StepBatch, TrainError>>,
@@ -362,6 +426,7 @@ fn train_pass(
     rehearsal: Option<&Rehearsal>,
     lr_at: &dyn Fn(usize) -> f64,
     log_interval: usize,
+    world: &dyn Communicator,
     observer: &mut dyn TrainObserver,
 ) -> Result<Pass, TrainError> {
     let started = Instant::now();
@@ -380,36 +445,39 @@ fn train_pass(
             rehearsal.add_wait(waited.elapsed());
         }
         let fresh = batch.fresh;
-        let (images, labels) = match batch.representatives {
-            None => (batch.images, batch.labels),
-            Some((rep_images, rep_labels)) => (
-                Tensor::f_cat(&[batch.images, rep_images], 0)?,
-                Tensor::f_cat(&[batch.labels, rep_labels], 0)?,
-            ),
-        };
-        let (images, labels) = (images.to_device(device()), labels.to_device(device()));
-        let batch = labels.size()[0];
-        let class_weights = rehearsal
-            .and_then(Rehearsal::class_weights)
-            .map(|w| w.to_device(device()));
-        learner.set_lr(lr_at(step));
-        let (loss, logits) = learner.train_step(&images, &labels, mask, class_weights.as_ref())?;
-        tch::no_grad(|| -> Result<(), TrainError> {
-            let _ = loss_sum.f_add_(&(loss.f_to_kind(Kind::Double)? * batch as f64))?;
-            count_top1(&mut hits, &logits, &labels)
+        let batch_size = guarded("the training step", || {
+            let (images, labels) = match batch.representatives {
+                None => (batch.images, batch.labels),
+                Some((rep_images, rep_labels)) => (
+                    Tensor::f_cat(&[batch.images, rep_images], 0)?,
+                    Tensor::f_cat(&[batch.labels, rep_labels], 0)?,
+                ),
+            };
+            let (images, labels) = (images.f_to_device(device())?, labels.f_to_device(device())?);
+            let class_weights = batch.class_weights.map(|w| w.f_to_device(device())).transpose()?;
+            learner.set_lr(lr_at(step));
+            let (loss, logits) = learner.train_step(&images, &labels, mask, class_weights.as_ref())?;
+            let size = labels.size()[0];
+            tch::no_grad(|| -> Result<(), TrainError> {
+                let _ = loss_sum.f_add_(&loss.f_to_kind(Kind::Double)?.f_mul_scalar(size as f64)?)?;
+                count_top1(&mut hits, &logits, &labels)
+            })?;
+            let report = (step + 1) % log_interval == 0;
+            let shown = if report { Some(loss.f_double_value(&[])?) } else { None };
+            Ok((size as usize, shown))
         })?;
-        samples += batch as usize;
+        samples += batch_size.0;
         fresh_samples += fresh;
         step += 1;
-        let report = step % log_interval == 0;
-        observer.batch_finished(fresh, report.then(|| loss.double_value(&[])));
+        observer.batch_finished(fresh, batch_size.1);
+        stop_if_asked(observer, world)?;
     }
-    learner.flush()?;
+    guarded("the training step", || learner.flush())?;
     Ok(Pass {
         totals: Totals {
             samples,
-            loss_sum: loss_sum.double_value(&[]),
-            top1_hits: hits.int64_value(&[]),
+            loss_sum: loss_sum.f_double_value(&[])?,
+            top1_hits: hits.f_int64_value(&[])?,
             top5_hits: 0,
             task_il_hits: None,
         },
@@ -436,36 +504,46 @@ fn evaluate(
         },
         |batch: HostBatch| tensors_of(&batch),
     );
-    tch::no_grad(|| {
-        let mut loss_sum = Tensor::zeros([], (Kind::Double, device()));
-        let mut top1 = Tensor::zeros([], (Kind::Int64, device()));
-        let mut top5 = Tensor::zeros([], (Kind::Int64, device()));
-        let mut task_il = Tensor::zeros([], (Kind::Int64, device()));
-        for (images, labels) in loader {
-            let (images, labels) = (images.to_device(device()), labels.to_device(device()));
-            let raw = learner.predict(&images);
-            let logits = match masks.protocol {
-                Some(mask) => raw.f_add(mask)?,
-                None => raw.shallow_clone(),
-            };
-            let loss = logits.f_cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0)?;
-            let _ = loss_sum.f_add_(&loss.f_to_kind(Kind::Double)?)?;
-            let k = logits.size()[1].min(5);
-            let (_, predicted) = logits.f_topk(k, -1, true, true)?;
-            let correct = predicted.f_eq_tensor(&labels.unsqueeze(1))?;
-            let _ = top1.f_add_(&correct.f_narrow(1, 0, 1)?.f_sum(Kind::Int64)?)?;
-            let _ = top5.f_add_(&correct.f_sum(Kind::Int64)?)?;
-            if let Some(mask) = masks.task_il {
-                count_top1(&mut task_il, &raw.f_add(mask)?, &labels)?;
-            }
+    guarded("evaluation", || {
+        tch::no_grad(|| evaluate_batches(learner, loader, samples.len(), masks))
+    })
+}
+
+/// The sums of [`evaluate`] over the batches of `loader`.
+fn evaluate_batches(
+    learner: &Learner,
+    loader: Loader<(Tensor, Tensor)>,
+    samples: usize,
+    masks: &TestMasks,
+) -> Result<Totals, TrainError> {
+    let mut loss_sum = Tensor::zeros([], (Kind::Double, device()));
+    let mut top1 = Tensor::zeros([], (Kind::Int64, device()));
+    let mut top5 = Tensor::zeros([], (Kind::Int64, device()));
+    let mut task_il = Tensor::zeros([], (Kind::Int64, device()));
+    for (images, labels) in loader {
+        let (images, labels) = (images.f_to_device(device())?, labels.f_to_device(device())?);
+        let raw = learner.predict(&images);
+        let logits = match masks.protocol {
+            Some(mask) => raw.f_add(mask)?,
+            None => raw.shallow_clone(),
+        };
+        let loss = logits.f_cross_entropy_loss::<Tensor>(&labels, None, Reduction::Sum, -100, 0.0)?;
+        let _ = loss_sum.f_add_(&loss.f_to_kind(Kind::Double)?)?;
+        let k = logits.size()[1].min(5);
+        let (_, predicted) = logits.f_topk(k, -1, true, true)?;
+        let correct = predicted.f_eq_tensor(&labels.unsqueeze(1))?;
+        let _ = top1.f_add_(&correct.f_narrow(1, 0, 1)?.f_sum(Kind::Int64)?)?;
+        let _ = top5.f_add_(&correct.f_sum(Kind::Int64)?)?;
+        if let Some(mask) = masks.task_il {
+            count_top1(&mut task_il, &raw.f_add(mask)?, &labels)?;
         }
-        Ok(Totals {
-            samples: samples.len(),
-            loss_sum: loss_sum.double_value(&[]),
-            top1_hits: top1.int64_value(&[]),
-            top5_hits: top5.int64_value(&[]),
-            task_il_hits: masks.task_il.map(|_| task_il.int64_value(&[])),
-        })
+    }
+    Ok(Totals {
+        samples,
+        loss_sum: loss_sum.f_double_value(&[])?,
+        top1_hits: top1.f_int64_value(&[])?,
+        top5_hits: top5.f_int64_value(&[])?,
+        task_il_hits: masks.task_il.map(|_| task_il.f_int64_value(&[])).transpose()?,
     })
 }
 

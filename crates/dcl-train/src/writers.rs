@@ -1,21 +1,51 @@
 //! The files a run leaves in its results directory, all derived from its [`RunRecord`]:
-//! `summary.json` (dcl's headline figures), upstream's `dl_metrics.json`,
-//! `tasks_metrics.json` and `time_metrics.json`, and `metrics.csv` (one row per training
-//! task, epoch and test task). Tasks and epochs are numbered from 0.
+//! `summary.json` (the run's state and identity, and dcl's headline figures), upstream's
+//! `dl_metrics.json`, `tasks_metrics.json` and `time_metrics.json`, and `metrics.csv` (one
+//! row per training task, epoch and test task). Tasks and epochs are numbered from 0. They
+//! are written after every evaluation, so that a run stopped at any point keeps what it
+//! measured.
 
 use std::fmt::Write;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::{EpochRecord, RunDir, RunRecord, TrainError};
+use crate::results::{RunIdentity, RunStatus};
+use crate::{EpochRecord, RunDir, RunRecord, Summary, TrainError};
 
-/// Writes every results file of `record` into `dir`.
-pub fn write_all(dir: &RunDir, record: &RunRecord) -> Result<(), TrainError> {
-    dir.write_json("summary.json", &record.summary())?;
+/// The content of `summary.json`: the state of the run, which run it is, and its figures so
+/// far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SummaryFile {
+    pub status: RunStatus,
+    /// What stopped a failed (or killed) run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub run: RunIdentity,
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// Writes every results file of `record` into `dir`, `summary.json` (with `status`, `error`
+/// and `run`) last.
+pub fn write_all(
+    dir: &RunDir,
+    record: &RunRecord,
+    status: RunStatus,
+    error: Option<&str>,
+    run: &RunIdentity,
+) -> Result<(), TrainError> {
     dir.write_json("dl_metrics.json", &dl_metrics(record))?;
     dir.write_json("tasks_metrics.json", &tasks_metrics(record))?;
     dir.write_json("time_metrics.json", &time_metrics(record))?;
-    dir.write("metrics.csv", metrics_csv(record).as_bytes())
+    dir.write("metrics.csv", metrics_csv(record).as_bytes())?;
+    let summary = SummaryFile {
+        status,
+        error: error.map(str::to_owned),
+        run: run.clone(),
+        summary: record.summary(),
+    };
+    dir.write_json("summary.json", &summary)
 }
 
 /// A JSON list with one entry per epoch of the run.
@@ -112,9 +142,11 @@ mod tests {
             images_per_second: 50.0,
             eval: evals,
             rehearsal_timing: None,
+            rehearsal_draws: None,
         };
         RunRecord {
             num_tasks: 2,
+            epochs_per_task: 1,
             world_size: 1,
             epochs: vec![
                 epoch(0, vec![eval(0, 80.0)]),
@@ -146,18 +178,23 @@ mod tests {
     }
 
     #[test]
-    fn every_file_is_written() {
+    fn every_file_is_written_and_the_summary_says_the_state_of_the_run() {
         let root = tempfile::tempdir().unwrap();
         let dir = RunDir::create(&root.path().join("run"), false).unwrap();
-        write_all(&dir, &record()).unwrap();
-        for name in [
-            "summary.json",
-            "dl_metrics.json",
-            "tasks_metrics.json",
-            "time_metrics.json",
-            "metrics.csv",
-        ] {
+        let run = RunIdentity::new("{}", 3);
+        write_all(&dir, &record(), RunStatus::Failed, Some("disk full"), &run).unwrap();
+        for name in crate::results::RESULT_FILES.iter().filter(|n| **n != "config.json") {
             assert!(dir.path().join(name).is_file(), "{name} missing");
         }
+        let text = std::fs::read_to_string(dir.path().join("summary.json")).unwrap();
+        let summary: SummaryFile = serde_json::from_str(&text).unwrap();
+        assert_eq!(summary.status, RunStatus::Failed);
+        assert_eq!(summary.error.as_deref(), Some("disk full"));
+        assert_eq!(summary.run, run);
+        assert_eq!(summary.summary, record().summary());
+        let json: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["status"], "failed");
+        assert_eq!(json["run"]["seed"], 3);
+        assert_eq!(json["final_average_accuracy"], 65.0);
     }
 }
