@@ -372,7 +372,10 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
 /// capacity split evenly over the classes, the remainder one slot each to the first classes.
 fn upstream_bucket(capacity: usize, num_classes: usize, class: usize) -> (usize, usize) {
     let (base, remainder) = (capacity / num_classes, capacity % num_classes);
-    (class * base + class.min(remainder), base + usize::from(class < remainder))
+    (
+        class * base + class.min(remainder),
+        base + usize::from(class < remainder),
+    )
 }
 
 #[cfg(test)]
@@ -603,7 +606,9 @@ mod tests {
         assert_eq!(buffer.len(), 25);
         contents(&mut buffer);
         let too_small = RehearsalBuffer::<f32>::new(config(9, 10, policy, 0)).unwrap_err();
-        assert!(too_small.to_string().contains("a slot per class: 9 slots for 10 classes"));
+        assert!(too_small
+            .to_string()
+            .contains("a slot per class: 9 slots for 10 classes"));
         // The other policies take any positive capacity.
         assert!(RehearsalBuffer::<f32>::new(config(5, 10, InsertionPolicy::Reservoir, 0)).is_ok());
     }

@@ -207,7 +207,11 @@ pub fn check_launch(size: usize, env: impl Fn(&str) -> Option<String>) -> Result
             return Err(DistError::Launch(format!(
                 "the launcher started {launched} ranks but they joined a world of {size}: dcl was built against \
                  another MPI than the launcher's (use MPICH's mpirun.mpich, or rebuild{})",
-                if cfg!(feature = "mpi") { "" } else { " with the mpi feature" }
+                if cfg!(feature = "mpi") {
+                    ""
+                } else {
+                    " with the mpi feature"
+                }
             )));
         }
         return Ok(None);
@@ -256,9 +260,15 @@ mod tests {
             move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
         };
         let mismatch = check_launch(1, env(&[("PMI_SIZE", "4")])).unwrap_err().to_string();
-        assert!(mismatch.contains("started 4 ranks but they joined a world of 1"), "{mismatch}");
+        assert!(
+            mismatch.contains("started 4 ranks but they joined a world of 1"),
+            "{mismatch}"
+        );
         assert!(check_launch(1, env(&[("OMPI_COMM_WORLD_SIZE", "2")])).is_err());
-        assert_eq!(check_launch(4, env(&[("PMI_SIZE", "4"), ("SLURM_NTASKS", "4")])).unwrap(), None);
+        assert_eq!(
+            check_launch(4, env(&[("PMI_SIZE", "4"), ("SLURM_NTASKS", "4")])).unwrap(),
+            None
+        );
         // sbatch without srun: one process in an allocation of 8 tasks runs, with a notice.
         let notice = check_launch(1, env(&[("SLURM_NTASKS", "8")])).unwrap().unwrap();
         assert!(notice.contains("runs as one worker"), "{notice}");

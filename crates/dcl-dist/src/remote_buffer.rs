@@ -134,7 +134,8 @@ impl BufferService for MpiBufferService {
 
     fn stop(mut self: Box<Self>) {
         // Every rank has made its last draw once all are here.
-        self.watch.wait(self.requests.0.immediate_barrier(), "the end of rehearsal");
+        self.watch
+            .wait(self.requests.0.immediate_barrier(), "the end of rehearsal");
         let me = self.requests.0.rank();
         self.requests
             .0
@@ -254,7 +255,8 @@ impl Transport<f32> for GlobalClient {
             }
         }
         // No buffer takes the step's fresh samples before every rank has its replies.
-        self.watch.wait(self.steps.0.immediate_barrier(), "a rehearsal draw (the step's end)");
+        self.watch
+            .wait(self.steps.0.immediate_barrier(), "a rehearsal draw (the step's end)");
         Ok(())
     }
 }

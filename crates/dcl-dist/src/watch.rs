@@ -174,10 +174,10 @@ impl Watch {
         // receives it); the buffer lives until the abort.
         let notice: &'static [i32] = Box::leak(Box::new([me]));
         for peer in (0..size).filter(|&p| p != me) {
-            let request = self
-                .health
-                .process_at_rank(peer)
-                .immediate_send_with_tag(mpi::request::StaticScope, notice, NOTICE);
+            let request =
+                self.health
+                    .process_at_rank(peer)
+                    .immediate_send_with_tag(mpi::request::StaticScope, notice, NOTICE);
             // SAFETY: the buffer is 'static and the process aborts below; the request is never
             // completed on purpose.
             let _ = unsafe { request.into_raw() };

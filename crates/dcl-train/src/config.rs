@@ -138,6 +138,7 @@ pub(crate) mod tests {
             lr: 0.01,
             momentum: 0.9,
             weight_decay: 0.0,
+            betas: crate::regime::ADAM_BETAS,
         };
         RunConfig {
             model: "mnistnet".into(),

@@ -87,7 +87,10 @@ mod tests {
         .to_string();
         assert!(shape_error.starts_with("libtorch: a test step: "), "{shape_error}");
         assert!(shape_error.contains("cannot be multiplied"), "{shape_error}");
-        assert!(!shape_error.contains('\n') && !shape_error.contains("Exception raised"), "{shape_error}");
+        assert!(
+            !shape_error.contains('\n') && !shape_error.contains("Exception raised"),
+            "{shape_error}"
+        );
 
         let oom = guarded("the training step", || {
             Ok(Tensor::zeros([1 << 44], tch::kind::FLOAT_CPU))

@@ -45,11 +45,15 @@ fn build_optimizer(vars: &nn::VarStore, s: OptimizerSettings) -> Result<nn::Opti
         .build(vars, s.lr)?,
         OptimizerKind::Adam => nn::Adam {
             wd: s.weight_decay,
+            beta1: s.betas.0,
+            beta2: s.betas.1,
             ..Default::default()
         }
         .build(vars, s.lr)?,
         OptimizerKind::AdamW => nn::AdamW {
             wd: s.weight_decay,
+            beta1: s.betas.0,
+            beta2: s.betas.1,
             ..Default::default()
         }
         .build(vars, s.lr)?,
@@ -123,13 +127,18 @@ impl Learner {
         Ok(())
     }
 
-    /// Moves to `settings` keeping the optimiser's state (a new optimiser if its kind changes).
+    /// Moves to `settings` keeping the optimiser's state (a new optimiser if its kind or,
+    /// for Adam and AdamW, its betas change). Momentum applies to SGD and RMSprop only.
     pub fn apply(&mut self, settings: OptimizerSettings) -> Result<(), TrainError> {
-        if settings.optimizer != self.settings.optimizer {
+        let adam = matches!(settings.optimizer, OptimizerKind::Adam | OptimizerKind::AdamW);
+        if settings.optimizer != self.settings.optimizer || (adam && settings.betas != self.settings.betas) {
             return self.reset_optimizer(settings);
         }
         self.optimizer.set_lr(settings.lr);
-        self.optimizer.set_momentum(settings.momentum);
+        if !adam {
+            // tch's set_momentum is Adam's beta1: never call it for Adam.
+            self.optimizer.set_momentum(settings.momentum);
+        }
         self.optimizer.set_weight_decay(settings.weight_decay);
         self.settings = settings;
         Ok(())
@@ -305,6 +314,7 @@ mod tests {
         lr: 0.1,
         momentum: 0.9,
         weight_decay: 0.0,
+        betas: crate::regime::ADAM_BETAS,
     };
     const INPUT: ModelInput = ModelInput {
         image_shape: [1, 28, 28],
@@ -381,6 +391,35 @@ mod tests {
         assert!(
             whole.iter().zip(&alone).any(|(a, b)| !a.allclose(b, 1e-5, 1e-6, false)),
             "the batches made no difference"
+        );
+    }
+
+    #[test]
+    fn momentum_never_reaches_adams_betas() {
+        let adam = |momentum: f64, betas: (f64, f64)| OptimizerSettings {
+            optimizer: OptimizerKind::Adam,
+            lr: 0.01,
+            momentum,
+            weight_decay: 0.0,
+            betas,
+        };
+        let (x, y) = batch();
+        let weights = |settings: OptimizerSettings| {
+            tch::manual_seed(0);
+            let mut learner =
+                Learner::new("mlp", INPUT, settings, Device::Cpu, Arc::new(dcl_dist::SingleProcess)).unwrap();
+            for _ in 0..3 {
+                learner.apply(settings).unwrap();
+                let _ = learner.train_step(&x, &y, None, None).unwrap();
+            }
+            snapshot(&learner)
+        };
+        let reference = weights(adam(0.9, crate::regime::ADAM_BETAS));
+        assert_same(&reference, &weights(adam(0.1, crate::regime::ADAM_BETAS)), "--momentum changed Adam");
+        let other_betas = weights(adam(0.9, (0.5, 0.999)));
+        assert!(
+            reference.iter().zip(&other_betas).any(|(a, b)| !a.allclose(b, 1e-5, 1e-6, false)),
+            "betas made no difference"
         );
     }
 

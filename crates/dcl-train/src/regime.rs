@@ -32,6 +32,9 @@ pub struct RegimeEntry {
     pub momentum: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f64>,
+    /// Adam's and AdamW's (beta1, beta2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub betas: Option<(f64, f64)>,
 }
 
 /// The complete optimiser settings in force at an epoch.
@@ -39,9 +42,15 @@ pub struct RegimeEntry {
 pub struct OptimizerSettings {
     pub optimizer: OptimizerKind,
     pub lr: f64,
+    /// SGD's and RMSprop's momentum (Adam's moments are `betas`).
     pub momentum: f64,
     pub weight_decay: f64,
+    /// Adam's and AdamW's (beta1, beta2).
+    pub betas: (f64, f64),
 }
+
+/// PyTorch's default betas of Adam and AdamW.
+pub const ADAM_BETAS: (f64, f64) = (0.9, 0.999);
 
 /// A validated regime: entries sorted by epoch, the first at epoch 0 and complete.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +74,7 @@ impl Regime {
             lr: Some(base.lr),
             momentum: Some(base.momentum),
             weight_decay: Some(base.weight_decay),
+            betas: Some(base.betas),
         };
         let mut resolved = vec![first];
         for entry in entries {
@@ -74,6 +84,7 @@ impl Regime {
                 head.lr = entry.lr.or(head.lr);
                 head.momentum = entry.momentum.or(head.momentum);
                 head.weight_decay = entry.weight_decay.or(head.weight_decay);
+                head.betas = entry.betas.or(head.betas);
             } else {
                 resolved.push(entry);
             }
@@ -93,6 +104,13 @@ impl Regime {
                     )));
                 }
             }
+            let (beta1, beta2) = settings.betas;
+            if ![beta1, beta2].iter().all(|b| (0.0..1.0).contains(b)) {
+                return Err(TrainError::Config(format!(
+                    "optimizer_regime: 'betas' at epoch {} must be two numbers in [0, 1), not ({beta1}, {beta2})",
+                    entry.epoch
+                )));
+            }
         }
         Ok(regime)
     }
@@ -105,12 +123,14 @@ impl Regime {
             lr: head.lr.expect("the first entry is complete"),
             momentum: head.momentum.expect("the first entry is complete"),
             weight_decay: head.weight_decay.expect("the first entry is complete"),
+            betas: head.betas.expect("the first entry is complete"),
         };
         for entry in self.0.iter().skip(1).take_while(|e| e.epoch <= epoch) {
             settings.optimizer = entry.optimizer.unwrap_or(settings.optimizer);
             settings.lr = entry.lr.unwrap_or(settings.lr);
             settings.momentum = entry.momentum.unwrap_or(settings.momentum);
             settings.weight_decay = entry.weight_decay.unwrap_or(settings.weight_decay);
+            settings.betas = entry.betas.unwrap_or(settings.betas);
         }
         settings
     }
@@ -125,6 +145,7 @@ mod tests {
         lr: 0.01,
         momentum: 0.9,
         weight_decay: 0.0,
+        betas: ADAM_BETAS,
     };
 
     fn entries(json: &str) -> Vec<RegimeEntry> {

@@ -671,7 +671,10 @@ mod tests {
         assert_eq!(drawn, window.draws.per_class.iter().sum::<u64>());
         assert_eq!(drawn, 6 * (steps as u64 - 1));
         let report = rehearsal.report(&SingleProcess);
-        assert_eq!((report.capacity, report.per_class, report.world_capacity), (40, 4.0, 40));
+        assert_eq!(
+            (report.capacity, report.per_class, report.world_capacity),
+            (40, 4.0, 40)
+        );
         assert_eq!(report.final_class_counts, vec![4; 10]);
         assert_eq!(report.timing.steps, 10);
         assert_eq!(report.draws, window.draws);
@@ -704,14 +707,19 @@ mod tests {
         // Step 3, whatever the loader's lead: 30 seen over 2 classes: 30 / (2 * 20) = 0.75
         // and 30 / (2 * 10) = 1.5.
         let last = steps[2].as_ref().unwrap();
-        assert!((last[0] - 0.75).abs() < 1e-6 && (last[1] - 1.5).abs() < 1e-6, "{last:?}");
+        assert!(
+            (last[0] - 0.75).abs() < 1e-6 && (last[1] - 1.5).abs() < 1e-6,
+            "{last:?}"
+        );
         assert_eq!(last[2], 1.0, "an unseen class weighs 1");
     }
 
     #[test]
     fn the_budget_is_split_exactly_over_the_workers_and_an_empty_share_is_refused() {
         let capacities = |size: BufferSize, workers: usize| -> Vec<usize> {
-            (0..workers).map(|r| size.worker_capacity(60_000, 10, r, workers)).collect()
+            (0..workers)
+                .map(|r| size.worker_capacity(60_000, 10, r, workers))
+                .collect()
         };
         assert_eq!(capacities(BufferSize::Total(500), 3), vec![167, 167, 166]);
         assert_eq!(capacities(BufferSize::Total(5), 1), vec![5]);

@@ -184,7 +184,9 @@ impl RunDir {
         file.as_file().sync_all().map_err(io(&dest))?;
         file.persist(&dest).map_err(|e| io(&dest)(e.error))?;
         // The rename itself is durable once the directory is.
-        File::open(&self.path).and_then(|d| d.sync_all()).map_err(io(&self.path))
+        File::open(&self.path)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.path))
     }
 
     /// Marks a run that is still `running` as `status`, with `error`, leaving its figures as
@@ -233,11 +235,19 @@ mod tests {
         assert!(run.join("summary.json").exists(), "earlier results were touched");
         std::fs::write(run.join("notes.txt"), "mine").unwrap();
         let again = RunDir::create(&run, true).unwrap();
-        assert_eq!(names(&run), vec!["notes.txt"], "the earlier run's files are gone, the user's stay");
+        assert_eq!(
+            names(&run),
+            vec!["notes.txt"],
+            "the earlier run's files are gone, the user's stay"
+        );
         again.write_json("summary.json", &serde_json::json!({"a": 2})).unwrap();
         let text = std::fs::read_to_string(run.join("summary.json")).unwrap();
         assert!(text.contains("\"a\": 2"));
-        assert_eq!(names(&run), vec!["notes.txt", "summary.json"], "no temporary file is left");
+        assert_eq!(
+            names(&run),
+            vec!["notes.txt", "summary.json"],
+            "no temporary file is left"
+        );
     }
 
     #[test]
@@ -287,7 +297,10 @@ mod tests {
         assert_eq!(summary["status"], "interrupted");
         assert_eq!(summary["error"], "killed");
         assert_eq!(summary["accuracy_matrix"][0][0], 90.0);
-        assert!(!dir.settle(RunStatus::Failed, "again").unwrap(), "only a running run is settled");
+        assert!(
+            !dir.settle(RunStatus::Failed, "again").unwrap(),
+            "only a running run is settled"
+        );
     }
 
     #[test]

@@ -161,6 +161,7 @@ impl<'a> Trainer<'a> {
         let started = Instant::now();
         let mut record = RunRecord {
             num_tasks: self.scenario.tasks.len(),
+            epochs_per_task: config.epochs,
             world_size: size,
             ..Default::default()
         };
@@ -172,8 +173,7 @@ impl<'a> Trainer<'a> {
             for epoch in 0..config.epochs {
                 let settings = regime.settings_at(epoch);
                 self.learner.apply(settings)?;
-                let collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self.rehearsal
-                {
+                let collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self.rehearsal {
                     Some(rehearsal) => {
                         let seed = pass_seed(config.seed ^ 0x6C6F_6261_6C00, task_id, epoch).wrapping_add(rank as u64);
                         Box::new(rehearsal.collate(task_id, seed))

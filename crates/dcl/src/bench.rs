@@ -24,6 +24,7 @@ const SGD: OptimizerSettings = OptimizerSettings {
     lr: 0.01,
     momentum: 0.9,
     weight_decay: 0.0,
+    betas: dcl_train::regime::ADAM_BETAS,
 };
 
 /// Times `args.steps` SGD steps, `args.repeats` times, and reports the median images/s.
@@ -269,7 +270,7 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
         args.sample_len >= 3 && args.draws > 0 && args.fill > 0,
         "--sample-len must be at least 3, --draws and --fill at least 1"
     );
-    let world: Arc<dyn dcl_dist::Communicator> = dcl_dist::init()?.into();
+    let world: Arc<dyn dcl_dist::Communicator> = dcl_dist::init()?.0.into();
     let (rank, size) = (world.rank(), world.size());
     let fill = args.fill * (rank + 1);
     let mut buffer = RehearsalBuffer::<f32>::new(BufferConfig {
@@ -297,7 +298,7 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
 
     let mut client = service.client(rank as u64);
     let mut from_rank = vec![0u64; size];
-    let (mut duplicates, mut torn) = (0u64, 0u64);
+    let (mut duplicates, mut torn, mut misattributed) = (0u64, 0u64, 0u64);
     let mut drawn = Drawn::default();
     world.barrier();
     let started = Instant::now();
@@ -305,15 +306,21 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
         drawn.clear();
         client.draw(args.representatives, None, &mut drawn)?;
         let mut seen = HashSet::new();
-        for (sample, &label) in drawn.samples.chunks(args.sample_len).zip(&drawn.labels) {
+        for ((sample, &label), &origin) in drawn
+            .samples
+            .chunks(args.sample_len)
+            .zip(&drawn.labels)
+            .zip(&drawn.origins)
+        {
             from_rank[sample[0] as usize] += 1;
+            misattributed += u64::from(origin as f32 != sample[0]);
             duplicates += u64::from(!seen.insert((sample[0] as u32, sample[1] as u32)));
             torn += u64::from(sample[2..].iter().any(|&v| v != label as f32));
         }
     }
     let global_rate = (args.draws * args.representatives) as f64 / started.elapsed().as_secs_f64();
     world.barrier();
-    let mut local = dcl_buffer::LocalTransport::new(Arc::clone(&buffer));
+    let mut local = dcl_buffer::LocalTransport::new(Arc::clone(&buffer), rank);
     let started = Instant::now();
     for _ in 0..args.draws {
         drawn.clear();
@@ -334,7 +341,7 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
         "{}",
         serde_json::json!({"rank": rank, "world_size": size, "representatives_per_second_global": global_rate,
             "representatives_per_second_local": local_rate, "shares": shares, "expected_shares": expected,
-            "duplicates": duplicates, "torn": torn})
+            "duplicates": duplicates, "torn": torn, "misattributed": misattributed})
     );
     if args.check {
         ensure!(
@@ -342,8 +349,8 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
             "rank {rank}: shares {shares:?} differ from the buffers' shares {expected:?} by more than 10 %"
         );
         ensure!(
-            duplicates == 0 && torn == 0,
-            "rank {rank}: {duplicates} duplicate and {torn} torn representatives"
+            duplicates == 0 && torn == 0 && misattributed == 0,
+            "rank {rank}: {duplicates} duplicate, {torn} torn and {misattributed} misattributed representatives"
         );
     }
     Ok(())

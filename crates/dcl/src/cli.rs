@@ -20,6 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Train a model on a data set (upstream's `python main.py` flags).
+    #[command(allow_negative_numbers = true)]
     Train(Box<TrainArgs>),
     /// Manage data sets.
     #[command(subcommand)]
@@ -27,6 +28,9 @@ pub enum Command {
     /// Measure performance.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The watchdog of a run's results (started by `dcl train`, not by hand).
+    #[command(hide = true)]
+    Watch { dir: PathBuf },
 }
 
 /// The flags of `dcl train`: upstream's options plus dcl's own.
@@ -49,6 +53,17 @@ pub struct TrainArgs {
     /// No progress bars: one line per epoch (for logs and CI).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Data-parallel runs: seconds any collective or remote draw may make no progress before
+    /// the job ends with an error naming the rank(s) that stopped answering.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = positive_seconds)]
+    pub comm_timeout: f64,
+}
+
+fn positive_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Ok(seconds),
+        _ => Err(format!("expected a number of seconds > 0, not '{text}'")),
+    }
 }
 
 #[derive(Debug, Subcommand)]

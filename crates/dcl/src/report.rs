@@ -36,9 +36,9 @@ fn print_matrix(title: &str, figures: &Figures) {
 
 fn print_figures(prefix: &str, figures: &Figures) {
     println!(
-        "{:<32}{:.2} %",
+        "{:<32}{} %",
         format!("{prefix}final average accuracy"),
-        figures.final_average_accuracy
+        optional(figures.final_average_accuracy)
     );
     if figures.forgetting.is_some() {
         println!(

@@ -107,9 +107,32 @@ const ALIASES: &[Alias] = &[
     },
 ];
 
+/// The notice of an upstream alias: what it runs as and, where dcl's defaults are in force,
+/// the keys that give upstream's exact algorithm.
+fn alias_notice(runs_as: &str, rehearsal: &RehearsalConfig) -> String {
+    let mut defaults = Vec::new();
+    let mut keys = Vec::new();
+    if rehearsal.policy != PolicyName::Upstream {
+        defaults.push("policy class_balanced");
+        keys.push("'policy': 'upstream'");
+    }
+    if rehearsal.replay != ReplaySource::All {
+        defaults.push("replay past_tasks");
+        keys.push("'replay': 'all'");
+    }
+    if defaults.is_empty() {
+        return format!("{runs_as}, with upstream's buffer policy and replay");
+    }
+    format!(
+        "{runs_as} and dcl's defaults ({}); add {} to --agent-config for upstream's exact algorithm",
+        defaults.join(", "),
+        keys.join(", ")
+    )
+}
+
 /// Resolves `--agent NAME --agent-config DICT`; returns the configuration and a notice to
 /// show when an upstream alias was used.
-pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Option<&'static str>)> {
+pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Option<String>)> {
     if name == "base" {
         let config: BaseConfig = typed(map, "--agent-config")?;
         return Ok((
@@ -161,7 +184,7 @@ pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Optio
         replay: config.replay,
         class_weights: config.class_weights,
     };
-    let notice = (!alias.notice.is_empty()).then_some(alias.notice);
+    let notice = (!alias.notice.is_empty()).then(|| alias_notice(alias.notice, &rehearsal));
     Ok((
         AgentConfig {
             name: "er".into(),
@@ -177,7 +200,7 @@ mod tests {
     use super::*;
     use crate::options::literal::parse_dict;
 
-    fn read(name: &str, text: &str) -> Result<(AgentConfig, Option<&'static str>)> {
+    fn read(name: &str, text: &str) -> Result<(AgentConfig, Option<String>)> {
         parse(name, &parse_dict(text).unwrap())
     }
 
@@ -209,7 +232,14 @@ mod tests {
         let (agent, notice) = read("nil_cpp_cat", "{'rehearsal_ratio': 100}").unwrap();
         assert_eq!(agent.name, "er");
         assert_eq!(agent.rehearsal.as_ref().unwrap().mode, PipelineMode::Flyweight);
-        assert!(notice.unwrap().contains("flyweight"));
+        let notice = notice.unwrap();
+        assert_eq!(
+            notice,
+            "upstream's nil_cpp_cat runs as er with the flyweight pipeline and dcl's defaults (policy class_balanced, \
+             replay past_tasks); add 'policy': 'upstream', 'replay': 'all' to --agent-config for upstream's exact algorithm"
+        );
+        let (_, exact) = read("nil", "{'policy': 'upstream', 'replay': 'all'}").unwrap();
+        assert!(exact.unwrap().ends_with("with upstream's buffer policy and replay"));
         let (agent, _) = read("nil_local", "{}").unwrap();
         assert!(!agent.rehearsal.unwrap().global_sampling);
         assert!(read("nil_local", "{'global_sampling': True}")

@@ -3,7 +3,9 @@
 //!
 //! Accepted: dicts with string keys, lists, tuples (as lists), single- or double-quoted
 //! strings with backslash escapes, integers, floats, `True`/`False`/`None` and their JSON
-//! spellings `true`/`false`/`null`. JSON is therefore accepted as well.
+//! spellings `true`/`false`/`null`. JSON is therefore accepted as well. A dict that is not a
+//! Python literal is read as a YAML flow mapping, as upstream's parser reads its flags:
+//! `{scenario: class, increment: 2}`.
 
 use serde_json::{Map, Number, Value};
 
@@ -21,9 +23,14 @@ pub fn parse(text: &str) -> Result<Value, String> {
     Ok(value)
 }
 
-/// Parses a literal that must be a dict.
+/// Parses a literal that must be a dict: a Python literal or, failing that, a YAML flow
+/// mapping (the error is the Python parser's, which says where it stopped).
 pub fn parse_dict(text: &str) -> Result<Map<String, Value>, String> {
-    match parse(text)? {
+    let value = parse(text).or_else(|error| match serde_norway::from_str::<Value>(text) {
+        Ok(yaml @ Value::Object(_)) => Ok(yaml),
+        _ => Err(error),
+    })?;
+    match value {
         Value::Object(map) => Ok(map),
         other => Err(format!("expected a dict like {{'key': value}}, not {other}")),
     }
@@ -214,6 +221,19 @@ mod tests {
             parse("[{'epoch': 0, 'lr': 0.1}]").unwrap(),
             json!([{"epoch": 0, "lr": 0.1}])
         );
+    }
+
+    #[test]
+    fn dicts_may_be_yaml_flow_mappings_as_upstream_reads_them() {
+        let yaml = parse_dict("{scenario: class, increment: 2, shuffle_classes: True, class_order: [1, 0]}").unwrap();
+        assert_eq!(
+            Value::Object(yaml),
+            json!({"scenario": "class", "increment": 2, "shuffle_classes": true, "class_order": [1, 0]})
+        );
+        assert_eq!(parse_dict("{ratio: 2.5, name: None}").unwrap()["ratio"], json!(2.5));
+        // Malformed in both syntaxes: the Python parser's message, with its position.
+        let error = parse_dict("{'scenario': 'class' 'increment': 2}").unwrap_err();
+        assert!(error.starts_with("expected ',' or '}' at character 22"), "{error}");
     }
 
     #[test]

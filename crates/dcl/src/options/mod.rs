@@ -93,9 +93,9 @@ pub struct TrainOptions {
     /// Random seed of initialisation, class order, splits, shuffling and dropout.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Intra-op CPU threads of libtorch [default: libtorch's choice, one per core].
-    #[arg(long)]
-    pub threads: Option<usize>,
+    /// Intra-op CPU threads of libtorch [default: the node's cores divided by its workers].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
     /// Train on the first N training samples only (quick experiments, smoke tests).
     #[arg(long, value_name = "N")]
     pub train_samples: Option<usize>,
@@ -124,14 +124,29 @@ pub struct TrainOptions {
 pub(crate) fn typed<T: DeserializeOwned>(map: &Map<String, Value>, what: &str) -> Result<T> {
     serde_path_to_error::deserialize(Value::Object(map.clone())).map_err(|e| {
         let path = e.path().to_string();
-        let inner = e.into_inner();
+        let inner = plain_words(&e.into_inner().to_string());
         // An unknown key's message names it already.
-        if path == "." || path.is_empty() || inner.to_string().starts_with("unknown field") {
+        if path == "." || path.is_empty() || inner.starts_with("unknown field") {
             anyhow!("{what}: {inner}")
         } else {
             anyhow!("{what}: '{path}': {inner}")
         }
     })
+}
+
+/// A deserialisation message with Rust's type names in the words of a configuration.
+pub(crate) fn plain_words(message: &str) -> String {
+    [
+        ("expected usize", "expected a whole number >= 0"),
+        ("expected u64", "expected a whole number >= 0"),
+        ("expected u32", "expected a whole number >= 0"),
+        ("expected i64", "expected a whole number"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected True or False"),
+        ("floating point", "number"),
+    ]
+    .iter()
+    .fold(message.to_owned(), |text, (rust, plain)| text.replace(rust, plain))
 }
 
 /// Applies the YAML section, if any, to the command-line options.
@@ -149,9 +164,15 @@ pub fn with_yaml(options: TrainOptions, yaml_config: Option<&Path>, section: Opt
     typed(&merged, &format!("{}", path.display()))
 }
 
-/// Resolves the options into the configuration of a run. `default_dataset_dir` tells
-/// whether `--dataset-dir` kept its default (for messages).
-pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> PathBuf) -> Result<RunConfig> {
+/// A resolved configuration and the notices about it to show the user.
+pub struct Resolved {
+    pub config: RunConfig,
+    pub notices: Vec<String>,
+}
+
+/// Resolves the options into the configuration of a run; `results_dir` names the default
+/// results directory from the model and data set names.
+pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> PathBuf) -> Result<Resolved> {
     let model = options
         .model
         .ok_or_else(|| anyhow!("--model is required (valid models: {})", dcl_models::model_names()))?;
@@ -161,9 +182,6 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
     }
     let dataset = dcl_data::catalog::find(&options.dataset)?;
     let (agent, notice) = agent::parse(&options.agent, &options.agent_config)?;
-    if let Some(notice) = notice {
-        eprintln!("note: {notice}");
-    }
     let (scenario, concatenate_tasksets) = tasksets::parse(&options.tasksets_config)?;
     if let Some(path) = &options.load_checkpoint {
         bail!(
@@ -186,8 +204,13 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
     }
     let entries: Vec<RegimeEntry> = match options.optimizer_regime {
         None => Vec::new(),
-        Some(Value::Array(list)) => serde_path_to_error::deserialize(Value::Array(list))
-            .map_err(|e| anyhow!("--optimizer-regime: '{}': {}", e.path(), e.inner()))?,
+        Some(Value::Array(list)) => serde_path_to_error::deserialize(Value::Array(list)).map_err(|e| {
+            anyhow!(
+                "--optimizer-regime: '{}': {}",
+                e.path(),
+                plain_words(&e.inner().to_string())
+            )
+        })?,
         Some(other) => bail!("--optimizer-regime: expected a list of dicts, not {other}"),
     };
     let base = OptimizerSettings {
@@ -195,6 +218,7 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         lr: options.lr,
         momentum: options.momentum,
         weight_decay: options.weight_decay,
+        betas: dcl_train::regime::ADAM_BETAS,
     };
     let config = RunConfig {
         results_dir: options.results_dir.unwrap_or_else(|| results_dir(&model, dataset.name)),
@@ -214,12 +238,15 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         fp16_allreduce: options.fp16_allreduce,
         use_mask: options.use_mask,
         seed: options.seed,
-        threads: options.threads.unwrap_or(0),
+        threads: options.threads.map_or(0, |n| n as usize),
         train_samples: options.train_samples,
         log_interval: options.log_interval,
     };
     config.validate()?;
-    Ok(config)
+    Ok(Resolved {
+        config,
+        notices: notice.into_iter().collect(),
+    })
 }
 
 #[cfg(test)]
@@ -241,7 +268,7 @@ mod tests {
     }
 
     fn resolved(args: &[&str]) -> Result<RunConfig> {
-        resolve(options(args), |_, _| PathBuf::from("results/test"))
+        resolve(options(args), |_, _| PathBuf::from("results/test")).map(|r| r.config)
     }
 
     #[test]
@@ -339,7 +366,7 @@ mod tests {
             "{'scenario': 'task', 'increment': 5}",
         ]);
         let merged = with_yaml(cli, Some(&path), Some("split")).unwrap();
-        let config = resolve(merged, |_, _| PathBuf::from("r")).unwrap();
+        let config = resolve(merged, |_, _| PathBuf::from("r")).unwrap().config;
         assert_eq!(config.epochs, 3);
         assert!(config.agent.reset_state_dict);
         assert!(matches!(

@@ -219,11 +219,11 @@ mod tests {
         assert!(error("{'scenario': 'instance'}").contains("unknown scenario 'instance'"));
         assert_eq!(
             error("{'scenario': 'class', 'increment': 'two'}"),
-            "--tasksets-config: 'increment': invalid type: string \"two\", expected usize"
+            "--tasksets-config: 'increment': invalid type: string \"two\", expected a whole number >= 0"
         );
         assert_eq!(
             error("{'scenario': 'domain', 'num_tasks': -1}"),
-            "--tasksets-config: 'num_tasks': invalid value: integer `-1`, expected usize"
+            "--tasksets-config: 'num_tasks': invalid value: integer `-1`, expected a whole number >= 0"
         );
     }
 }
