@@ -150,12 +150,31 @@ impl DatasetInfo {
                 format!(" --dataset-dir {}", dir.parent().unwrap_or(dir).display())
             },
         };
-        if !dir.is_dir() {
-            return Err(missing(format!("{} data directory", self.name), dir));
+        // Not found is told apart from found but unusable (a file, no permission).
+        let kind = |path: &Path| std::fs::metadata(path).map(|m| m.is_dir());
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Ok(false) = kind(parent) {
+                return Err(DataError::corrupt(parent, "--dataset-dir is a file, not a directory"));
+            }
+        }
+        match kind(dir) {
+            Ok(true) => {}
+            Ok(false) => return Err(DataError::corrupt(dir, "not a directory")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(missing(format!("{} data directory", self.name), dir))
+            }
+            Err(e) => return Err(DataError::io(dir, e)),
         }
         let paths = self.files.map(|f| dir.join(f.name));
-        if let Some(path) = paths.iter().find(|p| !p.is_file()) {
-            return Err(missing(format!("{} file", self.name), path));
+        for path in &paths {
+            match kind(path) {
+                Ok(false) => {}
+                Ok(true) => return Err(DataError::corrupt(path, "a directory, not a data file")),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(missing(format!("{} file", self.name), path))
+                }
+                Err(e) => return Err(DataError::io(path, e)),
+            }
         }
         let [train_images, train_labels, test_images, test_labels] = &paths;
         Ok(SplitDataset {
@@ -191,6 +210,18 @@ mod tests {
             message.contains(&format!("dcl data fetch mnist --dataset-dir {}", dir.path().display())),
             "{message}"
         );
+    }
+
+    #[test]
+    fn a_file_where_a_directory_belongs_is_not_reported_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data");
+        std::fs::write(&file, "x").unwrap();
+        let mnist = find("mnist").unwrap();
+        let message = mnist.load(&file.join("mnist"), false).unwrap_err().to_string();
+        assert_eq!(message, format!("{}: --dataset-dir is a file, not a directory", file.display()));
+        let message = mnist.load(&file, false).unwrap_err().to_string();
+        assert_eq!(message, format!("{}: not a directory", file.display()));
     }
 
     #[test]

@@ -31,6 +31,13 @@ pub fn parse(bytes: &[u8], rank: usize, path: &Path) -> Result<IdxArray, DataErr
             bytes.len()
         )));
     }
+    if bytes[..2] == [0x1f, 0x8b] {
+        return Err(DataError::corrupt(
+            path,
+            "gzip-compressed (it starts with gzip's magic bytes 1f 8b): decompress it first (`gunzip -k`) or fetch \
+             it again with `dcl data fetch`",
+        ));
+    }
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(corrupt(format!(
             "wrong magic number 0x{:02x}{:02x}{:02x}{:02x} (expected 0x0000{:02x}{:02x})",
@@ -153,6 +160,16 @@ mod tests {
         let mut bytes = encode(&[2], &[1, 2]);
         bytes[0] = 0x1f; // a gzip file starts with 0x1f8b
         assert!(error_of(&bytes, 1).contains("wrong magic number 0x1f00"));
+    }
+
+    #[test]
+    fn says_that_a_gzip_file_is_compressed() {
+        use std::io::Write;
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(&encode(&[2], &[1, 2])).unwrap();
+        let message = error_of(&gzip.finish().unwrap(), 1);
+        assert!(message.starts_with("images.idx: gzip-compressed"), "{message}");
+        assert!(message.contains("gunzip -k"), "{message}");
     }
 
     #[test]
