@@ -2,22 +2,16 @@
 //! `scripts/setup.sh` (or wherever `DCL_DATASET_DIR` points).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 mod common;
-use common::{dataset_dir, read_json, stderr};
+use common::{dataset_dir, dcl_command, read_json, stderr};
 
-/// Runs the binary. The tests run side by side on few cores: OpenMP threads that spin
-/// while waiting would starve each other (measured: 8 s for this file becomes 115 s).
+/// Runs the binary with the test environment ([`dcl_command`]).
 fn dcl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dcl"))
-        .args(args)
-        .env_remove("DCL_DATASET_DIR")
-        .env("OMP_WAIT_POLICY", "PASSIVE")
-        .output()
-        .expect("dcl runs")
+    dcl_command().args(args).output().expect("dcl runs")
 }
 
 /// Asserts a user error: exit code 1, one `error:` line containing `needle`, no panic.
@@ -517,4 +511,246 @@ fn upstream_agent_names_select_their_pipeline_with_a_notice() {
         .map(|c| c.as_u64().unwrap())
         .sum();
     assert_eq!(stored, 100);
+}
+
+/// Starts a Split-MNIST run long enough to be stopped during its third task (20 epochs of
+/// about 2,000 images per task), waits until two tasks are complete, sends `signal` (a
+/// `kill` argument) and returns the exit status, the summary and standard error.
+fn stop_after_two_tasks(signal: &str) -> (std::process::ExitStatus, Value, String) {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("run");
+    let mut child = dcl_command()
+        .args(["train", "--model", "mlp", "--epochs", "20", "--quiet", "--threads", "1"])
+        .args(["--train-samples", "10000", "--batch-size", "32", "--dataset-dir"])
+        .arg(dataset_dir())
+        .arg("--results-dir")
+        .arg(&results)
+        .args([
+            "--tasksets-config",
+            "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("dcl runs");
+    let started = std::time::Instant::now();
+    let completed = |path: &Path| {
+        std::fs::read_to_string(path.join("summary.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|s| s["completed_tasks"].as_u64())
+            .unwrap_or(0)
+    };
+    while completed(&results) < 2 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "two tasks did not complete"
+        );
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    // The watchdog of a killed run settles its summary within a poll or two.
+    let settled = std::time::Instant::now();
+    let summary = loop {
+        let summary = read_json(&results.join("summary.json"));
+        if summary["status"] != "running" || settled.elapsed() > std::time::Duration::from_secs(10) {
+            break summary;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    (status, summary, stderr)
+}
+
+/// Asserts that an interrupted run kept the figures of its completed tasks (at least two,
+/// not all five) and says it was interrupted.
+fn assert_interrupted_with_figures(summary: &Value) {
+    assert_eq!(summary["status"], "interrupted", "{summary}");
+    let completed = summary["completed_tasks"].as_u64().unwrap();
+    assert!((2..5).contains(&completed), "{completed} tasks completed");
+    let matrix = summary["accuracy_matrix"].as_array().unwrap();
+    assert_eq!(matrix.len() as u64, completed);
+    assert!(matrix[0][0].as_f64().unwrap() > 90.0, "{matrix:?}");
+    assert!(summary["final_average_accuracy"].as_f64().is_some());
+    assert_eq!(summary["num_tasks"], 5);
+}
+
+#[test]
+fn sigint_and_sigterm_after_two_tasks_leave_their_figures_and_status_interrupted() {
+    use std::os::unix::process::ExitStatusExt;
+    for (signal, code, name) in [("-INT", 130, "SIGINT"), ("-TERM", 143, "SIGTERM")] {
+        let (status, summary, stderr) = stop_after_two_tasks(signal);
+        assert_eq!(status.code(), Some(code), "{name}: {status:?} {stderr}");
+        assert_eq!(status.signal(), None);
+        assert_interrupted_with_figures(&summary);
+        assert_eq!(summary["error"], format!("interrupted by {name}"));
+        let line = stderr.lines().last().unwrap_or_default();
+        assert!(
+            line.starts_with(&format!("dcl: interrupted by {name} after ")) && line.contains("partial results in"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn kill_9_after_two_tasks_leaves_their_figures_and_the_watchdog_marks_the_run_interrupted() {
+    let (status, summary, _) = stop_after_two_tasks("-KILL");
+    assert!(!status.success());
+    assert_interrupted_with_figures(&summary);
+    assert!(summary["error"].as_str().unwrap().contains("killed"), "{summary}");
+}
+
+#[test]
+fn overwrite_replaces_the_earlier_run_entirely_and_a_refused_run_leaves_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("run");
+    let first = train_small(&results, "64", "1");
+    assert!(first.status.success(), "{}", stderr(&first));
+    let first_run = read_json(&results.join("summary.json"))["run"].clone();
+    // A second run refused before training (no slot for a 0-sample buffer) touches nothing.
+    let refused = train(
+        &dataset_dir(),
+        &results,
+        &["--overwrite", "--agent", "er", "--agent-config", "{'buffer_size': 0}"],
+    );
+    assert_user_error(&refused, "the rehearsal buffer ('buffer_size': 0) leaves no slot to it");
+    assert_eq!(read_json(&results.join("summary.json"))["run"], first_run);
+    // An accepted one replaces every file of the first before writing its own.
+    let second = train(
+        &dataset_dir(),
+        &results,
+        &["--overwrite", "--train-samples", "64", "--seed", "2", "--threads", "1"],
+    );
+    assert!(second.status.success(), "{}", stderr(&second));
+    let summary = read_json(&results.join("summary.json"));
+    assert_eq!(summary["run"]["seed"], 2);
+    assert_ne!(summary["run"]["pid"], first_run["pid"]);
+    assert_eq!(read_json(&results.join("config.json"))["seed"], 2);
+}
+
+#[test]
+fn default_results_directories_of_runs_started_together_never_collide() {
+    let root = tempfile::tempdir().unwrap();
+    let data = dataset_dir();
+    let start = || {
+        dcl_command()
+            .current_dir(root.path())
+            .args(["train", "--model", "mlp", "--epochs", "1", "--quiet", "--threads", "1"])
+            .args(["--train-samples", "64", "--dataset-dir"])
+            .arg(&data)
+            .output()
+            .expect("dcl runs")
+    };
+    let runs: Vec<Output> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..3).map(|_| scope.spawn(start)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for run in &runs {
+        assert!(run.status.success(), "{}", stderr(run));
+    }
+    let dirs: Vec<_> = std::fs::read_dir(root.path().join("results")).unwrap().collect();
+    assert_eq!(dirs.len(), 3, "three runs, three directories");
+    for dir in dirs {
+        let summary = read_json(&dir.unwrap().path().join("summary.json"));
+        assert_eq!(summary["status"], "complete");
+    }
+}
+
+#[test]
+fn a_slurm_allocation_without_a_launcher_runs_one_worker_with_a_notice() {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("slurm");
+    let output = dcl_command()
+        .env("SLURM_NTASKS", "4")
+        .args(["train", "--model", "mlp", "--epochs", "1", "--quiet", "--train-samples", "64"])
+        .arg("--dataset-dir")
+        .arg(dataset_dir())
+        .arg("--results-dir")
+        .arg(&results)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("note: this Slurm allocation has 4 tasks but dcl was started without a launcher"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(read_json(&results.join("summary.json"))["world_size"], 1);
+    let mismatch = dcl_command()
+        .env("PMI_SIZE", "4")
+        .args(["train", "--model", "mlp"])
+        .output()
+        .unwrap();
+    assert_user_error(&mismatch, "the launcher started 4 ranks but they joined a world of 1");
+}
+
+/// The malformed inputs of the README's error table, each with the one line it gets (and
+/// no panic, no stack dump, nothing left behind). Exit code 2: clap's, for malformed flags.
+#[test]
+fn malformed_inputs_get_the_one_line_errors_of_the_readme_table() {
+    let root = tempfile::tempdir().unwrap();
+    let path = |name: &str| root.path().join(name).to_str().unwrap().to_owned();
+    std::fs::write(path("a-file"), "x").unwrap();
+    std::fs::create_dir(path("notes")).unwrap();
+    std::fs::write(root.path().join("notes/thesis.tex"), "x").unwrap();
+    let gzipped = mnist_with("train-labels-idx1-ubyte", |bytes| {
+        use std::io::Write;
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gzip.write_all(&bytes).unwrap();
+        gzip.finish().unwrap()
+    });
+    let data = dataset_dir().to_str().unwrap().to_owned();
+    let gz = gzipped.path().to_str().unwrap().to_owned();
+    let yaml = path("absent.yaml");
+    let (a_file, notes) = (path("a-file"), path("notes"));
+    let rows: Vec<(Vec<&str>, String, i32)> = vec![
+        (vec!["--dataset-dir", &a_file], format!("{a_file}: --dataset-dir is a file, not a directory"), 1),
+        (vec!["--dataset-dir", &gz], "train-labels-idx1-ubyte: gzip-compressed".into(), 1),
+        (vec!["--dataset-dir", &data, "--results-dir", &a_file], "exists and is not a directory; choose another --results-dir".into(), 1),
+        (vec!["--dataset-dir", &data, "--results-dir", &notes, "--overwrite"], "holds files that are not a dcl run".into(), 1),
+        (vec!["--lr", "-1"], "--lr must be a finite number >= 0, not -1".into(), 1),
+        (vec!["--threads", "0"], "invalid value '0' for '--threads <THREADS>'".into(), 2),
+        (vec!["--comm-timeout", "0"], "expected a number of seconds > 0, not '0'".into(), 2),
+        (vec!["--agent", "er", "--agent-config", "{'buffer_size': -5}"], "'buffer_size': invalid value: integer `-5`, expected a whole number >= 0".into(), 1),
+        (vec!["--agent", "er", "--agent-config", "{'buffer_size': 5, 'policy': 'upstream'}", "--dataset-dir", &data], "the upstream policy needs a slot per class: 5 slots for 10 classes".into(), 1),
+        (vec!["--agent", "er", "--agent-config", "{'num_representatives': 'many'}"], "'num_representatives': invalid type: string \"many\", expected a whole number >= 0".into(), 1),
+        (vec!["--optimizer-regime", "[{'epoch': 0, 'betas': [0.9, 1.5]}]"], "'betas' at epoch 0 must be two numbers in [0, 1), not (0.9, 1.5)".into(), 1),
+        (vec!["--yaml-config", &yaml], format!("cannot read --yaml-config {yaml}: No such file or directory (os error 2)"), 1),
+    ];
+    for (flags, needle, code) in rows {
+        let results = root.path().join("never");
+        let mut args = vec!["train", "--model", "mnistnet"];
+        if !flags.contains(&"--results-dir") {
+            args.extend(["--results-dir", results.to_str().unwrap()]);
+        }
+        args.extend_from_slice(&flags);
+        let output = dcl(&args);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(code), "{flags:?}: {text}");
+        assert!(!text.contains("panicked") && !text.contains("Exception raised"), "{flags:?}: {text}");
+        let errors: Vec<&str> = text.lines().filter(|l| l.starts_with("error: ")).collect();
+        assert_eq!(errors.len(), 1, "{flags:?}: {text}");
+        assert!(errors[0].contains(&needle), "{flags:?}: expected '{needle}' in: {text}");
+        assert!(errors[0].matches("os error").count() <= 1, "an OS error printed twice: {text}");
+        assert!(!results.exists(), "{flags:?} left a results directory");
+    }
+}
+
+#[test]
+fn a_batch_larger_than_the_training_set_gets_a_warning_and_runs() {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("big");
+    let output = train(&dataset_dir(), &results, &["--train-samples", "100", "--batch-size", "1000"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("note: --batch-size 1000 exceeds the 100 training samples of the largest task"),
+        "{}",
+        stderr(&output)
+    );
 }

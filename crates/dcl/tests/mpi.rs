@@ -46,7 +46,8 @@ fn train(ranks: usize, results: &Path, args: &[&str]) -> Command {
         ])
         .args(args)
         .env_remove("DCL_DATASET_DIR")
-        .env("OMP_WAIT_POLICY", "PASSIVE");
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .envs(common::portable_env());
     command
 }
 
@@ -177,6 +178,37 @@ fn four_oversubscribed_ranks_run_a_continual_scenario_and_only_rank_zero_writes(
     );
 }
 
+/// The process ids of the `dcl train` ranks writing to `results`, by rank.
+fn rank_pids(results: &Path) -> Vec<u32> {
+    let dcl = std::fs::canonicalize(env!("CARGO_BIN_EXE_dcl")).unwrap();
+    let mut ranks: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+            let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).ok()?).into_owned();
+            let environ = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).ok()?).into_owned();
+            let rank = environ.split('\0').find_map(|v| v.strip_prefix("PMI_RANK="))?.parse().ok()?;
+            (exe == dcl && cmdline.contains("train") && cmdline.contains(results.to_str().unwrap())).then_some((rank, pid))
+        })
+        .collect();
+    ranks.sort();
+    ranks.into_iter().map(|(_, pid)| pid).collect()
+}
+
+fn signal(pid: u32, which: &str) {
+    Command::new("kill").args([which, &pid.to_string()]).status().unwrap();
+}
+
+/// Waits until rank 0 has written `config.json` (training runs).
+fn wait_for_start(results: &Path) {
+    let started = Instant::now();
+    while !results.join("config.json").exists() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the run did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn killing_one_rank_stops_the_others_with_an_error_within_30_seconds() {
     let root = tempfile::tempdir().unwrap();
@@ -188,27 +220,10 @@ fn killing_one_rank_stops_the_others_with_an_error_within_30_seconds() {
         .spawn()
         .expect("the launcher runs");
     // Wait until training runs (rank 0 wrote config.json), then kill one rank.
-    let started = Instant::now();
-    while !results.join("config.json").exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "the run did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let dcl = std::fs::canonicalize(env!("CARGO_BIN_EXE_dcl")).unwrap();
-    let ranks: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            exe.as_deref() == Some(dcl.as_path())
-                && String::from_utf8_lossy(&cmdline).contains(results.to_str().unwrap())
-        })
-        .collect();
+    wait_for_start(&results);
+    let ranks = rank_pids(&results);
     assert_eq!(ranks.len(), 2, "found ranks {ranks:?}");
-    Command::new("kill")
-        .args(["-9", &ranks[1].to_string()])
-        .status()
-        .unwrap();
+    signal(ranks[1], "-9");
     let killed = Instant::now();
     let status = loop {
         if let Some(status) = job.try_wait().unwrap() {
@@ -292,4 +307,122 @@ fn the_ranks_buffers_share_one_global_budget() {
         .sum();
     assert_eq!(stored, 200);
     assert!(rehearsal["timing"]["sample_seconds"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn a_stopped_rank_ends_the_job_within_the_deadline_with_an_error_naming_it() {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("stopped");
+    let mut job = train(
+        2,
+        &results,
+        &["--model", "mnistnet", "--epochs", "50", "--comm-timeout", "3"],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("the launcher runs");
+    wait_for_start(&results);
+    std::thread::sleep(Duration::from_secs(1));
+    let ranks = rank_pids(&results);
+    assert_eq!(ranks.len(), 2, "found ranks {ranks:?}");
+    signal(ranks[1], "-STOP");
+    let stopped = Instant::now();
+    // Deadline 3 s, grace 1.5 s to hear from the others, then the abort.
+    let status = loop {
+        if let Some(status) = job.try_wait().unwrap() {
+            break status;
+        }
+        if stopped.elapsed() > Duration::from_secs(30) {
+            signal(ranks[1], "-KILL");
+            let _ = job.kill();
+            panic!("the job still runs 30 s after a rank was stopped");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let elapsed = stopped.elapsed();
+    signal(ranks[1], "-KILL");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(elapsed >= Duration::from_secs(3), "ended before the deadline: {elapsed:?}");
+    assert!(
+        stderr.contains("error: rank 0: no progress in") && stderr.contains("rank 1 stopped answering"),
+        "{stderr}"
+    );
+    let summary = summary(&results);
+    assert_eq!(summary["status"], "failed", "{summary}");
+    assert!(summary["error"].as_str().unwrap().contains("rank 1 stopped answering"));
+}
+
+#[test]
+fn an_error_under_mpirun_is_printed_once_and_whole() {
+    let root = tempfile::tempdir().unwrap();
+    let results = root.path().join("refused");
+    let output = train(2, &results, &["--model", "mnistnet", "--epochs", "0"])
+        .output()
+        .expect("the launcher runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(
+        errors,
+        vec!["error: invalid configuration: --epochs must be at least 1"],
+        "{stderr}"
+    );
+    assert!(!results.exists(), "a refused run left a results directory");
+}
+
+#[test]
+fn two_rank_rehearsal_draws_from_both_buffers_past_tasks_only_and_repeats_exactly() {
+    let root = tempfile::tempdir().unwrap();
+    let run_once = |name: &str| {
+        let results = root.path().join(name);
+        run(train(
+            2,
+            &results,
+            &[
+                "--model",
+                "mlp",
+                "--epochs",
+                "1",
+                "--train-samples",
+                "3000",
+                "--seed",
+                "11",
+                "--agent",
+                "er",
+                "--agent-config",
+                "{'buffer_size': 201, 'num_representatives': 16}",
+                "--tasksets-config",
+                "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
+            ],
+        ));
+        summary(&results)
+    };
+    let first = run_once("a");
+    let second = run_once("b");
+    assert_eq!(
+        first["accuracy_matrix"], second["accuracy_matrix"],
+        "the same seed on 2 ranks gave two results"
+    );
+    assert_eq!(first["epochs"][4]["train_loss"], second["epochs"][4]["train_loss"]);
+    let rehearsal = &first["rehearsal"];
+    assert_eq!(rehearsal["world_capacity"], 201, "the budget is not rounded down");
+    for (task, epoch) in first["epochs"].as_array().unwrap().iter().enumerate() {
+        let draws = &epoch["rehearsal_draws"];
+        let per_rank: Vec<u64> = draws["per_rank"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+        let per_class: Vec<u64> = draws["per_class"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+        if task == 0 {
+            assert_eq!(per_rank, vec![0, 0], "representatives during the first task");
+            continue;
+        }
+        // Both ranks' buffers hold about half of the past: both serve draws.
+        assert!(per_rank.iter().all(|&n| n > 0), "task {task}: draws by origin rank {per_rank:?}");
+        assert!(
+            per_class[2 * task..].iter().all(|&n| n == 0),
+            "task {task}: a representative of the current or a later task: {per_class:?}"
+        );
+        assert!(per_class[..2 * task].iter().sum::<u64>() > 0);
+    }
 }

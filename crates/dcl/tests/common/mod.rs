@@ -19,6 +19,35 @@ pub fn dataset_dir() -> PathBuf {
     dir
 }
 
+/// The environment that makes libtorch take the same code path on every x86-64 CPU with AVX2
+/// (oneDNN's and ATen's instruction-set caps, MKL's conditional numerical reproducibility),
+/// so that end-to-end results do not depend on whether the CPU has AVX-512; empty on a CPU
+/// without AVX2 (ATen would not check the cap). Accuracy assertions keep a margin measured
+/// over seeds besides. `scripts/test.sh` sets the same for the in-process tests.
+pub fn portable_env() -> Vec<(&'static str, &'static str)> {
+    if std::arch::is_x86_feature_detected!("avx2") {
+        vec![
+            ("ONEDNN_MAX_CPU_ISA", "AVX2"),
+            ("ATEN_CPU_CAPABILITY", "avx2"),
+            ("MKL_CBWR", "AVX2"),
+        ]
+    } else {
+        Vec::new()
+    }
+}
+
+/// A command for the `dcl` binary with the test environment: the portable code path, and
+/// OpenMP threads that sleep when idle (tests run side by side on few cores: threads that
+/// spin while waiting starve each other, measured: 8 s for a test file became 115 s).
+pub fn dcl_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_dcl"));
+    command
+        .env_remove("DCL_DATASET_DIR")
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .envs(portable_env());
+    command
+}
+
 /// A process's standard error as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
