@@ -219,7 +219,10 @@ mod tests {
         std::fs::write(&file, "x").unwrap();
         let mnist = find("mnist").unwrap();
         let message = mnist.load(&file.join("mnist"), false).unwrap_err().to_string();
-        assert_eq!(message, format!("{}: --dataset-dir is a file, not a directory", file.display()));
+        assert_eq!(
+            message,
+            format!("{}: --dataset-dir is a file, not a directory", file.display())
+        );
         let message = mnist.load(&file, false).unwrap_err().to_string();
         assert_eq!(message, format!("{}: not a directory", file.display()));
     }

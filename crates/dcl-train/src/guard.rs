@@ -56,10 +56,16 @@ pub fn torch_error(what: &str, message: &str) -> TrainError {
         .next()
         .unwrap_or_default();
     let first = text.lines().next().unwrap_or_default().trim();
-    let line = first
-        .strip_prefix("Internal torch error: ")
-        .unwrap_or(first)
-        .trim_end_matches("\")");
+    let first = first.strip_prefix("Internal torch error: ").unwrap_or(first);
+    // c10's failed-check prefix, `[enforce fail at alloc_cpu.cpp:127] err == 0. `, says
+    // nothing to a user.
+    let line = match first.strip_prefix("[enforce fail at") {
+        Some(rest) => rest.split_once("] ").map_or(rest, |(_, check)| {
+            check.split_once(". ").map_or(check, |(_, what)| what)
+        }),
+        None => first,
+    }
+    .trim_end_matches("\")");
     let lower = line.to_lowercase();
     if lower.contains("out of memory") || lower.contains("can't allocate memory") {
         TrainError::OutOfMemory {

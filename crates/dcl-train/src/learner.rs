@@ -415,10 +415,17 @@ mod tests {
             snapshot(&learner)
         };
         let reference = weights(adam(0.9, crate::regime::ADAM_BETAS));
-        assert_same(&reference, &weights(adam(0.1, crate::regime::ADAM_BETAS)), "--momentum changed Adam");
+        assert_same(
+            &reference,
+            &weights(adam(0.1, crate::regime::ADAM_BETAS)),
+            "--momentum changed Adam",
+        );
         let other_betas = weights(adam(0.9, (0.5, 0.999)));
         assert!(
-            reference.iter().zip(&other_betas).any(|(a, b)| !a.allclose(b, 1e-5, 1e-6, false)),
+            reference
+                .iter()
+                .zip(&other_betas)
+                .any(|(a, b)| !a.allclose(b, 1e-5, 1e-6, false)),
             "betas made no difference"
         );
     }

@@ -17,7 +17,9 @@ const SIDE: usize = 6;
 fn generated_set(n: usize, seed: u64) -> Arc<ImageSet> {
     let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
     let mut noise = move || {
-        state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
         ((state >> 33) % 100) as u8
     };
     let labels: Vec<u8> = (0..n).map(|i| (i % CLASSES) as u8).collect();
@@ -131,7 +133,11 @@ fn task_incremental_training_learns_generated_classes_and_reports_every_evaluati
     );
     assert_eq!(observer.evaluated.len(), 4);
     assert_eq!(
-        observer.evaluated.iter().map(RunRecord::completed_tasks).collect::<Vec<_>>(),
+        observer
+            .evaluated
+            .iter()
+            .map(RunRecord::completed_tasks)
+            .collect::<Vec<_>>(),
         vec![0, 1, 1, 2]
     );
     // 100 training images per class, 3 classes per task: 300 per epoch, 19 steps of 16.
@@ -141,7 +147,11 @@ fn task_incremental_training_learns_generated_classes_and_reports_every_evaluati
     // is wide on purpose, the assertion is that the loop learns at all (chance: 33 %).
     let summary = record.summary();
     let accuracy = summary.figures.final_average_accuracy.unwrap();
-    assert!(accuracy > 80.0, "task-IL final average accuracy {accuracy} %: {:?}", matrix(&record));
+    assert!(
+        accuracy > 80.0,
+        "task-IL final average accuracy {accuracy} %: {:?}",
+        matrix(&record)
+    );
 }
 
 #[test]

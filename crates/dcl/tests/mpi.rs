@@ -188,8 +188,13 @@ fn rank_pids(results: &Path) -> Vec<u32> {
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
             let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).ok()?).into_owned();
             let environ = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).ok()?).into_owned();
-            let rank = environ.split('\0').find_map(|v| v.strip_prefix("PMI_RANK="))?.parse().ok()?;
-            (exe == dcl && cmdline.contains("train") && cmdline.contains(results.to_str().unwrap())).then_some((rank, pid))
+            let rank = environ
+                .split('\0')
+                .find_map(|v| v.strip_prefix("PMI_RANK="))?
+                .parse()
+                .ok()?;
+            (exe == dcl && cmdline.contains("train") && cmdline.contains(results.to_str().unwrap()))
+                .then_some((rank, pid))
         })
         .collect();
     ranks.sort();
@@ -197,7 +202,11 @@ fn rank_pids(results: &Path) -> Vec<u32> {
 }
 
 fn signal(pid: u32, which: &str) {
-    Command::new("kill").args([which, &pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args([which, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
 }
 
 /// Waits until rank 0 has written `config.json` (training runs).
@@ -345,7 +354,10 @@ fn a_stopped_rank_ends_the_job_within_the_deadline_with_an_error_naming_it() {
     let mut stderr = String::new();
     std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(!status.success());
-    assert!(elapsed >= Duration::from_secs(3), "ended before the deadline: {elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_secs(3),
+        "ended before the deadline: {elapsed:?}"
+    );
     assert!(
         stderr.contains("error: rank 0: no progress in") && stderr.contains("rank 1 stopped answering"),
         "{stderr}"
@@ -411,14 +423,27 @@ fn two_rank_rehearsal_draws_from_both_buffers_past_tasks_only_and_repeats_exactl
     assert_eq!(rehearsal["world_capacity"], 201, "the budget is not rounded down");
     for (task, epoch) in first["epochs"].as_array().unwrap().iter().enumerate() {
         let draws = &epoch["rehearsal_draws"];
-        let per_rank: Vec<u64> = draws["per_rank"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
-        let per_class: Vec<u64> = draws["per_class"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect();
+        let per_rank: Vec<u64> = draws["per_rank"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect();
+        let per_class: Vec<u64> = draws["per_class"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect();
         if task == 0 {
             assert_eq!(per_rank, vec![0, 0], "representatives during the first task");
             continue;
         }
         // Both ranks' buffers hold about half of the past: both serve draws.
-        assert!(per_rank.iter().all(|&n| n > 0), "task {task}: draws by origin rank {per_rank:?}");
+        assert!(
+            per_rank.iter().all(|&n| n > 0),
+            "task {task}: draws by origin rank {per_rank:?}"
+        );
         assert!(
             per_class[2 * task..].iter().all(|&n| n == 0),
             "task {task}: a representative of the current or a later task: {per_class:?}"
