@@ -218,32 +218,51 @@ fn wait_for_start(results: &Path) {
     }
 }
 
-#[test]
-fn killing_one_rank_stops_the_others_with_an_error_within_30_seconds() {
-    let root = tempfile::tempdir().unwrap();
-    let results = root.path().join("killed");
-    let mut command = train(2, &results, &["--model", "mnistnet", "--epochs", "50"]);
-    let mut job = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the launcher runs");
-    // Wait until training runs (rank 0 wrote config.json), then kill one rank.
-    wait_for_start(&results);
-    let ranks = rank_pids(&results);
+/// Starts a long 2-rank run with `extra` flags, sends `signal` (a `kill` argument) to rank 1
+/// once training runs, and waits for the job to end (at most 30 s); returns its status, the
+/// time it took to end and its standard error. Rank 1 is killed at the end in any case.
+fn disturb_rank_one(
+    results: &Path,
+    extra: &[&str],
+    signal_to_send: &str,
+) -> (std::process::ExitStatus, Duration, String) {
+    let mut job = train(
+        2,
+        results,
+        &[&["--model", "mnistnet", "--epochs", "50"], extra].concat(),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("the launcher runs");
+    wait_for_start(results);
+    std::thread::sleep(Duration::from_secs(1));
+    let ranks = rank_pids(results);
     assert_eq!(ranks.len(), 2, "found ranks {ranks:?}");
-    signal(ranks[1], "-9");
-    let killed = Instant::now();
+    signal(ranks[1], signal_to_send);
+    let sent = Instant::now();
     let status = loop {
         if let Some(status) = job.try_wait().unwrap() {
             break status;
         }
-        if killed.elapsed() > Duration::from_secs(30) {
+        if sent.elapsed() > Duration::from_secs(30) {
+            signal(ranks[1], "-KILL");
             let _ = job.kill();
-            panic!("the job still runs 30 s after a rank was killed");
+            panic!("the job still runs 30 s after rank 1 got {signal_to_send}");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
+    let elapsed = sent.elapsed();
+    signal(ranks[1], "-KILL");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    (status, elapsed, stderr)
+}
+
+#[test]
+fn killing_one_rank_stops_the_others_with_an_error_within_30_seconds() {
+    let root = tempfile::tempdir().unwrap();
+    let (status, _, _) = disturb_rank_one(&root.path().join("killed"), &[], "-9");
     assert!(!status.success(), "the job exited successfully after losing a rank");
 }
 
@@ -284,75 +303,11 @@ fn global_sampling_draws_every_rank_in_proportion_without_duplicates_and_intact(
 }
 
 #[test]
-fn the_ranks_buffers_share_one_global_budget() {
-    let root = tempfile::tempdir().unwrap();
-    let results = root.path().join("budget");
-    run(train(
-        2,
-        &results,
-        &[
-            "--model",
-            "mlp",
-            "--epochs",
-            "1",
-            "--train-samples",
-            "3000",
-            "--agent",
-            "er",
-            "--agent-config",
-            "{'buffer_size': 200, 'num_representatives': 16}",
-            "--tasksets-config",
-            "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
-        ],
-    ));
-    let rehearsal = &summary(&results)["rehearsal"];
-    assert_eq!(rehearsal["world_capacity"], 200);
-    assert_eq!(rehearsal["capacity"], 100, "each of the 2 ranks holds half the budget");
-    let stored: u64 = rehearsal["world_class_counts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_u64().unwrap())
-        .sum();
-    assert_eq!(stored, 200);
-    assert!(rehearsal["timing"]["sample_seconds"].as_f64().unwrap() > 0.0);
-}
-
-#[test]
 fn a_stopped_rank_ends_the_job_within_the_deadline_with_an_error_naming_it() {
     let root = tempfile::tempdir().unwrap();
     let results = root.path().join("stopped");
-    let mut job = train(
-        2,
-        &results,
-        &["--model", "mnistnet", "--epochs", "50", "--comm-timeout", "3"],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("the launcher runs");
-    wait_for_start(&results);
-    std::thread::sleep(Duration::from_secs(1));
-    let ranks = rank_pids(&results);
-    assert_eq!(ranks.len(), 2, "found ranks {ranks:?}");
-    signal(ranks[1], "-STOP");
-    let stopped = Instant::now();
-    // Deadline 3 s, grace 1.5 s to hear from the others, then the abort.
-    let status = loop {
-        if let Some(status) = job.try_wait().unwrap() {
-            break status;
-        }
-        if stopped.elapsed() > Duration::from_secs(30) {
-            signal(ranks[1], "-KILL");
-            let _ = job.kill();
-            panic!("the job still runs 30 s after a rank was stopped");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let elapsed = stopped.elapsed();
-    signal(ranks[1], "-KILL");
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(job.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    // Deadline 3 s, then 1.5 s to hear from the other ranks, then the abort.
+    let (status, elapsed, stderr) = disturb_rank_one(&results, &["--comm-timeout", "3"], "-STOP");
     assert!(!status.success());
     assert!(
         elapsed >= Duration::from_secs(3),
@@ -386,7 +341,7 @@ fn an_error_under_mpirun_is_printed_once_and_whole() {
 }
 
 #[test]
-fn two_rank_rehearsal_draws_from_both_buffers_past_tasks_only_and_repeats_exactly() {
+fn two_rank_rehearsal_shares_one_budget_draws_from_both_buffers_past_tasks_only_and_repeats_exactly() {
     let root = tempfile::tempdir().unwrap();
     let run_once = |name: &str| {
         let results = root.path().join(name);
@@ -419,8 +374,18 @@ fn two_rank_rehearsal_draws_from_both_buffers_past_tasks_only_and_repeats_exactl
         "the same seed on 2 ranks gave two results"
     );
     assert_eq!(first["epochs"][4]["train_loss"], second["epochs"][4]["train_loss"]);
+    // The global budget, split over the ranks' buffers exactly (not rounded down to 200).
     let rehearsal = &first["rehearsal"];
-    assert_eq!(rehearsal["world_capacity"], 201, "the budget is not rounded down");
+    assert_eq!(rehearsal["world_capacity"], 201);
+    assert_eq!(rehearsal["capacity"], 101, "rank 0 holds its half and the odd slot");
+    let stored: u64 = rehearsal["world_class_counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_u64().unwrap())
+        .sum();
+    assert_eq!(stored, 201);
+    assert!(rehearsal["timing"]["sample_seconds"].as_f64().unwrap() > 0.0);
     for (task, epoch) in first["epochs"].as_array().unwrap().iter().enumerate() {
         let draws = &epoch["rehearsal_draws"];
         let per_rank: Vec<u64> = draws["per_rank"]
