@@ -216,6 +216,15 @@ pub fn check_launch(size: usize, env: impl Fn(&str) -> Option<String>) -> Result
         }
         return Ok(None);
     }
+    // srun's step of several tasks whose processes did not join one world would run as so
+    // many independent copies writing the same results.
+    let step_tasks: Option<usize> = env("SLURM_STEP_NUM_TASKS").and_then(|n| n.parse().ok());
+    if let Some(tasks) = step_tasks.filter(|&n| n > 1 && size == 1) {
+        return Err(DistError::Launch(format!(
+            "srun started {tasks} tasks but they joined a world of 1: MPICH did not reach Slurm's PMI (try \
+             `srun --mpi=pmi2`, or `mpirun -np {tasks}` inside the allocation)"
+        )));
+    }
     let slurm_tasks: Option<usize> = env("SLURM_NTASKS").and_then(|n| n.parse().ok());
     Ok(match slurm_tasks {
         Some(tasks) if tasks > 1 && size == 1 => Some(format!(
@@ -273,6 +282,10 @@ mod tests {
         let notice = check_launch(1, env(&[("SLURM_NTASKS", "8")])).unwrap().unwrap();
         assert!(notice.contains("runs as one worker"), "{notice}");
         assert_eq!(check_launch(1, env(&[("SLURM_NTASKS", "1")])).unwrap(), None);
+        // srun's tasks that each see a world of 1 would be independent copies of the run.
+        let copies = check_launch(1, env(&[("SLURM_NTASKS", "4"), ("SLURM_STEP_NUM_TASKS", "4")]));
+        assert!(copies.unwrap_err().to_string().contains("srun started 4 tasks"));
+        assert_eq!(check_launch(4, env(&[("SLURM_NTASKS", "4"), ("SLURM_STEP_NUM_TASKS", "4")])).unwrap(), None);
         assert_eq!(check_launch(1, env(&[])).unwrap(), None);
     }
 
