@@ -285,7 +285,10 @@ mod tests {
         // srun's tasks that each see a world of 1 would be independent copies of the run.
         let copies = check_launch(1, env(&[("SLURM_NTASKS", "4"), ("SLURM_STEP_NUM_TASKS", "4")]));
         assert!(copies.unwrap_err().to_string().contains("srun started 4 tasks"));
-        assert_eq!(check_launch(4, env(&[("SLURM_NTASKS", "4"), ("SLURM_STEP_NUM_TASKS", "4")])).unwrap(), None);
+        assert_eq!(
+            check_launch(4, env(&[("SLURM_NTASKS", "4"), ("SLURM_STEP_NUM_TASKS", "4")])).unwrap(),
+            None
+        );
         assert_eq!(check_launch(1, env(&[])).unwrap(), None);
     }
 

@@ -5,7 +5,7 @@
 use tch::{nn, Tensor};
 
 use crate::init::linear;
-use crate::{Model, ModelError, ModelInput};
+use crate::{Classifier, Model, ModelConfig, ModelError, ModelInput};
 
 const HIDDEN: i64 = 256;
 
@@ -22,8 +22,10 @@ impl nn::ModuleT for Mlp {
     }
 }
 
+impl Classifier for Mlp {}
+
 /// The registry constructor: any image shape.
-pub fn build(path: &nn::Path, input: ModelInput) -> Result<Model, ModelError> {
+pub fn build(path: &nn::Path, input: ModelInput, _config: &ModelConfig) -> Result<Model, ModelError> {
     let features = input.image_shape.iter().product::<usize>() as i64;
     Ok(Box::new(Mlp {
         hidden: linear(path / "hidden", features, HIDDEN),
@@ -44,6 +46,7 @@ mod tests {
                 image_shape: [3, 4, 4],
                 num_classes: 5,
             },
+            &ModelConfig::default(),
         )
         .unwrap();
         let x = Tensor::rand([2, 3, 4, 4], tch::kind::FLOAT_CPU);

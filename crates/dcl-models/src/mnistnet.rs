@@ -6,7 +6,7 @@
 use tch::{nn, Tensor};
 
 use crate::init::{conv2d as conv, linear};
-use crate::{Model, ModelError, ModelInput};
+use crate::{Classifier, Model, ModelConfig, ModelError, ModelInput};
 
 /// The input this network is made for: one channel of 28x28 pixels.
 const INPUT_SHAPE: [usize; 3] = [1, 28, 28];
@@ -50,8 +50,10 @@ impl nn::ModuleT for MnistNet {
     }
 }
 
+impl Classifier for MnistNet {}
+
 /// The registry constructor: checks the input shape, then builds the network.
-pub fn build(path: &nn::Path, input: ModelInput) -> Result<Model, ModelError> {
+pub fn build(path: &nn::Path, input: ModelInput, _config: &ModelConfig) -> Result<Model, ModelError> {
     if input.image_shape != INPUT_SHAPE {
         return Err(ModelError::IncompatibleInput {
             model: "mnistnet",
@@ -84,7 +86,10 @@ mod tests {
             image_shape: [3, 32, 32],
             num_classes: 10,
         };
-        let message = build(&vs.root(), input).err().unwrap().to_string();
+        let message = build(&vs.root(), input, &ModelConfig::default())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(message.contains("[3, 32, 32]"), "{message}");
     }
 

@@ -78,7 +78,7 @@ impl Learner {
         world: Arc<dyn Communicator>,
     ) -> Result<Self, TrainError> {
         let vars = nn::VarStore::new(device);
-        let model = dcl_models::build(model, &vars.root(), input)?;
+        let model = dcl_models::build(model, &vars.root(), input, &dcl_models::ModelConfig::default())?.model;
         dcl_models::layout::use_channels_last(&vars);
         let mut named: Vec<(String, Tensor)> = vars.variables().into_iter().collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
