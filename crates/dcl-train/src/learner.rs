@@ -404,10 +404,19 @@ mod tests {
             betas,
         };
         let (x, y) = batch();
-        let weights = |settings: OptimizerSettings| {
-            tch::manual_seed(0);
-            let mut learner =
-                Learner::new("mlp", INPUT, settings, Device::Cpu, Arc::new(dcl_dist::SingleProcess)).unwrap();
+        // One learner, reset between the runs: no other test's use of libtorch's global RNG
+        // can change the initial weights in between.
+        let mut learner = Learner::new(
+            "mlp",
+            INPUT,
+            adam(0.9, crate::regime::ADAM_BETAS),
+            Device::Cpu,
+            Arc::new(dcl_dist::SingleProcess),
+        )
+        .unwrap();
+        let mut weights = |settings: OptimizerSettings| {
+            learner.reset_weights();
+            learner.reset_optimizer(settings).unwrap();
             for _ in 0..3 {
                 learner.apply(settings).unwrap();
                 let _ = learner.train_step(&x, &y, None, None).unwrap();
