@@ -38,6 +38,36 @@ impl ImageSet {
         &self.images[index * n..(index + 1) * n]
     }
 
+    /// The set with every image padded with zeros (black) to `size` x `size`, centred (an odd
+    /// margin leaves the extra row and column at the bottom and right), as torchvision's
+    /// `Pad`. Fails when the images are larger than that.
+    pub fn padded_to(&self, size: usize) -> Result<ImageSet, String> {
+        let [c, h, w] = self.image_shape;
+        if size < h || size < w {
+            return Err(format!(
+                "--input-size {size} is below the images' {h}x{w}: only padding is available for this data set"
+            ));
+        }
+        let (top, left) = ((size - h) / 2, (size - w) / 2);
+        let mut images = vec![0u8; self.len() * c * size * size];
+        for (padded, image) in images
+            .chunks_exact_mut(c * size * size)
+            .zip(self.images.chunks_exact(c * h * w))
+        {
+            for (padded, channel) in padded.chunks_exact_mut(size * size).zip(image.chunks_exact(h * w)) {
+                for (y, row) in channel.chunks_exact(w).enumerate() {
+                    let start = (top + y) * size + left;
+                    padded[start..start + w].copy_from_slice(row);
+                }
+            }
+        }
+        Ok(ImageSet {
+            images,
+            labels: self.labels.clone(),
+            image_shape: [c, size, size],
+        })
+    }
+
     /// Reads a pair of IDX files: images of rank 3 (count, rows, columns) and labels of
     /// rank 1, checking that they agree and that every label is below `num_classes`.
     pub fn read_idx_pair(images_path: &Path, labels_path: &Path, num_classes: usize) -> Result<Self, DataError> {
@@ -94,6 +124,22 @@ pub struct SplitDataset {
     pub normalization: Normalization,
 }
 
+impl SplitDataset {
+    /// Both splits padded to `size` x `size` ([`ImageSet::padded_to`]); the same set when the
+    /// images have that size already.
+    pub fn with_input_size(self, size: usize) -> Result<Self, String> {
+        let [_, h, w] = self.train.image_shape;
+        if (h, w) == (size, size) {
+            return Ok(self);
+        }
+        Ok(SplitDataset {
+            train: Arc::new(self.train.padded_to(size)?),
+            test: Arc::new(self.test.padded_to(size)?),
+            ..self
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +188,27 @@ mod tests {
         let missing = dir.path().join("nothing-here");
         let message = ImageSet::read_idx_pair(&missing, &missing, 10).unwrap_err().to_string();
         assert!(message.contains("nothing-here"), "{message}");
+    }
+
+    #[test]
+    fn padding_centres_every_channel_and_refuses_to_shrink() {
+        let set = ImageSet {
+            images: vec![1, 2, 3, 4, 5, 6, 7, 8],
+            labels: vec![3],
+            image_shape: [2, 2, 2],
+        };
+        let padded = set.padded_to(4).unwrap();
+        assert_eq!(padded.image_shape, [2, 4, 4]);
+        assert_eq!(padded.labels, vec![3]);
+        #[rustfmt::skip]
+        let expected = [
+            0, 0, 0, 0,  0, 1, 2, 0,  0, 3, 4, 0,  0, 0, 0, 0,
+            0, 0, 0, 0,  0, 5, 6, 0,  0, 7, 8, 0,  0, 0, 0, 0,
+        ];
+        assert_eq!(padded.images, expected);
+        assert_eq!(set.padded_to(3).unwrap().image(0)[..9], [1, 2, 0, 3, 4, 0, 0, 0, 0]);
+        let message = set.padded_to(1).unwrap_err();
+        assert!(message.contains("--input-size 1 is below the images' 2x2"), "{message}");
     }
 
     #[test]

@@ -4,9 +4,10 @@
 //! Stem (3x3 stride 2, BatchNorm, SiLU), stages of FusedMBConv / MBConv blocks, a 1x1 head
 //! convolution to 1280 features, average pooling, dropout (`drop_rate`, 0 as timm's default)
 //! and the classifier. Stochastic depth: block `i` of `n` drops its residual branch with
-//! probability `rate · i / n` (timm's rule), `rate` starting at `drop_path_rate` and changed
-//! with [`Classifier::set_drop_path_rate`] (upstream raises it linearly to 0.2 over the
-//! epochs). Every convolution pads, so any input size of at least 1x1 runs.
+//! probability `rate · i / n` (timm's rule), `rate` raised linearly over the epochs of each
+//! task from 0 towards `drop_path_rate` (0.2, upstream's schedule: `rate · epoch / epochs`,
+//! through [`Classifier::set_progress`]). Every convolution pads, so any input size of at
+//! least 1x1 runs.
 
 use tch::nn::{self, Init, ModuleT};
 use tch::Tensor;
@@ -26,10 +27,11 @@ pub const DROP_RATE: Rate = Rate {
     name: "drop_rate",
     default: 0.0,
 };
-/// The initial stochastic-depth rate of the deepest block.
+/// The stochastic-depth rate of the deepest block that the schedule raises towards (upstream's
+/// 0.2; timm's default is 0).
 pub const DROP_PATH_RATE: Rate = Rate {
     name: "drop_path_rate",
-    default: 0.0,
+    default: 0.2,
 };
 
 /// The model-config keys of EfficientNetV2.
@@ -231,18 +233,23 @@ pub struct EfficientNet {
     head: ConvBn,
     drop_rate: f64,
     classifier: nn::Linear,
+    /// The rate in force (0 until training progresses).
     drop_path_rate: DropRate,
+    /// The rate the schedule raises towards.
+    final_drop_path_rate: f64,
 }
 
 impl EfficientNet {
-    /// Creates the network's variables under `path` for `variant` (`s`, `m` or `l`).
+    /// Creates the network's variables under `path` for `variant` (`s`, `m` or `l`); its drop
+    /// path starts at 0 and [`Classifier::set_progress`] raises it towards `drop_path_rate`.
     pub fn new(path: &nn::Path, variant: &str, input: ModelInput, drop_rate: f64, drop_path_rate: f64) -> Self {
+        let final_drop_path_rate = drop_path_rate;
         let (stages, stem_size) = match variant {
             "s" => (SMALL, 24),
             "l" => (LARGE, 32),
             _ => (MEDIUM, 24),
         };
-        let drop_path_rate = DropRate::new(drop_path_rate);
+        let drop_path_rate = DropRate::new(0.0);
         let stem = ConvBn::new(
             path / "conv_stem",
             path / "bn1",
@@ -280,6 +287,7 @@ impl EfficientNet {
             drop_rate,
             classifier,
             drop_path_rate,
+            final_drop_path_rate,
         }
     }
 }
@@ -303,6 +311,10 @@ impl ModuleT for EfficientNet {
 impl Classifier for EfficientNet {
     fn set_drop_path_rate(&self, rate: f64) {
         self.drop_path_rate.set(rate);
+    }
+
+    fn set_progress(&self, fraction: f64) {
+        self.set_drop_path_rate(self.final_drop_path_rate * fraction);
     }
 }
 

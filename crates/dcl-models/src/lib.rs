@@ -35,6 +35,10 @@ pub trait Classifier: nn::ModuleT {
     /// Sets the stochastic-depth (drop path) rate of the last block; earlier blocks get a
     /// share of it growing linearly with depth, as timm's. Models without drop path ignore it.
     fn set_drop_path_rate(&self, _rate: f64) {}
+    /// Follows training: `fraction` is the share of a task's epochs done (`epoch / epochs`,
+    /// 0 at its first epoch). Models that schedule a regulariser over training set it here
+    /// (EfficientNetV2 raises its drop path rate linearly, as upstream does); others ignore it.
+    fn set_progress(&self, _fraction: f64) {}
 }
 
 /// A classifier built by the registry.
@@ -129,8 +133,12 @@ pub const MODELS: &[ModelEntry] = &[
 pub enum ModelError {
     #[error("unknown model '{name}'; valid models: {valid}")]
     Unknown { name: String, valid: String },
-    #[error("model {model} does not accept {input}")]
-    IncompatibleInput { model: &'static str, input: String },
+    #[error("model {model} takes {needs} images, not {given}")]
+    IncompatibleInput {
+        model: &'static str,
+        needs: String,
+        given: String,
+    },
     #[error("model {model} needs images of at least {min}x{min} pixels, not {height}x{width}")]
     InputTooSmall {
         model: &'static str,

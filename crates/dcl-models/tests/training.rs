@@ -113,3 +113,16 @@ fn inputs_below_the_minimum_are_refused_with_it() {
         assert_eq!(logits.isfinite().all().int64_value(&[]), 1);
     }
 }
+
+#[test]
+fn efficientnetv2_drop_path_starts_at_zero_and_rises_with_training_progress() {
+    tch::manual_seed(0);
+    let (_vars, model) = build("efficientnetv2", json!({"variant": "s"}), [3, 32, 32]);
+    let x = Tensor::randn([4, 3, 32, 32], tch::kind::FLOAT_CPU);
+    let forward = || tch::no_grad(|| model.forward_t(&x, true));
+    // Upstream's schedule: 0.2 · epoch / epochs; at the first epoch, no drop path at all.
+    model.set_progress(0.0);
+    assert!(forward().equal(&forward()), "drop path acted at the first epoch");
+    model.set_progress(0.9);
+    assert!(!forward().equal(&forward()), "drop path did not rise with training");
+}

@@ -52,6 +52,12 @@ impl LrScaling {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {
     pub model: String,
+    /// The model's `--model-config` keys (regime keys such as `lr_min` excluded).
+    #[serde(default)]
+    pub model_config: serde_json::Map<String, serde_json::Value>,
+    /// The side the images are padded to, if any (`--input-size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_size: Option<usize>,
     pub agent: AgentConfig,
     pub dataset: String,
     /// The directory holding the data set's files.
@@ -142,6 +148,8 @@ pub(crate) mod tests {
         };
         RunConfig {
             model: "mnistnet".into(),
+            model_config: Default::default(),
+            input_size: None,
             agent: AgentConfig {
                 name: "base".into(),
                 reset_state_dict: false,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use dcl_dist::Communicator;
-use dcl_models::{Model, ModelInput};
+use dcl_models::{Model, ModelConfig, ModelInput};
 use tch::nn::{self, OptimizerConfig};
 use tch::{Device, Reduction, Tensor};
 
@@ -15,6 +15,8 @@ use crate::TrainError;
 pub struct Learner {
     vars: nn::VarStore,
     model: Model,
+    /// What building the model said (the weights it loaded, a re-initialised head).
+    notice: Option<String>,
     /// The variables as initialised, for resets between tasks.
     initial: Vec<(String, Tensor)>,
     optimizer: nn::Optimizer,
@@ -67,18 +69,20 @@ fn build_optimizer(vars: &nn::VarStore, s: OptimizerSettings) -> Result<nn::Opti
 }
 
 impl Learner {
-    /// Builds the model called `model` on `device` (initialised from libtorch's global
-    /// seed, laid out channels-last) and an optimiser with `settings` over its variables.
-    /// In a world of several ranks, rank 0's initial values are broadcast to every rank.
+    /// Builds the model called `model` with `config` on `device` (initialised from
+    /// libtorch's global seed, or loaded from the config's weights file; laid out
+    /// channels-last) and an optimiser with `settings` over its variables. In a world of
+    /// several ranks, rank 0's initial values are broadcast to every rank.
     pub fn new(
         model: &str,
+        config: &ModelConfig,
         input: ModelInput,
         settings: OptimizerSettings,
         device: Device,
         world: Arc<dyn Communicator>,
     ) -> Result<Self, TrainError> {
         let vars = nn::VarStore::new(device);
-        let model = dcl_models::build(model, &vars.root(), input, &dcl_models::ModelConfig::default())?.model;
+        let dcl_models::Built { model, notice } = dcl_models::build(model, &vars.root(), input, config)?;
         dcl_models::layout::use_channels_last(&vars);
         let mut named: Vec<(String, Tensor)> = vars.variables().into_iter().collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
@@ -94,6 +98,7 @@ impl Learner {
         Ok(Learner {
             vars,
             model,
+            notice,
             initial,
             optimizer,
             settings,
@@ -241,6 +246,17 @@ impl Learner {
         tch::no_grad(|| unflatten(&self.summed_gradients, &grads, scale))
     }
 
+    /// What building the model said, if anything (the weights file it loaded).
+    pub fn notice(&self) -> Option<&str> {
+        self.notice.as_deref()
+    }
+
+    /// Tells the model how far training has gone in the task (`epoch / epochs`), for the
+    /// regularisers it schedules.
+    pub fn set_progress(&self, fraction: f64) {
+        self.model.set_progress(fraction);
+    }
+
     /// The logits of a batch in evaluation mode (dropout off), without gradients.
     pub fn predict(&self, images: &Tensor) -> Tensor {
         tch::no_grad(|| self.model.forward_t(images, false))
@@ -338,7 +354,15 @@ mod tests {
     #[test]
     fn reset_weights_restores_the_initial_values() {
         tch::manual_seed(0);
-        let mut learner = Learner::new("mnistnet", INPUT, SGD, Device::Cpu, Arc::new(dcl_dist::SingleProcess)).unwrap();
+        let mut learner = Learner::new(
+            "mnistnet",
+            &ModelConfig::default(),
+            INPUT,
+            SGD,
+            Device::Cpu,
+            Arc::new(dcl_dist::SingleProcess),
+        )
+        .unwrap();
         let initial = snapshot(&learner);
         let (x, y) = batch();
         let _ = learner.train_step(&x, &y, None, None).unwrap();
@@ -371,7 +395,15 @@ mod tests {
 
     #[test]
     fn accumulating_two_batches_steps_like_one_batch_twice_as_large() {
-        let mut learner = Learner::new("mlp", INPUT, SGD, Device::Cpu, Arc::new(dcl_dist::SingleProcess)).unwrap();
+        let mut learner = Learner::new(
+            "mlp",
+            &ModelConfig::default(),
+            INPUT,
+            SGD,
+            Device::Cpu,
+            Arc::new(dcl_dist::SingleProcess),
+        )
+        .unwrap();
         let (x, y) = batch();
         let halves = vec![
             (x.narrow(0, 0, 4), y.narrow(0, 0, 4)),
@@ -408,6 +440,7 @@ mod tests {
         // can change the initial weights in between.
         let mut learner = Learner::new(
             "mlp",
+            &ModelConfig::default(),
             INPUT,
             adam(0.9, crate::regime::ADAM_BETAS),
             Device::Cpu,
@@ -463,7 +496,15 @@ mod tests {
     #[test]
     fn a_mask_keeps_the_loss_on_allowed_classes() {
         tch::manual_seed(0);
-        let mut learner = Learner::new("mnistnet", INPUT, SGD, Device::Cpu, Arc::new(dcl_dist::SingleProcess)).unwrap();
+        let mut learner = Learner::new(
+            "mnistnet",
+            &ModelConfig::default(),
+            INPUT,
+            SGD,
+            Device::Cpu,
+            Arc::new(dcl_dist::SingleProcess),
+        )
+        .unwrap();
         let (x, y) = batch();
         let mask = class_mask(&[0, 1, 2, 3], 10, Device::Cpu);
         let (_, logits) = learner.train_step(&x, &y, Some(&mask), None).unwrap();

@@ -95,6 +95,7 @@ impl<'a> Trainer<'a> {
         };
         let mut learner = Learner::new(
             &config.model,
+            &dcl_models::ModelConfig::new(config.model_config.clone()),
             input,
             config.optimizer_regime.settings_at(0),
             device(),
@@ -130,6 +131,11 @@ impl<'a> Trainer<'a> {
             learner,
             rehearsal,
         })
+    }
+
+    /// What building the model said (the weights file it loaded), to show the user.
+    pub fn notice(&self) -> Option<&str> {
+        self.learner.notice()
     }
 
     /// Trains on the tasks of the scenario in order and returns the record of the run. Same
@@ -173,6 +179,7 @@ impl<'a> Trainer<'a> {
             for epoch in 0..config.epochs {
                 let settings = regime.settings_at(epoch);
                 self.learner.apply(settings)?;
+                self.learner.set_progress(epoch as f64 / config.epochs as f64);
                 let collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self.rehearsal {
                     Some(rehearsal) => {
                         let seed = pass_seed(config.seed ^ 0x6C6F_6261_6C00, task_id, epoch).wrapping_add(rank as u64);

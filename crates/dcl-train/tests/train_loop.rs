@@ -58,6 +58,8 @@ fn config(seed: u64, epochs: usize) -> RunConfig {
     };
     RunConfig {
         model: "mlp".into(),
+        model_config: Default::default(),
+        input_size: None,
         agent: AgentConfig {
             name: "base".into(),
             reset_state_dict: false,

@@ -6,13 +6,13 @@
 use std::time::Instant;
 
 use anyhow::{ensure, Result};
-use dcl_models::ModelInput;
+use dcl_models::{ModelConfig, ModelInput};
 use dcl_train::{Learner, OptimizerKind, OptimizerSettings};
 use tch::{Kind, Tensor};
 
 use crate::cli::{AllreduceArgs, BufferArgs, RehearsalArgs, SamplingArgs, StepArgs};
 
-/// The MNIST-shaped input the step is measured on.
+/// The MNIST-shaped input of the rehearsal benchmark.
 const INPUT: ModelInput = ModelInput {
     image_shape: [1, 28, 28],
     num_classes: 10,
@@ -36,17 +36,22 @@ pub fn run_step(args: StepArgs) -> Result<()> {
     tch::set_num_threads(args.threads as i32);
     tch::manual_seed(0);
     let device = dcl_train::trainer::device();
+    let input = ModelInput {
+        image_shape: args.input,
+        num_classes: args.classes,
+    };
     let mut learner = Learner::new(
         &args.model,
-        INPUT,
+        &ModelConfig::new(args.model_config.clone()),
+        input,
         SGD,
         device,
         std::sync::Arc::new(dcl_dist::SingleProcess),
     )?;
-    let [c, h, w] = INPUT.image_shape.map(|d| d as i64);
+    let [c, h, w] = input.image_shape.map(|d| d as i64);
     let b = args.batch_size as i64;
     let images = Tensor::randn([b, c, h, w], (Kind::Float, device));
-    let labels = Tensor::randint(INPUT.num_classes as i64, [b], (Kind::Int64, device));
+    let labels = Tensor::randint(input.num_classes as i64, [b], (Kind::Int64, device));
     for _ in 0..args.warmup {
         let _step = learner.train_step(&images, &labels, None, None)?;
     }
@@ -62,8 +67,9 @@ pub fn run_step(args: StepArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"engine": "dcl", "model": args.model, "batch_size": args.batch_size,
-                "threads": args.threads, "images_per_second_median": median, "images_per_second": rates})
+            serde_json::json!({"engine": "dcl", "model": args.model, "model_config": args.model_config,
+                "input": args.input, "batch_size": args.batch_size, "threads": args.threads,
+                "images_per_second_median": median, "images_per_second": rates})
         );
     } else {
         println!(
@@ -203,6 +209,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
     )?;
     let mut learner = Learner::new(
         "mnistnet",
+        &ModelConfig::default(),
         INPUT,
         SGD,
         dcl_train::trainer::device(),

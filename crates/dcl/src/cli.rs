@@ -25,6 +25,8 @@ pub enum Command {
     /// Manage data sets.
     #[command(subcommand)]
     Data(DataCommand),
+    /// List the models, their --model-config keys and their parameter counts.
+    Models(ModelsArgs),
     /// Measure performance.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -59,11 +61,30 @@ pub struct TrainArgs {
     pub comm_timeout: f64,
 }
 
+/// An image shape written `CxHxW` (`3x32x32`).
+pub fn image_shape(text: &str) -> Result<[usize; 3], String> {
+    let dims: Vec<usize> = text.split('x').filter_map(|d| d.parse().ok()).collect();
+    match dims[..] {
+        [c, h, w] if c > 0 && h > 0 && w > 0 && text.split('x').count() == 3 => Ok([c, h, w]),
+        _ => Err(format!("expected an image shape like 3x32x32, not '{text}'")),
+    }
+}
+
 fn positive_seconds(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(seconds) if seconds.is_finite() && seconds > 0.0 => Ok(seconds),
         _ => Err(format!("expected a number of seconds > 0, not '{text}'")),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ModelsArgs {
+    /// Classes of the classifier.
+    #[arg(long, default_value_t = 1000)]
+    pub num_classes: usize,
+    /// Input shape, CxHxW.
+    #[arg(long, default_value = "3x224x224", value_parser = image_shape)]
+    pub input: [usize; 3],
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +208,15 @@ pub struct BufferArgs {
 pub struct StepArgs {
     #[arg(long, default_value = "mnistnet")]
     pub model: String,
+    /// Model parameters, as a Python dict literal (`--model-config "{'variant': 's'}"`).
+    #[arg(long, value_parser = crate::options::literal::parse_dict, default_value = "{}")]
+    pub model_config: serde_json::Map<String, serde_json::Value>,
+    /// Input shape, CxHxW.
+    #[arg(long, default_value = "1x28x28", value_parser = image_shape)]
+    pub input: [usize; 3],
+    /// Classes of the classifier.
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// Intra-op CPU threads of libtorch.

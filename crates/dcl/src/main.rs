@@ -7,6 +7,7 @@
 mod bench;
 mod cli;
 mod fetch;
+mod models;
 mod options;
 mod progress;
 mod report;
@@ -22,10 +23,16 @@ use dcl_dist::{write_line, Communicator};
 use crate::train::Stopped;
 
 fn main() {
+    // Die quietly on a closed pipe (`dcl models | head`), as command-line tools do.
+    // SAFETY: restoring a signal's default disposition installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Train(args) => return train(*args),
         cli::Command::Data(cli::DataCommand::Fetch(args)) => fetch::run(args),
+        cli::Command::Models(args) => models::run(args),
         cli::Command::Bench(cli::BenchCommand::Step(args)) => bench::run_step(args),
         cli::Command::Bench(cli::BenchCommand::Buffer(args)) => bench::run_buffer(args),
         cli::Command::Bench(cli::BenchCommand::Rehearsal(args)) => bench::run_rehearsal(args),

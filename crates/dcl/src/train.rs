@@ -88,7 +88,7 @@ pub fn run(args: TrainArgs, world: Arc<dyn Communicator>, interrupt: &Interrupt)
         interrupt,
     };
     if world.is_root() {
-        for notice in &notices {
+        for notice in notices.iter().map(String::as_str).chain(trainer.notice()) {
             dcl_dist::write_line(&format!("note: {notice}"));
         }
         let results = Results::create(&config, default_results_dir, args.overwrite)?;
@@ -171,7 +171,10 @@ fn prepare(args: &TrainArgs, world: &dyn Communicator) -> Result<Prepared> {
         RunDir::check_available(&config.results_dir, args.overwrite)?;
     }
     let dataset = dcl_data::catalog::find(&config.dataset)?;
-    let data = dataset.load(&config.dataset_dir, dataset_dir_is_default)?;
+    let mut data = dataset.load(&config.dataset_dir, dataset_dir_is_default)?;
+    if let Some(size) = config.input_size {
+        data = data.with_input_size(size).map_err(|e| anyhow!(e))?;
+    }
     let scenario_options = ScenarioOptions {
         concatenate: config.concatenate_tasksets,
         train_limit: config.train_samples,

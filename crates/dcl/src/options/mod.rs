@@ -41,9 +41,12 @@ fn list_flag(text: &str) -> Result<Value, String> {
 pub struct TrainOptions {
     #[arg(long, help = format!("Model to train: {}", dcl_models::model_names()))]
     pub model: Option<String>,
-    /// Model-specific parameters, as a Python dict literal.
+    /// Model-specific parameters, as a Python dict literal (`dcl models` lists each model's keys).
     #[arg(long, value_parser = dict_flag, default_value = "{}", hide_default_value = true)]
     pub model_config: Map<String, Value>,
+    /// Pad the images to N x N pixels (MNIST-like sets) for models made for larger inputs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub input_size: Option<u32>,
     /// Agent: base (fine-tuning) or er (rehearsal; upstream's nil, nil_cpp, nil_cpp_cat, nil_local).
     #[arg(long, default_value = "base")]
     pub agent: String,
@@ -177,9 +180,8 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         .model
         .ok_or_else(|| anyhow!("--model is required (valid models: {})", dcl_models::model_names()))?;
     dcl_models::find(&model)?;
-    if let Some(key) = options.model_config.keys().next() {
-        bail!("--model-config: unknown key '{key}' ({model} takes no options)");
-    }
+    dcl_models::check_config(&model, &dcl_models::ModelConfig::new(options.model_config.clone()))
+        .map_err(|e| anyhow!("--{e}"))?;
     let dataset = dcl_data::catalog::find(&options.dataset)?;
     let (agent, notice) = agent::parse(&options.agent, &options.agent_config)?;
     let (scenario, concatenate_tasksets) = tasksets::parse(&options.tasksets_config)?;
@@ -222,6 +224,8 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
     };
     let config = RunConfig {
         results_dir: options.results_dir.unwrap_or_else(|| results_dir(&model, dataset.name)),
+        model_config: options.model_config,
+        input_size: options.input_size.map(|n| n as usize),
         dataset_dir: options.dataset_dir.join(dataset.name),
         agent,
         dataset: dataset.name.to_owned(),
@@ -317,7 +321,7 @@ mod tests {
             .starts_with("--agent-config: unknown field `reset`"));
         assert_eq!(
             err(&["--model", "mnistnet", "--model-config", "{'lr_min': 1e-6}"]),
-            "--model-config: unknown key 'lr_min' (mnistnet takes no options)"
+            "--model-config: unknown key 'lr_min' for mnistnet; valid keys: weights"
         );
         assert!(err(&["--model", "mnistnet", "--load-checkpoint", "x.pt"]).contains("not available yet"));
         assert_eq!(
