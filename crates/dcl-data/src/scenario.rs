@@ -168,6 +168,8 @@ pub struct ScenarioOptions {
     pub concatenate: bool,
     /// Train on the first N training samples of the data set only.
     pub train_limit: Option<usize>,
+    /// Evaluate on the first N test samples of the data set only.
+    pub test_limit: Option<usize>,
 }
 
 impl Scenario {
@@ -181,6 +183,7 @@ impl Scenario {
         let train_len = options
             .train_limit
             .map_or(data.train.len(), |n| n.min(data.train.len()));
+        let test_len = options.test_limit.map_or(data.test.len(), |n| n.min(data.test.len()));
         let all_classes: Vec<usize> = (0..data.num_classes).collect();
         let identity = |indices: Vec<usize>| -> Vec<SampleRef> {
             indices
@@ -195,7 +198,7 @@ impl Scenario {
             ScenarioSpec::Single => (
                 vec![Task {
                     train: identity((0..train_len).collect()),
-                    test: identity((0..data.test.len()).collect()),
+                    test: identity((0..test_len).collect()),
                     classes: all_classes,
                 }],
                 vec![View::Identity],
@@ -216,7 +219,7 @@ impl Scenario {
                             identity((0..len).filter(|&i| classes.contains(&(labels[i] as usize))).collect())
                         };
                         let train = of_classes(&data.train.labels, train_len);
-                        let test = of_classes(&data.test.labels, data.test.len());
+                        let test = of_classes(&data.test.labels, test_len);
                         classes.sort_unstable();
                         Task { train, test, classes }
                     })
@@ -224,9 +227,9 @@ impl Scenario {
                 (tasks, vec![View::Identity], *task_identity)
             }
             ScenarioSpec::Instances { num_tasks } => {
-                check_num_tasks(*num_tasks, train_len.min(data.test.len()))?;
+                check_num_tasks(*num_tasks, train_len.min(test_len))?;
                 let train_parts = random_parts(train_len, *num_tasks, seed);
-                let test_parts = random_parts(data.test.len(), *num_tasks, seed ^ 0x5EED_7E57);
+                let test_parts = random_parts(test_len, *num_tasks, seed ^ 0x5EED_7E57);
                 let tasks = train_parts
                     .into_iter()
                     .zip(test_parts)
@@ -247,7 +250,7 @@ impl Scenario {
                         _ => View::Permutation(permutation(pixels, task_seed(seed, t))),
                     })
                     .collect();
-                viewed_tasks(views, train_len, data)?
+                viewed_tasks(views, train_len, test_len, data)?
             }
             ScenarioSpec::Rotated { angles } => {
                 check_view_count(angles.len())?;
@@ -256,7 +259,7 @@ impl Scenario {
                     .iter()
                     .map(|&a| View::Resampled(Resampling::rotation(h, w, a)))
                     .collect();
-                viewed_tasks(views, train_len, data)?
+                viewed_tasks(views, train_len, test_len, data)?
             }
         };
         if let Some((t, _)) = tasks.iter().enumerate().find(|(_, task)| task.train.is_empty()) {
@@ -295,6 +298,7 @@ impl Scenario {
 fn viewed_tasks(
     views: Vec<View>,
     train_len: usize,
+    test_len: usize,
     data: &SplitDataset,
 ) -> Result<(Vec<Task>, Vec<View>, TaskIdentity), ScenarioError> {
     let all_classes: Vec<usize> = (0..data.num_classes).collect();
@@ -310,7 +314,7 @@ fn viewed_tasks(
             };
             Task {
                 train: through(train_len),
-                test: through(data.test.len()),
+                test: through(test_len),
                 classes: all_classes.clone(),
             }
         })
@@ -611,7 +615,7 @@ mod tests {
     fn concatenation_trains_each_task_on_all_earlier_ones() {
         let options = ScenarioOptions {
             concatenate: true,
-            train_limit: None,
+            ..Default::default()
         };
         let scenario = build(classes(2, 2, ClassOrder::Natural, TaskIdentity::Unknown), options).unwrap();
         let sizes: Vec<_> = scenario.tasks.iter().map(|t| t.train.len()).collect();
@@ -620,16 +624,18 @@ mod tests {
     }
 
     #[test]
-    fn the_train_limit_applies_before_splitting() {
+    fn the_train_and_test_limits_apply_before_splitting() {
         let options = ScenarioOptions {
-            concatenate: false,
             train_limit: Some(30),
+            test_limit: Some(7),
+            ..Default::default()
         };
         let scenario = build(ScenarioSpec::Single, options).unwrap();
         assert_eq!(scenario.tasks[0].train.len(), 30);
+        assert_eq!(scenario.tasks[0].test.len(), 7);
         let options = ScenarioOptions {
-            concatenate: false,
             train_limit: Some(5),
+            ..Default::default()
         };
         let err = build(classes(2, 2, ClassOrder::Natural, TaskIdentity::Unknown), options).unwrap_err();
         // The first five samples are of classes 0..5: task 4 (classes 6 and 7) gets none.

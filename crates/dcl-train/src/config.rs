@@ -88,6 +88,9 @@ pub struct RunConfig {
     pub threads: usize,
     /// Train on the first N training samples only.
     pub train_samples: Option<usize>,
+    /// Evaluate on the first N test samples only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_samples: Option<usize>,
     /// Report the training loss every N batches.
     pub log_interval: usize,
     /// Where the run's files go.
@@ -115,6 +118,9 @@ impl RunConfig {
         }
         if self.train_samples == Some(0) {
             return Err(TrainError::Config("--train-samples must be at least 1".into()));
+        }
+        if self.test_samples == Some(0) {
+            return Err(TrainError::Config("--test-samples must be at least 1".into()));
         }
         let task_incremental = matches!(
             self.scenario,
@@ -171,6 +177,7 @@ pub(crate) mod tests {
             seed: 42,
             threads: 0,
             train_samples: None,
+            test_samples: None,
             log_interval: 10,
             results_dir: "results/x".into(),
         }

@@ -86,6 +86,7 @@ fn config(seed: u64, epochs: usize) -> RunConfig {
         seed,
         threads: 1,
         train_samples: None,
+        test_samples: None,
         log_interval: 5,
         results_dir: "unused".into(),
     }

@@ -178,6 +178,7 @@ fn prepare(args: &TrainArgs, world: &dyn Communicator) -> Result<Prepared> {
     let scenario_options = ScenarioOptions {
         concatenate: config.concatenate_tasksets,
         train_limit: config.train_samples,
+        test_limit: config.test_samples,
     };
     let scenario = Scenario::build(&config.scenario, &data, scenario_options, config.seed)
         .map_err(|e| anyhow!("--tasksets-config: {e}"))?;

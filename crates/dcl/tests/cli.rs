@@ -895,3 +895,87 @@ fn running_out_of_memory_is_one_line_with_a_hint_and_the_run_says_failed() {
     assert_eq!(summary["status"], "failed");
     assert!(summary["error"].as_str().unwrap().starts_with("out of memory"));
 }
+
+#[test]
+fn every_image_model_family_trains_on_fashion_mnist_padded_to_32_pixels() {
+    let root = tempfile::tempdir().unwrap();
+    let families = [
+        ("resnet18", "{}"),
+        ("efficientnetv2", "{'variant': 's'}"),
+        ("convnext", "{'variant': 'tiny'}"),
+    ];
+    for (model, config) in families {
+        let results = root.path().join(model);
+        let output = dcl_command()
+            .args([
+                "train",
+                "--model",
+                model,
+                "--model-config",
+                config,
+                "--dataset",
+                "fashion-mnist",
+            ])
+            .args(["--input-size", "32", "--train-samples", "32", "--test-samples", "32"])
+            .args([
+                "--batch-size",
+                "8",
+                "--epochs",
+                "1",
+                "--quiet",
+                "--threads",
+                "2",
+                "--dataset-dir",
+            ])
+            .arg(dataset_dir())
+            .arg("--results-dir")
+            .arg(&results)
+            .args(["--tasksets-config", "{'scenario': 'task', 'increment': 5}"])
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{model}: {}", stderr(&output));
+        let summary = read_json(&results.join("summary.json"));
+        assert_eq!(summary["status"], "complete", "{model}");
+        assert_eq!(summary["completed_tasks"], 2, "{model}");
+        assert!(
+            summary["epochs"][1]["train_loss"].as_f64().unwrap().is_finite(),
+            "{model}"
+        );
+        let config = read_json(&results.join("config.json"));
+        assert_eq!(config["input_size"], 32);
+    }
+    // mnistnet is made for 28x28 and says so; a model cannot take images below its minimum.
+    assert_user_error(
+        &train(&dataset_dir(), &root.path().join("never"), &["--input-size", "32"]),
+        "model mnistnet takes 1x28x28 images, not 1x32x32",
+    );
+    assert_user_error(
+        &dcl(&[
+            "train",
+            "--model",
+            "mnistnet",
+            "--input-size",
+            "20",
+            "--dataset-dir",
+            dataset_dir().to_str().unwrap(),
+        ]),
+        "--input-size 20 is below the images' 28x28",
+    );
+}
+
+#[test]
+fn dcl_models_lists_every_model_with_the_reference_parameter_counts() {
+    let output = dcl(&["models"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    for (model, count) in [
+        ("resnet18", "11,689,512"),
+        ("resnet50", "25,557,032"),
+        ("efficientnetv2", "54,139,356"),
+        ("convnext", "88,591,464"),
+    ] {
+        let line = text.lines().find(|l| l.starts_with(model)).unwrap_or_default();
+        assert!(line.contains(count), "{model}: {text}");
+    }
+    assert!(text.contains("variant: tiny|small|base|large (default base)"), "{text}");
+}

@@ -102,6 +102,9 @@ pub struct TrainOptions {
     /// Train on the first N training samples only (quick experiments, smoke tests).
     #[arg(long, value_name = "N")]
     pub train_samples: Option<usize>,
+    /// Evaluate on the first N test samples only (quick experiments, smoke tests).
+    #[arg(long, value_name = "N")]
+    pub test_samples: Option<usize>,
     /// Show the training loss every N batches.
     #[arg(long, default_value_t = 10)]
     pub log_interval: usize,
@@ -244,6 +247,7 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         seed: options.seed,
         threads: options.threads.map_or(0, |n| n as usize),
         train_samples: options.train_samples,
+        test_samples: options.test_samples,
         log_interval: options.log_interval,
     };
     config.validate()?;
