@@ -171,8 +171,7 @@ impl<'a> Trainer<'a> {
             }
             self.learner.reset_optimizer(regime.settings_at(0))?;
             for epoch in 0..config.epochs {
-                let settings = regime.settings_at(epoch);
-                self.learner.apply(settings)?;
+                self.learner.apply(regime.settings_at(epoch))?;
                 let collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self.rehearsal {
                     Some(rehearsal) => {
                         let seed = pass_seed(config.seed ^ 0x6C6F_6261_6C00, task_id, epoch).wrapping_add(rank as u64);
@@ -201,7 +200,8 @@ impl<'a> Trainer<'a> {
                 observer.epoch_started(task_id, epoch, steps);
                 let lr_at = |step: usize| {
                     let progress = epoch as f64 + step as f64 / steps.max(1) as f64;
-                    settings.lr * config.lr_scaling.factor(size, progress, config.warmup_epochs)
+                    regime.lr_at(progress, config.epochs)
+                        * config.lr_scaling.factor(size, progress, config.warmup_epochs)
                 };
                 let pass = train_pass(
                     &mut self.learner,

@@ -343,9 +343,9 @@ mod tests {
             "[{'epoch': 2, 'lr': 0.005}]",
         ])
         .unwrap();
-        assert_eq!(config.optimizer_regime.settings_at(0).lr, 0.05);
-        assert_eq!(config.optimizer_regime.settings_at(2).lr, 0.005);
-        assert_eq!(config.optimizer_regime.settings_at(2).momentum, 0.9);
+        assert_eq!(config.optimizer_regime.settings_at(0).settings.lr, 0.05);
+        assert_eq!(config.optimizer_regime.settings_at(2).settings.lr, 0.005);
+        assert_eq!(config.optimizer_regime.settings_at(2).settings.momentum, 0.9);
     }
 
     #[test]
