@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use dcl_train::{LrScaling, OptimizerKind, OptimizerSettings, Regime, RegimeEntry, RunConfig};
+use dcl_train::{BaseFlags, LrScaling, Regime, RegimeEntry, RunConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -67,17 +67,18 @@ pub struct TrainOptions {
     /// Evaluation minibatch size [default: the training batch size].
     #[arg(long)]
     pub eval_batch_size: Option<usize>,
-    /// Learning rate (first entry of the optimiser regime).
-    #[arg(long, default_value_t = 0.01)]
-    pub lr: f64,
-    /// Momentum (SGD, RMSprop).
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    /// L2 weight decay.
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    /// Optimiser settings per epoch of each task, a list of dicts with 'epoch' and any of
-    /// 'optimizer' (SGD, Adam, AdamW, RMSprop), 'lr', 'momentum', 'weight_decay'.
+    /// Base learning rate (first entry of the optimiser regime; convnext's default: 0.004) [default: 0.01]
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Momentum (SGD, RMSprop) [default: 0.9, or the model's regime's]
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// L2 weight decay [default: 0, or the model's regime's]
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Optimiser settings per epoch of each task, replacing the model's regime: a list of dicts
+    /// with 'epoch' and any of 'optimizer' (SGD, Adam, AdamW, RMSprop), 'lr', 'momentum',
+    /// 'weight_decay', a warm-up, a decay and more (README: Optimiser regimes).
     #[arg(long, value_parser = list_flag)]
     pub optimizer_regime: Option<Value>,
     /// Learning-rate scaling with the number of workers: linear (upstream's: lr x workers) or none.
@@ -198,27 +199,29 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         ("--momentum", options.momentum),
         ("--weight-decay", options.weight_decay),
     ] {
-        if !value.is_finite() || value < 0.0 {
+        if let Some(value) = value.filter(|v| !v.is_finite() || *v < 0.0) {
             bail!("{flag} must be a finite number >= 0, not {value}");
         }
     }
-    let entries: Vec<RegimeEntry> = match options.optimizer_regime {
-        None => Vec::new(),
-        Some(Value::Array(list)) => serde_path_to_error::deserialize(Value::Array(list)).map_err(|e| {
-            anyhow!(
-                "--optimizer-regime: '{}': {}",
-                e.path(),
-                plain_words(&e.inner().to_string())
-            )
-        })?,
-        Some(other) => bail!("--optimizer-regime: expected a list of dicts, not {other}"),
-    };
-    let base = OptimizerSettings {
-        optimizer: OptimizerKind::Sgd,
+    let flags = BaseFlags {
         lr: options.lr,
         momentum: options.momentum,
         weight_decay: options.weight_decay,
-        betas: dcl_train::regime::ADAM_BETAS,
+        warmup_epochs: options.warmup_epochs,
+    };
+    let optimizer_regime = match options.optimizer_regime {
+        None => dcl_train::default_regime(&model, &flags, None)?,
+        Some(Value::Array(list)) => {
+            let entries: Vec<RegimeEntry> = serde_path_to_error::deserialize(Value::Array(list)).map_err(|e| {
+                anyhow!(
+                    "--optimizer-regime: '{}': {}",
+                    e.path(),
+                    plain_words(&e.inner().to_string())
+                )
+            })?;
+            Regime::new(flags.settings(), entries)?
+        }
+        Some(other) => bail!("--optimizer-regime: expected a list of dicts, not {other}"),
     };
     let config = RunConfig {
         results_dir: options.results_dir.unwrap_or_else(|| results_dir(&model, dataset.name)),
@@ -231,7 +234,7 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         epochs: options.epochs,
         batch_size: options.batch_size,
         eval_batch_size: options.eval_batch_size.unwrap_or(options.batch_size),
-        optimizer_regime: Regime::new(base, entries)?,
+        optimizer_regime,
         lr_scaling: options.lr_scaling,
         warmup_epochs: options.warmup_epochs,
         batches_per_allreduce: options.batches_per_allreduce,
@@ -346,6 +349,25 @@ mod tests {
         assert_eq!(config.optimizer_regime.settings_at(0).settings.lr, 0.05);
         assert_eq!(config.optimizer_regime.settings_at(2).settings.lr, 0.005);
         assert_eq!(config.optimizer_regime.settings_at(2).settings.momentum, 0.9);
+    }
+
+    #[test]
+    fn models_carry_their_regime_unless_one_is_given() {
+        let momentum = |args: &[&str]| {
+            resolved(args)
+                .unwrap()
+                .optimizer_regime
+                .settings_at(0)
+                .settings
+                .momentum
+        };
+        assert_eq!(momentum(&["--model", "resnet18"]), 0.875);
+        assert_eq!(momentum(&["--model", "resnet18", "--momentum", "0.8"]), 0.8);
+        assert_eq!(
+            momentum(&["--model", "resnet18", "--optimizer-regime", "[{'epoch': 1}]"]),
+            0.9
+        );
+        assert_eq!(momentum(&["--model", "mnistnet"]), 0.9);
     }
 
     #[test]
