@@ -182,10 +182,12 @@ mod tests {
         }
     }
 
-    fn assert_close(actual: &[f32], expected: &[f32], what: &str) {
+    /// `actual` (float32) within 2e-6 of PyTorch's `expected` (printed to 8 decimals).
+    fn assert_close(actual: &[f32], expected: &[f64], what: &str) {
+        assert_eq!(actual.len(), expected.len());
         for (a, e) in actual.iter().zip(expected) {
             assert!(
-                (a - e).abs() <= 2e-6,
+                (f64::from(*a) - e).abs() <= 2e-6,
                 "{what}: {actual:?} against PyTorch's {expected:?}"
             );
         }
