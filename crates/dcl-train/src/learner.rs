@@ -4,10 +4,11 @@ use std::sync::Arc;
 
 use dcl_dist::Communicator;
 use dcl_models::{Model, ModelConfig, ModelInput};
-use tch::nn::{self, OptimizerConfig};
+use tch::nn;
 use tch::{Device, Reduction, Tensor};
 
-use crate::regime::{OptimizerKind, OptimizerSettings};
+use crate::optimizer::RegimeOptimizer;
+use crate::regime::Hyperparameters;
 use crate::TrainError;
 
 /// A model, its variables, their initial values and an optimiser, and the world its
@@ -19,8 +20,7 @@ pub struct Learner {
     notice: Option<String>,
     /// The variables as initialised, for resets between tasks.
     initial: Vec<(String, Tensor)>,
-    optimizer: nn::Optimizer,
-    settings: OptimizerSettings,
+    optimizer: RegimeOptimizer,
     world: Arc<dyn Communicator>,
     /// Host staging of the flattened gradients: this rank's and the sum over the ranks.
     local_gradients: Vec<f32>,
@@ -36,48 +36,17 @@ pub struct Learner {
     summed_half: Vec<u16>,
 }
 
-fn build_optimizer(vars: &nn::VarStore, s: OptimizerSettings) -> Result<nn::Optimizer, TrainError> {
-    Ok(match s.optimizer {
-        OptimizerKind::Sgd => nn::Sgd {
-            momentum: s.momentum,
-            dampening: 0.0,
-            wd: s.weight_decay,
-            nesterov: false,
-        }
-        .build(vars, s.lr)?,
-        OptimizerKind::Adam => nn::Adam {
-            wd: s.weight_decay,
-            beta1: s.betas.0,
-            beta2: s.betas.1,
-            ..Default::default()
-        }
-        .build(vars, s.lr)?,
-        OptimizerKind::AdamW => nn::AdamW {
-            wd: s.weight_decay,
-            beta1: s.betas.0,
-            beta2: s.betas.1,
-            ..Default::default()
-        }
-        .build(vars, s.lr)?,
-        OptimizerKind::RmsProp => nn::RmsProp {
-            wd: s.weight_decay,
-            momentum: s.momentum,
-            ..Default::default()
-        }
-        .build(vars, s.lr)?,
-    })
-}
-
 impl Learner {
     /// Builds the model called `model` with `config` on `device` (initialised from
     /// libtorch's global seed, or loaded from the config's weights file; laid out
-    /// channels-last) and an optimiser with `settings` over its variables. In a world of
+    /// channels-last) and an optimiser with `settings` over its variables (PyTorch's
+    /// defaults for what an [`crate::OptimizerSettings`] does not name). In a world of
     /// several ranks, rank 0's initial values are broadcast to every rank.
     pub fn new(
         model: &str,
         config: &ModelConfig,
         input: ModelInput,
-        settings: OptimizerSettings,
+        settings: impl Into<Hyperparameters>,
         device: Device,
         world: Arc<dyn Communicator>,
     ) -> Result<Self, TrainError> {
@@ -94,14 +63,13 @@ impl Learner {
             tch::no_grad(|| unflatten(&values, &tensors, 1.0))?;
         }
         let initial = named.into_iter().map(|(name, t)| (name, t.copy())).collect();
-        let optimizer = build_optimizer(&vars, settings)?;
+        let optimizer = RegimeOptimizer::new(&vars, settings.into())?;
         Ok(Learner {
             vars,
             model,
             notice,
             initial,
             optimizer,
-            settings,
             world,
             local_gradients: Vec::new(),
             summed_gradients: Vec::new(),
@@ -126,27 +94,15 @@ impl Learner {
     }
 
     /// A fresh optimiser with `settings`: momentum and other state start from zero.
-    pub fn reset_optimizer(&mut self, settings: OptimizerSettings) -> Result<(), TrainError> {
-        self.optimizer = build_optimizer(&self.vars, settings)?;
-        self.settings = settings;
+    pub fn reset_optimizer(&mut self, settings: impl Into<Hyperparameters>) -> Result<(), TrainError> {
+        self.optimizer = RegimeOptimizer::new(&self.vars, settings.into())?;
         Ok(())
     }
 
-    /// Moves to `settings` keeping the optimiser's state (a new optimiser if its kind or,
-    /// for Adam and AdamW, its betas change). Momentum applies to SGD and RMSprop only.
-    pub fn apply(&mut self, settings: OptimizerSettings) -> Result<(), TrainError> {
-        let adam = matches!(settings.optimizer, OptimizerKind::Adam | OptimizerKind::AdamW);
-        if settings.optimizer != self.settings.optimizer || (adam && settings.betas != self.settings.betas) {
-            return self.reset_optimizer(settings);
-        }
-        self.optimizer.set_lr(settings.lr);
-        if !adam {
-            // tch's set_momentum is Adam's beta1: never call it for Adam.
-            self.optimizer.set_momentum(settings.momentum);
-        }
-        self.optimizer.set_weight_decay(settings.weight_decay);
-        self.settings = settings;
-        Ok(())
+    /// Moves to `settings` keeping the optimiser's state where libtorch allows
+    /// ([`RegimeOptimizer::apply`]).
+    pub fn apply(&mut self, settings: impl Into<Hyperparameters>) -> Result<(), TrainError> {
+        self.optimizer.apply(&self.vars, settings.into())
     }
 
     /// Sets the learning rate of the current settings (per-step warm-up).
@@ -324,6 +280,7 @@ pub fn class_mask(allowed: &[usize], num_classes: usize, device: Device) -> Tens
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::regime::{OptimizerKind, OptimizerSettings};
 
     const SGD: OptimizerSettings = OptimizerSettings {
         optimizer: OptimizerKind::Sgd,

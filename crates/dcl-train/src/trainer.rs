@@ -177,8 +177,7 @@ impl<'a> Trainer<'a> {
             }
             self.learner.reset_optimizer(regime.settings_at(0))?;
             for epoch in 0..config.epochs {
-                let settings = regime.settings_at(epoch);
-                self.learner.apply(settings)?;
+                self.learner.apply(regime.settings_at(epoch))?;
                 self.learner.set_progress(epoch as f64 / config.epochs as f64);
                 let collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self.rehearsal {
                     Some(rehearsal) => {
@@ -208,7 +207,8 @@ impl<'a> Trainer<'a> {
                 observer.epoch_started(task_id, epoch, steps);
                 let lr_at = |step: usize| {
                     let progress = epoch as f64 + step as f64 / steps.max(1) as f64;
-                    settings.lr * config.lr_scaling.factor(size, progress, config.warmup_epochs)
+                    regime.lr_at(progress, config.epochs)
+                        * config.lr_scaling.factor(size, progress, config.warmup_epochs)
                 };
                 let pass = train_pass(
                     &mut self.learner,

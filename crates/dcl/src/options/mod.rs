@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
 use clap::Args;
-use dcl_train::{LrScaling, OptimizerKind, OptimizerSettings, Regime, RegimeEntry, RunConfig};
+use dcl_train::{BaseFlags, LrScaling, Regime, RegimeEntry, RunConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -70,17 +70,18 @@ pub struct TrainOptions {
     /// Evaluation minibatch size [default: the training batch size].
     #[arg(long)]
     pub eval_batch_size: Option<usize>,
-    /// Learning rate (first entry of the optimiser regime).
-    #[arg(long, default_value_t = 0.01)]
-    pub lr: f64,
-    /// Momentum (SGD, RMSprop).
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f64,
-    /// L2 weight decay.
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    /// Optimiser settings per epoch of each task, a list of dicts with 'epoch' and any of
-    /// 'optimizer' (SGD, Adam, AdamW, RMSprop), 'lr', 'momentum', 'weight_decay'.
+    /// Base learning rate (first entry of the optimiser regime; convnext's default: 0.004) [default: 0.01]
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Momentum (SGD, RMSprop) [default: 0.9, or the model's regime's]
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// L2 weight decay [default: 0, or the model's regime's]
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Optimiser settings per epoch of each task, replacing the model's regime: a list of dicts
+    /// with 'epoch' and any of 'optimizer' (SGD, Adam, AdamW, RMSprop), 'lr', 'momentum',
+    /// 'weight_decay', a warm-up, a decay and more (README: Optimiser regimes).
     #[arg(long, value_parser = list_flag)]
     pub optimizer_regime: Option<Value>,
     /// Learning-rate scaling with the number of workers: linear (upstream's: lr x workers) or none.
@@ -183,7 +184,26 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         .model
         .ok_or_else(|| anyhow!("--model is required (valid models: {})", dcl_models::model_names()))?;
     dcl_models::find(&model)?;
-    dcl_models::check_config(&model, &dcl_models::ModelConfig::new(options.model_config.clone()))
+    let mut model_config = options.model_config;
+    // Upstream's convnext reads the end of its cosine schedule from the model config.
+    let lr_min = match model_config.remove("lr_min") {
+        None => None,
+        Some(value) => {
+            if model != "convnext" || options.optimizer_regime.is_some() {
+                bail!(
+                    "--model-config: 'lr_min' sets the end of convnext's default cosine schedule; with another model \
+                     or --optimizer-regime, give it in the regime's entries"
+                );
+            }
+            Some(
+                value
+                    .as_f64()
+                    .filter(|v| v.is_finite() && *v >= 0.0)
+                    .ok_or_else(|| anyhow!("--model-config: 'lr_min' must be a number >= 0, not {value}"))?,
+            )
+        }
+    };
+    dcl_models::check_config(&model, &dcl_models::ModelConfig::new(model_config.clone()))
         .map_err(|e| anyhow!("--{e}"))?;
     let dataset = dcl_data::catalog::find(&options.dataset)?;
     let (agent, notice) = agent::parse(&options.agent, &options.agent_config)?;
@@ -203,31 +223,33 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         ("--momentum", options.momentum),
         ("--weight-decay", options.weight_decay),
     ] {
-        if !value.is_finite() || value < 0.0 {
+        if let Some(value) = value.filter(|v| !v.is_finite() || *v < 0.0) {
             bail!("{flag} must be a finite number >= 0, not {value}");
         }
     }
-    let entries: Vec<RegimeEntry> = match options.optimizer_regime {
-        None => Vec::new(),
-        Some(Value::Array(list)) => serde_path_to_error::deserialize(Value::Array(list)).map_err(|e| {
-            anyhow!(
-                "--optimizer-regime: '{}': {}",
-                e.path(),
-                plain_words(&e.inner().to_string())
-            )
-        })?,
-        Some(other) => bail!("--optimizer-regime: expected a list of dicts, not {other}"),
-    };
-    let base = OptimizerSettings {
-        optimizer: OptimizerKind::Sgd,
+    let flags = BaseFlags {
         lr: options.lr,
         momentum: options.momentum,
         weight_decay: options.weight_decay,
-        betas: dcl_train::regime::ADAM_BETAS,
+        warmup_epochs: options.warmup_epochs,
+    };
+    let optimizer_regime = match options.optimizer_regime {
+        None => dcl_train::default_regime(&model, &flags, lr_min)?,
+        Some(Value::Array(list)) => {
+            let entries: Vec<RegimeEntry> = serde_path_to_error::deserialize(Value::Array(list)).map_err(|e| {
+                anyhow!(
+                    "--optimizer-regime: '{}': {}",
+                    e.path(),
+                    plain_words(&e.inner().to_string())
+                )
+            })?;
+            Regime::new(flags.settings(), entries)?
+        }
+        Some(other) => bail!("--optimizer-regime: expected a list of dicts, not {other}"),
     };
     let config = RunConfig {
         results_dir: options.results_dir.unwrap_or_else(|| results_dir(&model, dataset.name)),
-        model_config: options.model_config,
+        model_config,
         input_size: options.input_size.map(|n| n as usize),
         dataset_dir: options.dataset_dir.join(dataset.name),
         agent,
@@ -238,7 +260,7 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         epochs: options.epochs,
         batch_size: options.batch_size,
         eval_batch_size: options.eval_batch_size.unwrap_or(options.batch_size),
-        optimizer_regime: Regime::new(base, entries)?,
+        optimizer_regime,
         lr_scaling: options.lr_scaling,
         warmup_epochs: options.warmup_epochs,
         batches_per_allreduce: options.batches_per_allreduce,
@@ -273,6 +295,10 @@ mod tests {
         let mut argv = vec!["dcl"];
         argv.extend_from_slice(args);
         Cli::try_parse_from(argv).unwrap().options
+    }
+
+    fn parse_map(text: &str) -> Map<String, Value> {
+        literal::parse_dict(text).unwrap()
     }
 
     fn resolved(args: &[&str]) -> Result<RunConfig> {
@@ -324,8 +350,8 @@ mod tests {
         assert!(err(&["--model", "mnistnet", "--agent-config", "{'reset': True}"])
             .starts_with("--agent-config: unknown field `reset`"));
         assert_eq!(
-            err(&["--model", "mnistnet", "--model-config", "{'lr_min': 1e-6}"]),
-            "--model-config: unknown key 'lr_min' for mnistnet; valid keys: weights"
+            err(&["--model", "mnistnet", "--model-config", "{'colour': 1}"]),
+            "--model-config: unknown key 'colour' for mnistnet; valid keys: weights"
         );
         assert!(err(&["--model", "mnistnet", "--load-checkpoint", "x.pt"]).contains("not available yet"));
         assert_eq!(
@@ -341,6 +367,30 @@ mod tests {
     }
 
     #[test]
+    fn convnext_takes_upstreams_lr_min_for_its_cosine_and_no_other_model_does() {
+        let config = resolved(&[
+            "--model",
+            "convnext",
+            "--model-config",
+            "{'lr_min': 1e-5, 'variant': 'tiny'}",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.model_config,
+            parse_map("{'variant': 'tiny'}"),
+            "lr_min is the regime's"
+        );
+        // At the end of a task's epochs the cosine has reached lr_min (x the world size, 1 here).
+        let end = config.optimizer_regime.lr_at(config.epochs as f64, config.epochs);
+        assert!((end - 1e-5).abs() < 1e-12, "{end}");
+        let err = |args: &[&str]| resolved(args).unwrap_err().to_string();
+        assert!(
+            err(&["--model", "resnet18", "--model-config", "{'lr_min': 1e-5}"]).contains("convnext's default cosine")
+        );
+        assert!(err(&["--model", "convnext", "--model-config", "{'lr_min': 'low'}"]).contains("must be a number >= 0"));
+    }
+
+    #[test]
     fn the_regime_builds_on_the_flags() {
         let config = resolved(&[
             "--model",
@@ -351,9 +401,28 @@ mod tests {
             "[{'epoch': 2, 'lr': 0.005}]",
         ])
         .unwrap();
-        assert_eq!(config.optimizer_regime.settings_at(0).lr, 0.05);
-        assert_eq!(config.optimizer_regime.settings_at(2).lr, 0.005);
-        assert_eq!(config.optimizer_regime.settings_at(2).momentum, 0.9);
+        assert_eq!(config.optimizer_regime.settings_at(0).settings.lr, 0.05);
+        assert_eq!(config.optimizer_regime.settings_at(2).settings.lr, 0.005);
+        assert_eq!(config.optimizer_regime.settings_at(2).settings.momentum, 0.9);
+    }
+
+    #[test]
+    fn models_carry_their_regime_unless_one_is_given() {
+        let momentum = |args: &[&str]| {
+            resolved(args)
+                .unwrap()
+                .optimizer_regime
+                .settings_at(0)
+                .settings
+                .momentum
+        };
+        assert_eq!(momentum(&["--model", "resnet18"]), 0.875);
+        assert_eq!(momentum(&["--model", "resnet18", "--momentum", "0.8"]), 0.8);
+        assert_eq!(
+            momentum(&["--model", "resnet18", "--optimizer-regime", "[{'epoch': 1}]"]),
+            0.9
+        );
+        assert_eq!(momentum(&["--model", "mnistnet"]), 0.9);
     }
 
     #[test]
