@@ -1,10 +1,14 @@
-"""PyTorch reference of `dcl bench step`: upstream's mnistnet, one SGD step per batch on
-synthetic MNIST-shaped data, timed the same way (warm-up, repeats of N steps, median).
+"""PyTorch reference of `dcl bench step`: one SGD step per batch of a model on synthetic data,
+timed the same way (warm-up, repeats of N steps, median), with the process's peak resident
+memory. Models: upstream's mnistnet (default), torchvision's resnet18/resnet50, timm's
+efficientnetv2_s/_m and convnext_tiny/_base (dcl's `--model-config` variants).
 
     python bench/pytorch_step.py --batch-size 64 --threads 2 [--json]
+    python bench/pytorch_step.py --model resnet18 --input 3x32x32 --batch-size 32 [--channels-last]
 """
 import argparse
 import json
+import resource
 import statistics
 import time
 
@@ -33,8 +37,29 @@ class MnistNet(nn.Module):
         return self.fc2(x)
 
 
+def build(name, channels, classes):
+    """The reference model called `name` (dcl's name, or dcl's name with its variant)."""
+    if name == "mnistnet":
+        return MnistNet(classes)
+    if name.startswith("resnet"):
+        import torchvision
+        model = getattr(torchvision.models, name)(num_classes=classes)
+        if channels != 3:
+            model.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        return model
+    import timm
+    timm_names = {"efficientnetv2_s": "efficientnetv2_s", "efficientnetv2_m": "efficientnetv2_m",
+                  "convnext_tiny": "convnext_tiny", "convnext_base": "convnext_base"}
+    extra = {"drop_rate": 0.5} if name.startswith("convnext") else {}
+    return timm.create_model(timm_names[name], num_classes=classes, in_chans=channels, **extra)
+
+
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="mnistnet",
+                        help="mnistnet, resnet18, resnet50, efficientnetv2_s, efficientnetv2_m, convnext_tiny, convnext_base")
+    parser.add_argument("--input", default="1x28x28", help="CxHxW")
+    parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=30)
@@ -47,12 +72,14 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    model = MnistNet().train()
+    c, h, w = (int(d) for d in args.input.split("x"))
+    model = build(args.model, c, args.classes).train()
+    images = torch.randn(args.batch_size, c, h, w)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    images = torch.randn(args.batch_size, 1, 28, 28)
-    labels = torch.randint(10, (args.batch_size,))
+    labels = torch.randint(args.classes, (args.batch_size,))
 
     def step():
         optimizer.zero_grad()
@@ -70,14 +97,15 @@ def main():
         rates.append(args.steps * args.batch_size / (time.perf_counter() - start))
     rates.sort()
     median = statistics.median(rates)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.json:
-        print(json.dumps({"engine": "pytorch", "torch": torch.__version__, "batch_size": args.batch_size,
-                          "threads": args.threads, "channels_last": args.channels_last, "images_per_second_median": median,
-                          "images_per_second": rates}))
+        print(json.dumps({"engine": "pytorch", "torch": torch.__version__, "model": args.model, "input": args.input,
+                          "batch_size": args.batch_size, "threads": args.threads, "channels_last": args.channels_last,
+                          "images_per_second_median": median, "images_per_second": rates, "peak_rss_mb": peak_mb}))
     else:
         layout = "channels-last" if args.channels_last else "default layout"
-        print(f"pytorch {torch.__version__} mnistnet step ({layout}), batch {args.batch_size}, {args.threads} threads: "
-              f"median {median:.0f} img/s (min {rates[0]:.0f}, max {rates[-1]:.0f})")
+        print(f"pytorch {torch.__version__} {args.model} step ({layout}), batch {args.batch_size}, {args.threads} "
+              f"threads: median {median:.0f} img/s (min {rates[0]:.0f}, max {rates[-1]:.0f}), peak {peak_mb:.0f} MB")
 
 
 if __name__ == "__main__":

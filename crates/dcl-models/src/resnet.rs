@@ -86,19 +86,22 @@ impl Block {
 
 impl ModuleT for Block {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        // In place where torchvision is (`ReLU(inplace=True)`, `out += identity`): the
+        // BatchNorm outputs they overwrite are not needed for the backward pass.
         let last = self.convs.len() - 1;
         let mut ys = xs.shallow_clone();
         for (i, conv) in self.convs.iter().enumerate() {
             ys = conv.forward_t(&ys, train);
             if i < last {
-                ys = ys.relu();
+                ys = ys.relu_();
             }
         }
         let shortcut = match &self.downsample {
             Some(downsample) => downsample.forward_t(xs, train),
             None => xs.shallow_clone(),
         };
-        (ys + shortcut).relu()
+        ys += shortcut;
+        ys.relu_()
     }
 }
 
@@ -144,7 +147,7 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
-        let mut ys = self.stem.forward_t(xs, train).relu();
+        let mut ys = self.stem.forward_t(xs, train).relu_();
         if self.max_pool {
             ys = ys.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         }

@@ -64,20 +64,32 @@ pub fn run_step(args: StepArgs) -> Result<()> {
         rates.push((args.steps * args.batch_size) as f64 / started.elapsed().as_secs_f64());
     }
     let median = median(&mut rates);
+    let peak_mb = peak_rss_mb();
     if args.json {
         println!(
             "{}",
             serde_json::json!({"engine": "dcl", "model": args.model, "model_config": args.model_config,
                 "input": args.input, "batch_size": args.batch_size, "threads": args.threads,
-                "images_per_second_median": median, "images_per_second": rates})
+                "images_per_second_median": median, "images_per_second": rates, "peak_rss_mb": peak_mb})
         );
     } else {
         println!(
-            "dcl {} step, batch {}, {} threads: median {median:.0} img/s (min {:.0}, max {:.0}, {} repeats of {} steps)",
+            "dcl {} step, batch {}, {} threads: median {median:.0} img/s (min {:.0}, max {:.0}, {} repeats of {} steps), peak {peak_mb:.0} MB",
             args.model, args.batch_size, args.threads, rates[0], rates[rates.len() - 1], args.repeats, args.steps
         );
     }
     Ok(())
+}
+
+/// The peak resident memory of this process so far, in MiB (`getrusage`'s `ru_maxrss`).
+fn peak_rss_mb() -> f64 {
+    // SAFETY: getrusage writes one `rusage` struct, which is plain data.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    usage.ru_maxrss as f64 / 1024.0
 }
 
 /// The median of `values` (sorted in place).
