@@ -20,6 +20,7 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use dcl_buffer::{BufferError, Drawn, Transport};
 use mpi::datatype::Equivalence;
@@ -39,6 +40,9 @@ const LABELS: i32 = 3;
 const SAMPLES: i32 = 4;
 /// The request that stops a server.
 const STOP: u64 = u64::MAX;
+/// The longest a server sleeps between two polls for requests: a draw waits for it, every
+/// step (about 1 % of a core while idle).
+const SERVER_POLL: Duration = Duration::from_micros(50);
 
 /// A communicator shared by threads.
 struct Shared(SimpleCommunicator);
@@ -90,13 +94,13 @@ impl MpiBufferService {
 /// `count` samples drawn with a stream seeded by `seed`.
 fn serve(comm: &SimpleCommunicator, buffer: &SharedBuffer) {
     let mut drawn = Drawn::default();
-    let mut idle = Backoff::default();
+    let mut idle = Backoff::up_to(SERVER_POLL);
     loop {
         let Some(probed) = comm.any_process().immediate_matched_probe_with_tag(REQUEST) else {
             idle.pause();
             continue;
         };
-        idle = Backoff::default();
+        idle = Backoff::up_to(SERVER_POLL);
         let (request, status) = probed.matched_receive_vec::<u64>();
         if request[0] == STOP {
             return;

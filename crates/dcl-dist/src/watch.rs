@@ -2,7 +2,7 @@
 //! hung, dead) ends the job with an error naming it instead of a hang.
 //!
 //! - Immediate MPI requests (barriers, small collectives, sample requests and replies) are
-//!   polled with a back-off: a tight loop for the first millisecond (normal waits end there),
+//!   polled with a back-off: a tight loop for the first 50 µs (most waits end there),
 //!   then sleeps growing to [`MAX_SLEEP`], so that a long wait costs almost no CPU.
 //! - A large collective (the gradient all-reduce) first waits for every rank to arrive
 //!   through such a barrier, then runs MPI's blocking call at full speed. A monitor thread
@@ -28,7 +28,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The longest sleep between two polls of a pending request.
 const MAX_SLEEP: Duration = Duration::from_millis(1);
 /// How long a wait polls without sleeping.
-const SPIN: Duration = Duration::from_millis(1);
+const SPIN: Duration = Duration::from_micros(50);
 /// The tag of the notices of ranks whose deadline passed.
 const NOTICE: i32 = 99;
 
@@ -36,18 +36,25 @@ const NOTICE: i32 = 99;
 pub struct Backoff {
     started: Instant,
     sleep: Duration,
+    max_sleep: Duration,
 }
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            started: Instant::now(),
-            sleep: Duration::from_micros(10),
-        }
+        Backoff::up_to(MAX_SLEEP)
     }
 }
 
 impl Backoff {
+    /// A back-off whose pauses grow to `max_sleep` at most.
+    pub fn up_to(max_sleep: Duration) -> Self {
+        Backoff {
+            started: Instant::now(),
+            sleep: Duration::from_micros(10).min(max_sleep),
+            max_sleep,
+        }
+    }
+
     /// Time since the wait started.
     pub fn waited(&self) -> Duration {
         self.started.elapsed()
@@ -59,7 +66,7 @@ impl Backoff {
             std::hint::spin_loop();
         } else {
             std::thread::sleep(self.sleep);
-            self.sleep = (self.sleep * 2).min(MAX_SLEEP);
+            self.sleep = (self.sleep * 2).min(self.max_sleep);
         }
     }
 }
