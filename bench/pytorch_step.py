@@ -61,6 +61,7 @@ def main():
     parser.add_argument("--input", default="1x28x28", help="CxHxW")
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--steps", type=int, default=200)
@@ -73,13 +74,17 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     c, h, w = (int(d) for d in args.input.split("x"))
-    model = build(args.model, c, args.classes).train()
-    images = torch.randn(args.batch_size, c, h, w)
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    model = build(args.model, c, args.classes).train().to(device)
+    images = torch.randn(args.batch_size, c, h, w, device=device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    labels = torch.randint(args.classes, (args.batch_size,))
+    labels = torch.randint(args.classes, (args.batch_size,), device=device)
+    synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def step():
         optimizer.zero_grad()
@@ -89,18 +94,20 @@ def main():
 
     for _ in range(args.warmup):
         step()
+    synchronize()
     rates = []
     for _ in range(args.repeats):
         start = time.perf_counter()
         for _ in range(args.steps):
             step()
+        synchronize()
         rates.append(args.steps * args.batch_size / (time.perf_counter() - start))
     rates.sort()
     median = statistics.median(rates)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.json:
         print(json.dumps({"engine": "pytorch", "torch": torch.__version__, "model": args.model, "input": args.input,
-                          "batch_size": args.batch_size, "threads": args.threads, "channels_last": args.channels_last,
+                          "device": args.device, "batch_size": args.batch_size, "threads": args.threads, "channels_last": args.channels_last,
                           "images_per_second_median": median, "images_per_second": rates, "peak_rss_mb": peak_mb}))
     else:
         layout = "channels-last" if args.channels_last else "default layout"

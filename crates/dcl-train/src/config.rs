@@ -55,6 +55,9 @@ pub struct RunConfig {
     /// The model's `--model-config` keys (regime keys such as `lr_min` excluded).
     #[serde(default)]
     pub model_config: serde_json::Map<String, serde_json::Value>,
+    /// Where the tensors live (`--device`).
+    #[serde(default)]
+    pub device: crate::DeviceChoice,
     /// The side the images are padded to, if any (`--input-size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_size: Option<usize>,
@@ -155,6 +158,7 @@ pub(crate) mod tests {
         RunConfig {
             model: "mnistnet".into(),
             model_config: Default::default(),
+            device: Default::default(),
             input_size: None,
             agent: AgentConfig {
                 name: "base".into(),

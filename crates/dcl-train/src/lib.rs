@@ -2,6 +2,7 @@
 //! files a run leaves in its results directory.
 
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod guard;
 pub mod learner;
@@ -17,6 +18,7 @@ pub mod trainer;
 pub mod writers;
 
 pub use config::{AgentConfig, LrScaling, RunConfig};
+pub use device::DeviceChoice;
 pub use error::TrainError;
 pub use learner::Learner;
 pub use metrics::{EpochRecord, EvalRecord, Figures, RunRecord, Summary};

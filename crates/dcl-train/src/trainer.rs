@@ -17,11 +17,6 @@ use crate::{EpochRecord, EvalRecord, RunConfig, RunRecord, TrainError, TrainObse
 /// Batches assembled ahead of the training step.
 const PREFETCH_BATCHES: usize = 4;
 
-/// The device all tensors of a run live on. The one place device placement is decided.
-pub fn device() -> Device {
-    Device::Cpu
-}
-
 /// The (images, labels) tensors of a host batch; runs on the loader thread.
 pub fn tensors_of(batch: &HostBatch) -> (Tensor, Tensor) {
     let shape = batch.shape.map(|d| d as i64);
@@ -67,6 +62,8 @@ pub fn pass_seed(seed: u64, task: usize, epoch: usize) -> u64 {
 /// every check that needs them has passed (call it before creating a results directory).
 pub struct Trainer<'a> {
     config: &'a RunConfig,
+    /// Where the model, the batches and the metrics live.
+    device: Device,
     data: &'a SplitDataset,
     scenario: &'a Scenario,
     world: Arc<dyn Communicator>,
@@ -89,6 +86,7 @@ impl<'a> Trainer<'a> {
             tch::set_num_threads(config.threads as i32);
         }
         tch::manual_seed(config.seed as i64);
+        let device = config.device.resolve_here(world.local_rank())?;
         let input = ModelInput {
             image_shape: data.train.image_shape,
             num_classes: data.num_classes,
@@ -98,7 +96,7 @@ impl<'a> Trainer<'a> {
             &dcl_models::ModelConfig::new(config.model_config.clone()),
             input,
             config.optimizer_regime.settings_at(0),
-            device(),
+            device,
             Arc::clone(&world),
         )?;
         learner.set_accumulation(config.batches_per_allreduce);
@@ -124,9 +122,10 @@ impl<'a> Trainer<'a> {
         };
         Ok(Trainer {
             config,
+            device,
             data,
             scenario,
-            masks: Masks::new(scenario, config.use_mask, data.num_classes),
+            masks: Masks::new(scenario, config.use_mask, data.num_classes, device),
             world,
             learner,
             rehearsal,
@@ -217,6 +216,7 @@ impl<'a> Trainer<'a> {
                     self.rehearsal.as_ref(),
                     &lr_at,
                     config.log_interval,
+                    self.device,
                     &*world,
                     observer,
                 )?
@@ -231,6 +231,7 @@ impl<'a> Trainer<'a> {
                     let samples = shard(&self.scenario.tasks[j].test, None, rank, size, false);
                     let totals = evaluate(
                         &self.learner,
+                        self.device,
                         &test_source,
                         &samples,
                         config.eval_batch_size,
@@ -305,19 +306,19 @@ struct TestMasks<'a> {
 }
 
 impl Masks {
-    fn new(scenario: &Scenario, use_mask: bool, num_classes: usize) -> Self {
+    fn new(scenario: &Scenario, use_mask: bool, num_classes: usize, device: Device) -> Self {
         let all_classes = |classes: &[usize]| classes.len() == num_classes;
         let task_classes: Vec<Option<Tensor>> = scenario
             .tasks
             .iter()
-            .map(|t| (!all_classes(&t.classes)).then(|| class_mask(&t.classes, num_classes, device())))
+            .map(|t| (!all_classes(&t.classes)).then(|| class_mask(&t.classes, num_classes, device)))
             .collect();
         let train = (0..scenario.tasks.len())
             .map(|t| match scenario.task_identity {
                 TaskIdentity::Known => task_classes[t].as_ref().map(Tensor::shallow_clone),
                 TaskIdentity::Unknown => {
                     let seen = scenario.classes_seen(t);
-                    (use_mask && !all_classes(&seen)).then(|| class_mask(&seen, num_classes, device()))
+                    (use_mask && !all_classes(&seen)).then(|| class_mask(&seen, num_classes, device))
                 }
             })
             .collect();
@@ -433,13 +434,14 @@ fn train_pass(
     rehearsal: Option<&Rehearsal>,
     lr_at: &dyn Fn(usize) -> f64,
     log_interval: usize,
+    device: Device,
     world: &dyn Communicator,
     observer: &mut dyn TrainObserver,
 ) -> Result<Pass, TrainError> {
     let started = Instant::now();
     // Sums stay tensors so that no step waits for a value.
-    let mut loss_sum = Tensor::zeros([], (Kind::Double, device()));
-    let mut hits = Tensor::zeros([], (Kind::Int64, device()));
+    let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
+    let mut hits = Tensor::zeros([], (Kind::Int64, device));
     // Samples trained on (fresh and representatives) and fresh samples.
     let mut samples = 0;
     let mut fresh_samples = 0;
@@ -460,8 +462,8 @@ fn train_pass(
                     Tensor::f_cat(&[batch.labels, rep_labels], 0)?,
                 ),
             };
-            let (images, labels) = (images.f_to_device(device())?, labels.f_to_device(device())?);
-            let class_weights = batch.class_weights.map(|w| w.f_to_device(device())).transpose()?;
+            let (images, labels) = (images.f_to_device(device)?, labels.f_to_device(device)?);
+            let class_weights = batch.class_weights.map(|w| w.f_to_device(device)).transpose()?;
             learner.set_lr(lr_at(step));
             let (loss, logits) = learner.train_step(&images, &labels, mask, class_weights.as_ref())?;
             let size = labels.size()[0];
@@ -496,6 +498,7 @@ fn train_pass(
 /// Loss, top-1 and top-5 of the learner on `samples` of `source`, scored as `masks` say.
 fn evaluate(
     learner: &Learner,
+    device: Device,
     source: &LoaderSource,
     samples: &[SampleRef],
     batch_size: usize,
@@ -512,23 +515,24 @@ fn evaluate(
         |batch: HostBatch| tensors_of(&batch),
     );
     guarded("evaluation", || {
-        tch::no_grad(|| evaluate_batches(learner, loader, samples.len(), masks))
+        tch::no_grad(|| evaluate_batches(learner, device, loader, samples.len(), masks))
     })
 }
 
 /// The sums of [`evaluate`] over the batches of `loader`.
 fn evaluate_batches(
     learner: &Learner,
+    device: Device,
     loader: Loader<(Tensor, Tensor)>,
     samples: usize,
     masks: &TestMasks,
 ) -> Result<Totals, TrainError> {
-    let mut loss_sum = Tensor::zeros([], (Kind::Double, device()));
-    let mut top1 = Tensor::zeros([], (Kind::Int64, device()));
-    let mut top5 = Tensor::zeros([], (Kind::Int64, device()));
-    let mut task_il = Tensor::zeros([], (Kind::Int64, device()));
+    let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
+    let mut top1 = Tensor::zeros([], (Kind::Int64, device));
+    let mut top5 = Tensor::zeros([], (Kind::Int64, device));
+    let mut task_il = Tensor::zeros([], (Kind::Int64, device));
     for (images, labels) in loader {
-        let (images, labels) = (images.f_to_device(device())?, labels.f_to_device(device())?);
+        let (images, labels) = (images.f_to_device(device)?, labels.f_to_device(device)?);
         let raw = learner.predict(&images);
         let logits = match masks.protocol {
             Some(mask) => raw.f_add(mask)?,
@@ -598,11 +602,11 @@ mod tests {
     #[test]
     fn use_mask_restricts_training_to_the_classes_seen_so_far() {
         let scenario = split_scenario(TaskIdentity::Unknown);
-        let masked = Masks::new(&scenario, true, 6);
+        let masked = Masks::new(&scenario, true, 6, Device::Cpu);
         assert_eq!(allowed(masked.train(0)), Some(vec![0, 1]));
         assert_eq!(allowed(masked.train(1)), Some(vec![0, 1, 2, 3]));
         assert_eq!(allowed(masked.train(2)), None, "all classes seen: no mask");
-        let unmasked = Masks::new(&scenario, false, 6);
+        let unmasked = Masks::new(&scenario, false, 6, Device::Cpu);
         assert!(unmasked.train(0).is_none());
         // Class-incremental evaluation is unmasked, its task-IL view masked per task.
         assert!(unmasked.test(1).protocol.is_none());
@@ -611,7 +615,7 @@ mod tests {
 
     #[test]
     fn task_identity_masks_training_and_evaluation_to_the_task() {
-        let masks = Masks::new(&split_scenario(TaskIdentity::Known), false, 6);
+        let masks = Masks::new(&split_scenario(TaskIdentity::Known), false, 6, Device::Cpu);
         assert_eq!(allowed(masks.train(1)), Some(vec![2, 3]));
         assert_eq!(allowed(masks.test(2).protocol), Some(vec![4, 5]));
         assert!(masks.test(2).task_il.is_none());

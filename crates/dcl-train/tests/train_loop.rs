@@ -59,6 +59,7 @@ fn config(seed: u64, epochs: usize) -> RunConfig {
     RunConfig {
         model: "mlp".into(),
         model_config: Default::default(),
+        device: dcl_train::DeviceChoice::Cpu,
         input_size: None,
         agent: AgentConfig {
             name: "base".into(),

@@ -35,7 +35,7 @@ pub fn run_step(args: StepArgs) -> Result<()> {
     );
     tch::set_num_threads(args.threads as i32);
     tch::manual_seed(0);
-    let device = dcl_train::trainer::device();
+    let device = args.device.resolve_here(0)?;
     let input = ModelInput {
         image_shape: args.input,
         num_classes: args.classes,
@@ -52,15 +52,23 @@ pub fn run_step(args: StepArgs) -> Result<()> {
     let b = args.batch_size as i64;
     let images = Tensor::randn([b, c, h, w], (Kind::Float, device));
     let labels = Tensor::randint(input.num_classes as i64, [b], (Kind::Int64, device));
+    // CUDA runs asynchronously: a timed window ends when the device has finished its work.
+    let synchronize = || {
+        if let tch::Device::Cuda(index) = device {
+            tch::Cuda::synchronize(index as i64);
+        }
+    };
     for _ in 0..args.warmup {
         let _step = learner.train_step(&images, &labels, None, None)?;
     }
+    synchronize();
     let mut rates = Vec::with_capacity(args.repeats);
     for _ in 0..args.repeats {
         let started = Instant::now();
         for _ in 0..args.steps {
             let _step = learner.train_step(&images, &labels, None, None)?;
         }
+        synchronize();
         rates.push((args.steps * args.batch_size) as f64 / started.elapsed().as_secs_f64());
     }
     let median = median(&mut rates);
@@ -68,7 +76,7 @@ pub fn run_step(args: StepArgs) -> Result<()> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"engine": "dcl", "model": args.model, "model_config": args.model_config,
+            serde_json::json!({"engine": "dcl", "device": format!("{device:?}"), "model": args.model, "model_config": args.model_config,
                 "input": args.input, "batch_size": args.batch_size, "threads": args.threads,
                 "images_per_second_median": median, "images_per_second": rates, "peak_rss_mb": peak_mb})
         );
@@ -224,7 +232,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         &ModelConfig::default(),
         INPUT,
         SGD,
-        dcl_train::trainer::device(),
+        tch::Device::Cpu,
         Arc::new(dcl_dist::SingleProcess),
     )?;
 

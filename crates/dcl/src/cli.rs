@@ -217,6 +217,9 @@ pub struct StepArgs {
     /// Classes of the classifier.
     #[arg(long, default_value_t = 10)]
     pub classes: usize,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(dcl_train::DeviceChoice))]
+    pub device: dcl_train::DeviceChoice,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// Intra-op CPU threads of libtorch.

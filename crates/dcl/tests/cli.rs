@@ -979,3 +979,20 @@ fn dcl_models_lists_every_model_with_the_reference_parameter_counts() {
     }
     assert!(text.contains("variant: tiny|small|base|large (default base)"), "{text}");
 }
+
+#[test]
+fn asking_for_a_gpu_on_a_machine_without_one_is_one_clear_line() {
+    if tch::Cuda::is_available() {
+        eprintln!("note: a CUDA device is present; the GPU checks are scripts/gpu-check.sh's");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let output = train(&dataset_dir(), &root.path().join("gpu"), &["--device", "cuda"]);
+    assert_user_error(&output, "--device cuda: no CUDA device is available");
+    assert!(!root.path().join("gpu").exists());
+    // auto falls back to the CPU, and says where it ran in config.json.
+    let results = root.path().join("auto");
+    let output = train(&dataset_dir(), &results, &["--train-samples", "64", "--device", "auto"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(read_json(&results.join("config.json"))["device"], "auto");
+}

@@ -44,6 +44,10 @@ pub struct TrainOptions {
     /// Model-specific parameters, as a Python dict literal (`dcl models` lists each model's keys).
     #[arg(long, value_parser = dict_flag, default_value = "{}", hide_default_value = true)]
     pub model_config: Map<String, Value>,
+    /// Where to train: auto (a CUDA device when there is one), cpu, cuda (under MPI, the GPU of
+    /// the rank's local rank) or cuda:N.
+    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(dcl_train::DeviceChoice))]
+    pub device: dcl_train::DeviceChoice,
     /// Pad the images to N x N pixels (MNIST-like sets) for models made for larger inputs.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub input_size: Option<u32>,
@@ -250,6 +254,7 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
     let config = RunConfig {
         results_dir: options.results_dir.unwrap_or_else(|| results_dir(&model, dataset.name)),
         model_config,
+        device: options.device,
         input_size: options.input_size.map(|n| n as usize),
         dataset_dir: options.dataset_dir.join(dataset.name),
         agent,
