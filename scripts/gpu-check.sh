@@ -44,10 +44,10 @@ SPLIT=(train --model mnistnet --dataset mnist --dataset-dir "$WORK/data" --epoch
   --tasksets-config "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}")
 accuracy() { "$PYTHON" -c "import json,sys; s=json.load(open(sys.argv[1])); print('%.2f %s %.0f' % (s['final_average_accuracy'], s['status'], s['train_images_per_second']))" "$1/summary.json"; }
 for device in cuda cpu; do
-  start=$(date +%s.%N)
+  start=$(date +%s)
   if "$DCL" "${SPLIT[@]}" --device "$device" --results-dir "$WORK/split-$device" >> "$LOG" 2>&1; then
     read -r acc status rate <<< "$(accuracy "$WORK/split-$device")"
-    say "$device: final average accuracy $acc % ($status), $rate img/s, $(echo "$(date +%s.%N) - $start" | bc) s"
+    say "$device: final average accuracy $acc % ($status), $rate img/s, $(( $(date +%s) - start )) s"
   else
     say "$device: FAILED (see $LOG)"
   fi
@@ -66,6 +66,6 @@ for case in "resnet18 3x32x32" "resnet50 3x224x224"; do
     echo "$out" >> "$LOG"; p+=("$(field images_per_second_median <<< "$out")")
   done
   D=$(printf '%s\n' "${d[@]}" | median) P=$(printf '%s\n' "${p[@]}" | median)
-  say "$model $input: dcl $D, pytorch $P, ratio $(echo "scale=3; $D / $P" | bc)  (rounds: dcl ${d[*]}; pytorch ${p[*]})"
+  say "$model $input: dcl $D, pytorch $P, ratio $(awk -v d="$D" -v p="$P" 'BEGIN {printf "%.3f", (p > 0) ? d / p : 0}')  (rounds: dcl ${d[*]}; pytorch ${p[*]})"
 done
 rm -rf "$WORK"
