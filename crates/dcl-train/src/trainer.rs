@@ -132,6 +132,11 @@ impl<'a> Trainer<'a> {
         })
     }
 
+    /// Where this rank trains.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
     /// What building the model said (the weights file it loaded), to show the user.
     pub fn notice(&self) -> Option<&str> {
         self.learner.notice()

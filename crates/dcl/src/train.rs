@@ -93,7 +93,7 @@ pub fn run(args: TrainArgs, world: Arc<dyn Communicator>, interrupt: &Interrupt)
         }
         let results = Results::create(&config, default_results_dir, args.overwrite)?;
         dcl_dist::write_line(&format!(
-            "dcl {}: {} ({}) on {}, {} task(s) x {} epoch(s), {} worker(s); results in {}",
+            "dcl {}: {} ({}) on {}, {} task(s) x {} epoch(s), {} worker(s) on {}; results in {}",
             dcl_train::DCL_VERSION,
             config.model,
             config.agent.name,
@@ -101,6 +101,10 @@ pub fn run(args: TrainArgs, world: Arc<dyn Communicator>, interrupt: &Interrupt)
             scenario.tasks.len(),
             config.epochs,
             world.size(),
+            match trainer.device() {
+                tch::Device::Cuda(index) => format!("cuda:{index}"),
+                _ => "cpu".to_owned(),
+            },
             results.dir.path().display()
         ));
         observer.results = Some(results);

@@ -163,7 +163,7 @@ fn four_oversubscribed_ranks_run_a_continual_scenario_and_only_rank_zero_writes(
     assert_eq!(s["num_tasks"], 2);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(
-        stderr.matches("worker(s); results in").count(),
+        stderr.matches("worker(s) on cpu; results in").count(),
         1,
         "one rank reports: {stderr}"
     );
