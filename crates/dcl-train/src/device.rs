@@ -113,7 +113,10 @@ mod tests {
         for text in ["auto", "cpu", "cuda", "cuda:1"] {
             assert_eq!(text.parse::<DeviceChoice>().unwrap().to_string(), text);
         }
-        assert!("gpu".parse::<DeviceChoice>().unwrap_err().contains("expected auto, cpu, cuda or cuda:N"));
+        assert!("gpu"
+            .parse::<DeviceChoice>()
+            .unwrap_err()
+            .contains("expected auto, cpu, cuda or cuda:N"));
         let auto = DeviceChoice::Auto;
         assert_eq!(auto.resolve(3, 0).unwrap(), Device::Cpu);
         assert_eq!(auto.resolve(3, 2).unwrap(), Device::Cuda(1));
@@ -122,7 +125,10 @@ mod tests {
         let none = DeviceChoice::Cuda(None).resolve(0, 0).unwrap_err().to_string();
         assert!(none.contains("--device cuda: no CUDA device is available"), "{none}");
         let out_of_range = DeviceChoice::Cuda(Some(2)).resolve(0, 2).unwrap_err().to_string();
-        assert!(out_of_range.contains("--device cuda:2: this node has 2 CUDA device(s), 0 to 1"), "{out_of_range}");
+        assert!(
+            out_of_range.contains("--device cuda:2: this node has 2 CUDA device(s), 0 to 1"),
+            "{out_of_range}"
+        );
         assert_eq!(serde_json::to_value(DeviceChoice::Cuda(Some(1))).unwrap(), "cuda:1");
     }
 }

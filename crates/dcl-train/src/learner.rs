@@ -301,6 +301,19 @@ mod tests {
         )
     }
 
+    /// A learner of `model` on MNIST-shaped input in a world of one.
+    fn new_learner(model: &str, settings: OptimizerSettings) -> Learner {
+        Learner::new(
+            model,
+            &ModelConfig::default(),
+            INPUT,
+            settings,
+            Device::Cpu,
+            Arc::new(dcl_dist::SingleProcess),
+        )
+        .unwrap()
+    }
+
     fn snapshot(learner: &Learner) -> Vec<Tensor> {
         let vars = learner.variables().variables();
         let mut names: Vec<_> = vars.keys().cloned().collect();
@@ -311,15 +324,7 @@ mod tests {
     #[test]
     fn reset_weights_restores_the_initial_values() {
         tch::manual_seed(0);
-        let mut learner = Learner::new(
-            "mnistnet",
-            &ModelConfig::default(),
-            INPUT,
-            SGD,
-            Device::Cpu,
-            Arc::new(dcl_dist::SingleProcess),
-        )
-        .unwrap();
+        let mut learner = new_learner("mnistnet", SGD);
         let initial = snapshot(&learner);
         let (x, y) = batch();
         let _ = learner.train_step(&x, &y, None, None).unwrap();
@@ -352,15 +357,7 @@ mod tests {
 
     #[test]
     fn accumulating_two_batches_steps_like_one_batch_twice_as_large() {
-        let mut learner = Learner::new(
-            "mlp",
-            &ModelConfig::default(),
-            INPUT,
-            SGD,
-            Device::Cpu,
-            Arc::new(dcl_dist::SingleProcess),
-        )
-        .unwrap();
+        let mut learner = new_learner("mlp", SGD);
         let (x, y) = batch();
         let halves = vec![
             (x.narrow(0, 0, 4), y.narrow(0, 0, 4)),
@@ -395,15 +392,7 @@ mod tests {
         let (x, y) = batch();
         // One learner, reset between the runs: no other test's use of libtorch's global RNG
         // can change the initial weights in between.
-        let mut learner = Learner::new(
-            "mlp",
-            &ModelConfig::default(),
-            INPUT,
-            adam(0.9, crate::regime::ADAM_BETAS),
-            Device::Cpu,
-            Arc::new(dcl_dist::SingleProcess),
-        )
-        .unwrap();
+        let mut learner = new_learner("mlp", adam(0.9, crate::regime::ADAM_BETAS));
         let mut weights = |settings: OptimizerSettings| {
             learner.reset_weights();
             learner.reset_optimizer(settings).unwrap();
@@ -453,15 +442,7 @@ mod tests {
     #[test]
     fn a_mask_keeps_the_loss_on_allowed_classes() {
         tch::manual_seed(0);
-        let mut learner = Learner::new(
-            "mnistnet",
-            &ModelConfig::default(),
-            INPUT,
-            SGD,
-            Device::Cpu,
-            Arc::new(dcl_dist::SingleProcess),
-        )
-        .unwrap();
+        let mut learner = new_learner("mnistnet", SGD);
         let (x, y) = batch();
         let mask = class_mask(&[0, 1, 2, 3], 10, Device::Cpu);
         let (_, logits) = learner.train_step(&x, &y, Some(&mask), None).unwrap();
