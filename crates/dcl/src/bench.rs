@@ -329,9 +329,15 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
     let mut drawn = Drawn::default();
     world.barrier();
     let started = Instant::now();
-    for _ in 0..args.draws {
+    // The ranks the very first draw reached: every one holding samples, when the sizes are
+    // current from the first step on.
+    let mut first_draw_ranks = 0;
+    for draw in 0..args.draws {
         drawn.clear();
         client.draw(args.representatives, None, &mut drawn)?;
+        if draw == 0 {
+            first_draw_ranks = drawn.origins.iter().collect::<HashSet<_>>().len();
+        }
         let mut seen = HashSet::new();
         for ((sample, &label), &origin) in drawn
             .samples
@@ -368,12 +374,17 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
         "{}",
         serde_json::json!({"rank": rank, "world_size": size, "representatives_per_second_global": global_rate,
             "representatives_per_second_local": local_rate, "shares": shares, "expected_shares": expected,
-            "duplicates": duplicates, "torn": torn, "misattributed": misattributed})
+            "duplicates": duplicates, "torn": torn, "misattributed": misattributed,
+            "first_draw_ranks": first_draw_ranks})
     );
     if args.check {
         ensure!(
             uniform,
             "rank {rank}: shares {shares:?} differ from the buffers' shares {expected:?} by more than 10 %"
+        );
+        ensure!(
+            first_draw_ranks == size,
+            "rank {rank}: the first draw reached {first_draw_ranks} of the {size} ranks' buffers"
         );
         ensure!(
             duplicates == 0 && torn == 0 && misattributed == 0,

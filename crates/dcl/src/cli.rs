@@ -146,7 +146,8 @@ pub struct SamplingArgs {
     #[arg(long, default_value_t = 784)]
     pub sample_len: usize,
     /// Fail unless every rank's share is within 10 % of its share of the samples, no draw
-    /// repeats a sample, and every sample arrives intact.
+    /// repeats a sample, every sample arrives intact with its rank of origin, and the first
+    /// draw already reaches every rank's buffer.
     #[arg(long)]
     pub check: bool,
 }

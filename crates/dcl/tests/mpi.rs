@@ -294,6 +294,8 @@ fn global_sampling_draws_every_rank_in_proportion_without_duplicates_and_intact(
     for report in &reports {
         assert_eq!(report["duplicates"], 0);
         assert_eq!(report["torn"], 0);
+        assert_eq!(report["misattributed"], 0, "origins disagree with the samples' tags");
+        assert_eq!(report["first_draw_ranks"], 2, "the first draw of a pass was local only");
         let share = report["shares"][1].as_f64().unwrap();
         assert!(
             (share - 2.0 / 3.0).abs() < 0.05,
