@@ -77,7 +77,7 @@ pub const DATASETS: &[DatasetInfo] = &[
     DatasetInfo {
         name: "mnist",
         num_classes: 10,
-        normalization: Normalization { mean: 0.5, std: 0.5 },
+        normalization: Normalization::uniform(0.5, 0.5),
         files: idx_files([
             "6bbc9ace898e44ae57da46a324031adb",
             "a25bea736e30d166cdddb491f175f624",
@@ -100,7 +100,7 @@ pub const DATASETS: &[DatasetInfo] = &[
     DatasetInfo {
         name: "fashion-mnist",
         num_classes: 10,
-        normalization: Normalization { mean: 0.5, std: 0.5 },
+        normalization: Normalization::uniform(0.5, 0.5),
         files: idx_files([
             "f4a8712d7a061bf5bd6d2ca38dc4d50a",
             "9018921c3c673c538a1fc5bad174d6f9",

@@ -1,32 +1,44 @@
-//! In-memory image data sets: one [`ImageSet`] per split, held as raw bytes.
+//! Data sets: an [`ImageSource`] per split (in-memory [`ImageSet`]s for MNIST-like sets),
+//! their per-channel normalisation, and the [`SplitDataset`] that holds both splits.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::{idx, DataError};
+use crate::{idx, DataError, Image, ImageSource};
 
-/// Images and their labels, stored as the unsigned bytes of the files they came from.
+/// Images of one shape and their labels, held in memory as the bytes of their files.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageSet {
-    /// `len() * image_len()` pixel values, image after image.
+    /// `len() * image_len()` pixel values, image after image (planar).
     pub images: Vec<u8>,
     /// One class label per image, each below the data set's number of classes.
-    pub labels: Vec<u8>,
+    pub labels: Vec<u32>,
     /// Channels, height, width of every image.
     pub image_shape: [usize; 3],
 }
 
-impl ImageSet {
-    /// The number of images.
-    pub fn len(&self) -> usize {
+impl ImageSource for ImageSet {
+    fn len(&self) -> usize {
         self.labels.len()
     }
 
-    /// Whether the set holds no image.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
+    fn labels(&self) -> &[u32] {
+        &self.labels
     }
 
+    fn fixed_shape(&self) -> Option<[usize; 3]> {
+        Some(self.image_shape)
+    }
+
+    fn read(&self, index: usize, out: &mut Image) -> Result<(), DataError> {
+        out.shape = self.image_shape;
+        out.pixels.clear();
+        out.pixels.extend_from_slice(self.image(index));
+        Ok(())
+    }
+}
+
+impl ImageSet {
     /// The number of values of one image.
     pub fn image_len(&self) -> usize {
         self.image_shape.iter().product()
@@ -36,36 +48,6 @@ impl ImageSet {
     pub fn image(&self, index: usize) -> &[u8] {
         let n = self.image_len();
         &self.images[index * n..(index + 1) * n]
-    }
-
-    /// The set with every image padded with zeros (black) to `size` x `size`, centred (an odd
-    /// margin leaves the extra row and column at the bottom and right), as torchvision's
-    /// `Pad`. Fails when the images are larger than that.
-    pub fn padded_to(&self, size: usize) -> Result<ImageSet, String> {
-        let [c, h, w] = self.image_shape;
-        if size < h || size < w {
-            return Err(format!(
-                "--input-size {size} is below the images' {h}x{w}: only padding is available for this data set"
-            ));
-        }
-        let (top, left) = ((size - h) / 2, (size - w) / 2);
-        let mut images = vec![0u8; self.len() * c * size * size];
-        for (padded, image) in images
-            .chunks_exact_mut(c * size * size)
-            .zip(self.images.chunks_exact(c * h * w))
-        {
-            for (padded, channel) in padded.chunks_exact_mut(size * size).zip(image.chunks_exact(h * w)) {
-                for (y, row) in channel.chunks_exact(w).enumerate() {
-                    let start = (top + y) * size + left;
-                    padded[start..start + w].copy_from_slice(row);
-                }
-            }
-        }
-        Ok(ImageSet {
-            images,
-            labels: self.labels.clone(),
-            image_shape: [c, size, size],
-        })
     }
 
     /// Reads a pair of IDX files: images of rank 3 (count, rows, columns) and labels of
@@ -92,24 +74,39 @@ impl ImageSet {
         }
         Ok(ImageSet {
             images: images.data,
-            labels: labels.data,
+            labels: labels.data.into_iter().map(u32::from).collect(),
             image_shape: [1, images.dims[1], images.dims[2]],
         })
     }
 }
 
 /// Per-channel affine normalisation applied when bytes become floats:
-/// `((x / 255) - mean) / std`.
+/// `((x / 255) - mean[c]) / std[c]` for channel `c` (one-channel images use the first).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Normalization {
-    pub mean: f32,
-    pub std: f32,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
 }
 
 impl Normalization {
-    /// A table of the normalised value of every byte, so that batch assembly is a lookup.
-    pub fn lookup_table(&self) -> [f32; 256] {
-        std::array::from_fn(|byte| (byte as f32 / 255.0 - self.mean) / self.std)
+    /// The same normalisation for every channel.
+    pub const fn uniform(mean: f32, std: f32) -> Self {
+        Normalization {
+            mean: [mean; 3],
+            std: [std; 3],
+        }
+    }
+
+    /// ImageNet's statistics, which upstream applies to every data set but MNIST.
+    pub const IMAGENET: Normalization = Normalization {
+        mean: [0.485, 0.456, 0.406],
+        std: [0.229, 0.224, 0.225],
+    };
+
+    /// Per channel, a table of the normalised value of every byte, so that batch assembly is
+    /// a lookup.
+    pub fn lookup_tables(&self) -> [[f32; 256]; 3] {
+        std::array::from_fn(|c| std::array::from_fn(|byte| (byte as f32 / 255.0 - self.mean[c]) / self.std[c]))
     }
 }
 
@@ -118,25 +115,16 @@ impl Normalization {
 pub struct SplitDataset {
     /// The catalogue name (`mnist`, …).
     pub name: String,
-    pub train: Arc<ImageSet>,
-    pub test: Arc<ImageSet>,
+    pub train: Arc<dyn ImageSource>,
+    pub test: Arc<dyn ImageSource>,
     pub num_classes: usize,
     pub normalization: Normalization,
 }
 
 impl SplitDataset {
-    /// Both splits padded to `size` x `size` ([`ImageSet::padded_to`]); the same set when the
-    /// images have that size already.
-    pub fn with_input_size(self, size: usize) -> Result<Self, String> {
-        let [_, h, w] = self.train.image_shape;
-        if (h, w) == (size, size) {
-            return Ok(self);
-        }
-        Ok(SplitDataset {
-            train: Arc::new(self.train.padded_to(size)?),
-            test: Arc::new(self.test.padded_to(size)?),
-            ..self
-        })
+    /// The shape of every image of both splits, when they share one.
+    pub fn image_shape(&self) -> Option<[usize; 3]> {
+        self.train.fixed_shape().filter(|&s| self.test.fixed_shape() == Some(s))
     }
 }
 
@@ -191,31 +179,13 @@ mod tests {
     }
 
     #[test]
-    fn padding_centres_every_channel_and_refuses_to_shrink() {
-        let set = ImageSet {
-            images: vec![1, 2, 3, 4, 5, 6, 7, 8],
-            labels: vec![3],
-            image_shape: [2, 2, 2],
-        };
-        let padded = set.padded_to(4).unwrap();
-        assert_eq!(padded.image_shape, [2, 4, 4]);
-        assert_eq!(padded.labels, vec![3]);
-        #[rustfmt::skip]
-        let expected = [
-            0, 0, 0, 0,  0, 1, 2, 0,  0, 3, 4, 0,  0, 0, 0, 0,
-            0, 0, 0, 0,  0, 5, 6, 0,  0, 7, 8, 0,  0, 0, 0, 0,
-        ];
-        assert_eq!(padded.images, expected);
-        assert_eq!(set.padded_to(3).unwrap().image(0)[..9], [1, 2, 0, 3, 4, 0, 0, 0, 0]);
-        let message = set.padded_to(1).unwrap_err();
-        assert!(message.contains("--input-size 1 is below the images' 2x2"), "{message}");
-    }
-
-    #[test]
-    fn normalisation_maps_bytes_to_minus_one_one() {
-        let table = Normalization { mean: 0.5, std: 0.5 }.lookup_table();
-        assert_eq!(table[0], -1.0);
-        assert_eq!(table[255], 1.0);
-        assert!((table[128] - 0.003_921_6).abs() < 1e-6);
+    fn normalisation_maps_bytes_channel_by_channel() {
+        let tables = Normalization::uniform(0.5, 0.5).lookup_tables();
+        assert_eq!(tables[0][0], -1.0);
+        assert_eq!(tables[2][255], 1.0);
+        assert!((tables[1][128] - 0.003_921_6).abs() < 1e-6);
+        let imagenet = Normalization::IMAGENET.lookup_tables();
+        assert!((imagenet[1][0] - (-0.456 / 0.224)).abs() < 1e-6);
+        assert!((imagenet[2][255] - (1.0 - 0.406) / 0.225).abs() < 1e-5);
     }
 }

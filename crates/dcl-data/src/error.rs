@@ -37,6 +37,9 @@ pub enum DataError {
         actual: String,
         expected: String,
     },
+    /// The images cannot be shaped as asked (`--input-size`).
+    #[error("{0}")]
+    Pipeline(String),
     /// No source of a data set could deliver it.
     #[error("could not fetch {dataset}: {reasons}")]
     Unavailable { dataset: String, reasons: String },

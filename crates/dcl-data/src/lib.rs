@@ -11,13 +11,19 @@ pub mod dataset;
 pub mod error;
 pub mod fetch;
 pub mod idx;
+pub mod image;
 pub mod loader;
+pub mod pipeline;
 pub mod scenario;
+pub mod source;
 
 pub use catalog::{DatasetInfo, DATASETS};
 pub use dataset::{ImageSet, Normalization, SplitDataset};
 pub use error::DataError;
+pub use image::Image;
 pub use loader::{shard, HostBatch, Loader, LoaderConfig, LoaderSource};
+pub use pipeline::Pipeline;
 pub use scenario::{
     ClassOrder, Resampling, SampleRef, Scenario, ScenarioError, ScenarioOptions, ScenarioSpec, Task, TaskIdentity, View,
 };
+pub use source::ImageSource;

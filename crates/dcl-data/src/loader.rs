@@ -1,8 +1,15 @@
-//! The prefetching loader: a background thread that shuffles sample indices, assembles
-//! normalised minibatches and hands them over through a bounded queue, so a training step
-//! never waits for data.
+//! The prefetching loader: background threads that shuffle sample indices, assemble
+//! normalised minibatches and hand them over in order through a bounded queue, so a training
+//! step never waits for data.
+//!
+//! A coordinator thread emits the batches of a pass in order, each through the caller's
+//! `collate` (which must see the stream in order: the rehearsal buffer takes each batch as it
+//! comes). With `workers` > 0, a pool of that many threads reads, decodes and transforms the
+//! batches in parallel, a few batches ahead; with 0, the coordinator assembles them itself.
 
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -10,43 +17,38 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::scenario::{Resampling, SampleRef, View};
-use crate::{ImageSet, Normalization};
+use crate::pipeline::{Pipeline, Scratch};
+use crate::scenario::{SampleRef, View};
+use crate::{DataError, ImageSource};
 
 /// Where a loader's samples come from: a split, the views its samples refer to, and the
-/// normalisation of its pixels.
+/// pipeline that turns its images into network inputs.
 #[derive(Debug, Clone)]
 pub struct LoaderSource {
-    pub set: Arc<ImageSet>,
+    pub set: Arc<dyn ImageSource>,
     pub views: Arc<Vec<View>>,
-    pub normalization: Normalization,
+    pub pipeline: Pipeline,
 }
 
 impl LoaderSource {
-    /// Appends the normalised values of `sample` to `out`, through its view.
-    fn extend_with(&self, sample: SampleRef, table: &[f32; 256], out: &mut Vec<f32>) {
-        let image = self.set.image(sample.index as usize);
-        match &self.views[sample.view as usize] {
-            View::Identity => out.extend(image.iter().map(|&b| table[b as usize])),
-            View::Permutation(p) => out.extend(p.iter().map(|&i| table[image[i as usize] as usize])),
-            View::Resampled(resampling) => {
-                let plane = resampling.taps.len();
-                for channel in image.chunks(plane) {
-                    out.extend(resampling.taps.iter().map(|taps| {
-                        taps.iter()
-                            .map(|&(i, w)| {
-                                let byte = if i == Resampling::OUTSIDE {
-                                    0
-                                } else {
-                                    channel[i as usize]
-                                };
-                                w * table[byte as usize]
-                            })
-                            .sum::<f32>()
-                    }));
-                }
-            }
+    /// The minibatch of `samples`: their network inputs, labels and shape.
+    fn assemble(&self, samples: &[SampleRef], scratch: &mut Scratch) -> Result<HostBatch, DataError> {
+        let tables = self.pipeline.normalization.lookup_tables();
+        let mut images = Vec::new();
+        let mut shape = [samples.len(), 0, 0, 0];
+        for &sample in samples {
+            self.set.read(sample.index as usize, scratch.input())?;
+            let stored = scratch.input().shape;
+            self.pipeline
+                .extend(&self.views[sample.view as usize], scratch, &tables, &mut images)?;
+            let [c, h, w] = self.pipeline.output_shape(stored).map_err(DataError::Pipeline)?;
+            shape[1..].copy_from_slice(&[c, h, w]);
         }
+        let labels = samples
+            .iter()
+            .map(|s| self.set.labels()[s.index as usize] as i64)
+            .collect();
+        Ok(HostBatch { images, labels, shape })
     }
 }
 
@@ -93,21 +95,24 @@ pub struct LoaderConfig {
     pub batch_size: usize,
     /// Shuffle the indices with this seed before batching; `None` keeps their order.
     pub shuffle_seed: Option<u64>,
-    /// How many assembled batches may wait in the queue.
+    /// How many collated batches may wait in the queue.
     pub prefetch: usize,
+    /// Threads assembling batches besides the coordinator (0: the coordinator alone).
+    pub workers: usize,
 }
 
-/// An iterator over the minibatches of one pass over a list of samples, assembled on a
-/// background thread. Each batch goes through `collate` on that thread, so the consumer
-/// receives ready values (tensors, for the trainer).
+/// An iterator over the minibatches of one pass over a list of samples, assembled in the
+/// background. Each batch goes through `collate` on the coordinator thread, in order, so the
+/// consumer receives ready values (tensors, for the trainer). A batch that cannot be
+/// assembled (an unreadable or corrupt file) ends the pass with its error.
 pub struct Loader<T> {
-    receiver: Option<Receiver<T>>,
-    worker: Option<JoinHandle<()>>,
+    receiver: Option<Receiver<Result<T, DataError>>>,
+    coordinator: Option<JoinHandle<()>>,
     num_batches: usize,
 }
 
 impl<T: Send + 'static> Loader<T> {
-    /// Starts the background thread over `samples` of `source`.
+    /// Starts the background threads over `samples` of `source`.
     ///
     /// # Panics
     /// If `config.batch_size` is zero or a sample is out of range of `source`.
@@ -124,34 +129,30 @@ impl<T: Send + 'static> Loader<T> {
         );
         let num_batches = samples.len().div_ceil(config.batch_size);
         let (sender, receiver) = sync_channel(config.prefetch.max(1));
-        let worker = std::thread::Builder::new()
+        let coordinator = std::thread::Builder::new()
             .name("dcl-loader".to_owned())
             .spawn(move || {
                 shuffle(&mut samples, config.shuffle_seed);
-                let table = source.normalization.lookup_table();
-                let [c, h, w] = source.set.image_shape;
-                for chunk in samples.chunks(config.batch_size) {
-                    let mut images = Vec::with_capacity(chunk.len() * source.set.image_len());
-                    for &sample in chunk {
-                        source.extend_with(sample, &table, &mut images);
+                let batches: Vec<&[SampleRef]> = samples.chunks(config.batch_size).collect();
+                let mut emit = |batch: Result<HostBatch, DataError>| {
+                    let failed = batch.is_err();
+                    sender.send(batch.map(&mut collate)).is_ok() && !failed
+                };
+                if config.workers == 0 {
+                    let mut scratch = Scratch::default();
+                    for batch in &batches {
+                        if !emit(source.assemble(batch, &mut scratch)) {
+                            return;
+                        }
                     }
-                    let batch = HostBatch {
-                        images,
-                        labels: chunk
-                            .iter()
-                            .map(|s| source.set.labels[s.index as usize] as i64)
-                            .collect(),
-                        shape: [chunk.len(), c, h, w],
-                    };
-                    if sender.send(collate(batch)).is_err() {
-                        return; // the consumer stopped early
-                    }
+                } else {
+                    std::thread::scope(|scope| run_pool(scope, &source, &batches, config.workers, &mut emit));
                 }
             })
             .expect("cannot start the loader thread");
         Loader {
             receiver: Some(receiver),
-            worker: Some(worker),
+            coordinator: Some(coordinator),
             num_batches,
         }
     }
@@ -162,11 +163,59 @@ impl<T: Send + 'static> Loader<T> {
     }
 }
 
+/// Assembles `batches` on `workers` threads of `scope` and hands them to `emit` in order,
+/// until it returns false. Workers run at most a few batches ahead of `emit`.
+fn run_pool<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    source: &'s LoaderSource,
+    batches: &'s [&'s [SampleRef]],
+    workers: usize,
+    emit: &mut dyn FnMut(Result<HostBatch, DataError>) -> bool,
+) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (done, assembled): (SyncSender<(usize, Result<HostBatch, DataError>)>, _) = sync_channel(2 * workers);
+    for w in 0..workers {
+        let (next, stop, done) = (Arc::clone(&next), Arc::clone(&stop), done.clone());
+        std::thread::Builder::new()
+            .name(format!("dcl-loader-{w}"))
+            .spawn_scoped(scope, move || {
+                let mut scratch = Scratch::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(batch) = batches.get(i) else { return };
+                    if done.send((i, source.assemble(batch, &mut scratch))).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("cannot start a loader worker");
+    }
+    drop(done);
+    let mut pending = BTreeMap::new();
+    for k in 0..batches.len() {
+        while !pending.contains_key(&k) {
+            match assembled.recv() {
+                Ok((i, batch)) => {
+                    pending.insert(i, batch);
+                }
+                Err(_) => return, // a worker died: its panic surfaces when the scope joins it
+            }
+        }
+        if !emit(pending.remove(&k).expect("batch k is pending")) {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    // Dropping the receiver unblocks workers waiting to hand over a batch.
+    drop(assembled);
+}
+
 impl<T> Loader<T> {
-    /// Waits for the worker; re-raises its panic, if any, on the consumer's thread.
-    fn join_worker(&mut self) {
-        if let Some(worker) = self.worker.take() {
-            if let Err(panic) = worker.join() {
+    /// Waits for the coordinator; re-raises its panic, if any, on the consumer's thread.
+    fn join_coordinator(&mut self) {
+        if let Some(coordinator) = self.coordinator.take() {
+            if let Err(panic) = coordinator.join() {
                 if !std::thread::panicking() {
                     std::panic::resume_unwind(panic);
                 }
@@ -176,14 +225,14 @@ impl<T> Loader<T> {
 }
 
 impl<T> Iterator for Loader<T> {
-    type Item = T;
+    type Item = Result<T, DataError>;
 
-    fn next(&mut self) -> Option<T> {
+    fn next(&mut self) -> Option<Result<T, DataError>> {
         let next = self.receiver.as_ref()?.recv().ok();
         if next.is_none() {
-            // The pass is over or the worker died: tell the two apart.
+            // The pass is over or the coordinator died: tell the two apart.
             self.receiver = None;
-            self.join_worker();
+            self.join_coordinator();
         }
         next
     }
@@ -191,36 +240,42 @@ impl<T> Iterator for Loader<T> {
 
 impl<T> Drop for Loader<T> {
     fn drop(&mut self) {
-        // Closing the queue first unblocks a worker waiting to send.
+        // Closing the queue first unblocks a coordinator waiting to send.
         self.receiver = None;
-        self.join_worker();
+        self.join_coordinator();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{ImageSet, Normalization};
 
     /// Ten 1x2x2 images whose pixels all equal their index; label = index % 3.
     fn numbered_set() -> Arc<ImageSet> {
         Arc::new(ImageSet {
             images: (0..10u8).flat_map(|i| [i; 4]).collect(),
-            labels: (0..10u8).map(|i| i % 3).collect(),
+            labels: (0..10u32).map(|i| i % 3).collect(),
             image_shape: [1, 2, 2],
         })
     }
 
-    const IDENTITY: Normalization = Normalization {
-        mean: 0.0,
-        std: 1.0 / 255.0,
-    };
+    const IDENTITY: Normalization = Normalization::uniform(0.0, 1.0 / 255.0);
 
     fn source(normalization: Normalization) -> LoaderSource {
         LoaderSource {
             set: numbered_set(),
             views: Arc::new(vec![View::Identity]),
-            normalization,
+            pipeline: Pipeline {
+                pad_to: None,
+                normalization,
+            },
         }
+    }
+
+    /// The batches of a pass, which must all assemble.
+    fn all<T: Send + 'static>(loader: Loader<T>) -> Vec<T> {
+        loader.map(|b| b.unwrap()).collect()
     }
 
     fn refs(indices: impl IntoIterator<Item = u32>) -> Vec<SampleRef> {
@@ -232,6 +287,7 @@ mod tests {
             batch_size: 4,
             shuffle_seed,
             prefetch: 2,
+            workers: 0,
         }
     }
 
@@ -246,7 +302,7 @@ mod tests {
     fn batches_follow_the_indices_with_a_short_last_batch() {
         let loader = Loader::spawn(source(IDENTITY), refs([9, 1, 5, 0, 2, 7]), config(None), |b| b);
         assert_eq!(loader.num_batches(), 2);
-        let batches: Vec<_> = loader.collect();
+        let batches = all(loader);
         assert_eq!(batches[0].shape, [4, 1, 2, 2]);
         assert_eq!(batches[1].shape, [2, 1, 2, 2]);
         assert_eq!(sample_ids(&batches), vec![9, 1, 5, 0, 2, 7]);
@@ -257,7 +313,12 @@ mod tests {
     #[test]
     fn shuffling_is_a_seeded_permutation() {
         let run = |seed| -> Vec<usize> {
-            sample_ids(&Loader::spawn(source(IDENTITY), refs(0..10), config(Some(seed)), |b| b).collect::<Vec<_>>())
+            sample_ids(&all(Loader::spawn(
+                source(IDENTITY),
+                refs(0..10),
+                config(Some(seed)),
+                |b| b,
+            )))
         };
         let first = run(7);
         assert_eq!(first, run(7), "same seed, same order");
@@ -271,8 +332,12 @@ mod tests {
     fn shards_are_disjoint_equal_and_cover_the_pass() {
         let samples = refs(0..10);
         let one = shard(&samples, Some(3), 0, 1, true);
-        let whole: Vec<usize> =
-            sample_ids(&Loader::spawn(source(IDENTITY), samples.clone(), config(Some(3)), |b| b).collect::<Vec<_>>());
+        let whole: Vec<usize> = sample_ids(&all(Loader::spawn(
+            source(IDENTITY),
+            samples.clone(),
+            config(Some(3)),
+            |b| b,
+        )));
         assert_eq!(
             one.iter().map(|s| s.index as usize).collect::<Vec<_>>(),
             whole,
@@ -290,9 +355,10 @@ mod tests {
 
     #[test]
     fn normalises_through_the_table() {
-        let half = Normalization { mean: 0.5, std: 0.5 };
+        let half = Normalization::uniform(0.5, 0.5);
         let batch = Loader::spawn(source(half), refs([3]), config(None), |b| b)
             .next()
+            .unwrap()
             .unwrap();
         assert_eq!(batch.images, vec![(3.0 / 255.0 - 0.5) / 0.5; 4]);
     }
@@ -307,13 +373,77 @@ mod tests {
         let source = LoaderSource {
             set,
             views: Arc::new(vec![View::Identity, View::Permutation(vec![3, 0, 2, 1])]),
-            normalization: IDENTITY,
+            ..source(IDENTITY)
         };
         let samples = vec![SampleRef { index: 0, view: 0 }, SampleRef { index: 0, view: 1 }];
-        let batch = Loader::spawn(source, samples, config(None), |b| b).next().unwrap();
+        let batch = Loader::spawn(source, samples, config(None), |b| b)
+            .next()
+            .unwrap()
+            .unwrap();
         let pixels: Vec<f32> = batch.images.iter().map(|v| v.round()).collect();
         assert_eq!(pixels, vec![10.0, 20.0, 30.0, 40.0, 40.0, 10.0, 30.0, 20.0]);
         assert_eq!(batch.labels, vec![1, 1]);
+    }
+
+    #[test]
+    fn a_pool_of_workers_delivers_the_same_batches_in_the_same_order() {
+        let alone = all(Loader::spawn(source(IDENTITY), refs(0..10), config(Some(5)), |b| b));
+        for workers in [1, 2, 3, 7] {
+            let pooled = all(Loader::spawn(
+                source(IDENTITY),
+                refs(0..10),
+                LoaderConfig {
+                    batch_size: 3,
+                    workers,
+                    ..config(Some(5))
+                },
+                |b| b,
+            ));
+            assert_eq!(sample_ids(&pooled), sample_ids(&alone), "{workers} workers");
+            assert_eq!(pooled.len(), 4);
+        }
+    }
+
+    /// A source whose image 5 cannot be read.
+    #[derive(Debug)]
+    struct Broken(ImageSet);
+
+    impl ImageSource for Broken {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn labels(&self) -> &[u32] {
+            self.0.labels()
+        }
+        fn fixed_shape(&self) -> Option<[usize; 3]> {
+            self.0.fixed_shape()
+        }
+        fn read(&self, index: usize, out: &mut crate::Image) -> Result<(), DataError> {
+            if index == 5 {
+                return Err(DataError::corrupt("images/5.jpg", "truncated JPEG data"));
+            }
+            self.0.read(index, out)
+        }
+    }
+
+    #[test]
+    fn an_unreadable_image_ends_the_pass_with_its_error_in_order() {
+        for workers in [0, 2] {
+            let source = LoaderSource {
+                set: Arc::new(Broken((*numbered_set()).clone())),
+                ..source(IDENTITY)
+            };
+            let config = LoaderConfig {
+                batch_size: 2,
+                workers,
+                ..config(None)
+            };
+            let items: Vec<_> = Loader::spawn(source, refs(0..10), config, |b| b).collect();
+            assert_eq!(items.len(), 3, "{workers} workers: batches 0 and 1, then the error");
+            assert!(items[..2].iter().all(Result::is_ok));
+            let error = items[2].as_ref().unwrap_err().to_string();
+            assert_eq!(error, "images/5.jpg: truncated JPEG data");
+        }
     }
 
     #[test]
@@ -325,6 +455,7 @@ mod tests {
                 batch_size: 1,
                 shuffle_seed: None,
                 prefetch: 1,
+                workers: 0,
             },
             |b| b,
         );

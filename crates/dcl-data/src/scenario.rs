@@ -215,11 +215,11 @@ impl Scenario {
                 let tasks = groups
                     .into_iter()
                     .map(|mut classes| {
-                        let of_classes = |labels: &[u8], len: usize| {
+                        let of_classes = |labels: &[u32], len: usize| {
                             identity((0..len).filter(|&i| classes.contains(&(labels[i] as usize))).collect())
                         };
-                        let train = of_classes(&data.train.labels, train_len);
-                        let test = of_classes(&data.test.labels, test_len);
+                        let train = of_classes(data.train.labels(), train_len);
+                        let test = of_classes(data.test.labels(), test_len);
                         classes.sort_unstable();
                         Task { train, test, classes }
                     })
@@ -243,7 +243,7 @@ impl Scenario {
             }
             ScenarioSpec::Permuted { num_tasks } => {
                 check_view_count(*num_tasks)?;
-                let pixels = data.train.image_len();
+                let pixels: usize = fixed_shape(data, "permuted")?.iter().product();
                 let views = (0..*num_tasks)
                     .map(|t| match t {
                         0 => View::Identity,
@@ -254,7 +254,7 @@ impl Scenario {
             }
             ScenarioSpec::Rotated { angles } => {
                 check_view_count(angles.len())?;
-                let [_, h, w] = data.train.image_shape;
+                let [_, h, w] = fixed_shape(data, "rotated")?;
                 let views = angles
                     .iter()
                     .map(|&a| View::Resampled(Resampling::rotation(h, w, a)))
@@ -295,6 +295,16 @@ impl Scenario {
 }
 
 /// One task per view, each with every sample seen through its view (domain-incremental).
+/// The shape every image of `data` has, which a `scenario` of pixel views needs.
+fn fixed_shape(data: &SplitDataset, scenario: &str) -> Result<[usize; 3], ScenarioError> {
+    data.image_shape().ok_or_else(|| {
+        ScenarioError(format!(
+            "scenario '{scenario}' needs images of one size; {} holds images of several sizes",
+            data.name
+        ))
+    })
+}
+
 fn viewed_tasks(
     views: Vec<View>,
     train_len: usize,
@@ -419,13 +429,13 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::{ImageSet, Normalization};
+    use crate::{ImageSet, ImageSource, Normalization};
 
     /// 100 training and 50 test images of 2x2 pixels; label = index % 10.
     fn data() -> SplitDataset {
         let set = |n: usize| ImageSet {
             images: (0..n * 4).map(|v| v as u8).collect(),
-            labels: (0..n).map(|i| (i % 10) as u8).collect(),
+            labels: (0..n).map(|i| (i % 10) as u32).collect(),
             image_shape: [1, 2, 2],
         };
         SplitDataset {
@@ -433,7 +443,7 @@ mod tests {
             train: Arc::new(set(100)),
             test: Arc::new(set(50)),
             num_classes: 10,
-            normalization: Normalization { mean: 0.0, std: 1.0 },
+            normalization: Normalization::uniform(0.0, 1.0),
         }
     }
 
@@ -450,8 +460,11 @@ mod tests {
         Scenario::build(&spec, &data(), options, 42)
     }
 
-    fn labels_of(samples: &[SampleRef], set: &ImageSet) -> HashSet<usize> {
-        samples.iter().map(|s| set.labels[s.index as usize] as usize).collect()
+    fn labels_of(samples: &[SampleRef], set: &Arc<dyn ImageSource>) -> HashSet<usize> {
+        samples
+            .iter()
+            .map(|s| set.labels()[s.index as usize] as usize)
+            .collect()
     }
 
     #[test]

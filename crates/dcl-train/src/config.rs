@@ -89,6 +89,9 @@ pub struct RunConfig {
     pub seed: u64,
     /// Intra-op threads of libtorch; 0 keeps libtorch's default.
     pub threads: usize,
+    /// Threads decoding and transforming images besides the loader's own (0: the loader alone).
+    #[serde(default)]
+    pub dataloader_workers: usize,
     /// Train on the first N training samples only.
     pub train_samples: Option<usize>,
     /// Evaluate on the first N test samples only.
@@ -180,6 +183,7 @@ pub(crate) mod tests {
             use_mask: false,
             seed: 42,
             threads: 0,
+            dataloader_workers: 0,
             train_samples: None,
             test_samples: None,
             log_interval: 10,

@@ -486,14 +486,14 @@ impl Stopwatch {
 mod tests {
     use std::collections::HashSet;
 
-    use dcl_data::{ImageSet, Loader, LoaderConfig, LoaderSource, Normalization, SampleRef, View};
+    use dcl_data::{ImageSet, Loader, LoaderConfig, LoaderSource, Normalization, Pipeline, SampleRef, View};
     use dcl_dist::SingleProcess;
 
     use super::*;
 
     /// 200 images of two pixels: (label, sample index); labels 0..10, 20 per class.
     fn tagged_set() -> LoaderSource {
-        let labels: Vec<u8> = (0..200).map(|i| (i % 10) as u8).collect();
+        let labels: Vec<u32> = (0..200).map(|i| i % 10).collect();
         let images = (0..200).flat_map(|i| [(i % 10) as u8, i as u8]).collect();
         LoaderSource {
             set: Arc::new(ImageSet {
@@ -503,9 +503,9 @@ mod tests {
             }),
             views: Arc::new(vec![View::Identity]),
             // Values come out as the bytes themselves.
-            normalization: Normalization {
-                mean: 0.0,
-                std: 1.0 / 255.0,
+            pipeline: Pipeline {
+                pad_to: None,
+                normalization: Normalization::uniform(0.0, 1.0 / 255.0),
             },
         }
     }
@@ -564,9 +564,10 @@ mod tests {
                 batch_size,
                 shuffle_seed: Some(task as u64),
                 prefetch: 2,
+                workers: 0,
             };
             for batch in Loader::spawn(source.clone(), samples, loader_config, rehearsal.collate(task, 0)) {
-                let (decoded, fresh) = samples_of(&batch.unwrap());
+                let (decoded, fresh) = samples_of(&batch.unwrap().unwrap());
                 steps.push((decoded, fresh, task));
             }
         }
@@ -609,9 +610,10 @@ mod tests {
                 batch_size: 8,
                 shuffle_seed: Some(0),
                 prefetch: 2,
+                workers: 0,
             };
             Loader::spawn(tagged_set(), samples, config, StepBatch::plain)
-                .map(|b| samples_of(&b.unwrap()).0.iter().map(|s| s.1).collect())
+                .map(|b| samples_of(&b.unwrap().unwrap()).0.iter().map(|s| s.1).collect())
                 .collect()
         };
         for mode in MODES {
@@ -661,6 +663,7 @@ mod tests {
             batch_size: 10,
             shuffle_seed: None,
             prefetch: 2,
+            workers: 0,
         };
         let steps = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0)).count();
         let window = rehearsal.take_window(&SingleProcess);
@@ -695,9 +698,15 @@ mod tests {
                 batch_size: 10,
                 shuffle_seed: None,
                 prefetch: 2,
+                workers: 0,
             };
             Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0))
-                .map(|b| b.unwrap().class_weights.map(|w| Vec::<f32>::try_from(w).unwrap()))
+                .map(|b| {
+                    b.unwrap()
+                        .unwrap()
+                        .class_weights
+                        .map(|w| Vec::<f32>::try_from(w).unwrap())
+                })
                 .collect()
         };
         assert!(weights_of(false).iter().all(Option::is_none));
@@ -760,6 +769,7 @@ mod tests {
             batch_size: 4,
             shuffle_seed: None,
             prefetch: 1,
+            workers: 0,
         };
         let mut loader = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0));
         assert!(loader.next().is_some());

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use dcl_data::{shard, HostBatch, Loader, LoaderConfig, LoaderSource, SampleRef, Scenario, SplitDataset, TaskIdentity};
+use dcl_data::{
+    shard, HostBatch, Loader, LoaderConfig, LoaderSource, Pipeline, SampleRef, Scenario, SplitDataset, TaskIdentity,
+};
 use dcl_dist::Communicator;
 use dcl_models::ModelInput;
 use tch::{Device, Kind, Reduction, Tensor};
@@ -64,6 +66,8 @@ pub struct Trainer<'a> {
     config: &'a RunConfig,
     /// Where the model, the batches and the metrics live.
     device: Device,
+    /// How both splits' images become network inputs.
+    pipeline: Pipeline,
     data: &'a SplitDataset,
     scenario: &'a Scenario,
     world: Arc<dyn Communicator>,
@@ -87,8 +91,19 @@ impl<'a> Trainer<'a> {
         }
         tch::manual_seed(config.seed as i64);
         let device = config.device.resolve_here(world.local_rank())?;
+        let pipeline = Pipeline {
+            pad_to: config.input_size,
+            normalization: data.normalization,
+        };
+        let stored = data.image_shape().ok_or_else(|| {
+            TrainError::Config(format!(
+                "{} holds images of several sizes: give --input-size",
+                data.name
+            ))
+        })?;
+        let image_shape = pipeline.output_shape(stored).map_err(TrainError::Config)?;
         let input = ModelInput {
-            image_shape: data.train.image_shape,
+            image_shape,
             num_classes: data.num_classes,
         };
         let mut learner = Learner::new(
@@ -111,7 +126,7 @@ impl<'a> Trainer<'a> {
                 Some(Rehearsal::new(
                     rehearsal_config.clone(),
                     data.num_classes,
-                    data.train.image_shape,
+                    image_shape,
                     train_len,
                     &*world,
                     config.batch_size,
@@ -123,6 +138,7 @@ impl<'a> Trainer<'a> {
         Ok(Trainer {
             config,
             device,
+            pipeline,
             data,
             scenario,
             masks: Masks::new(scenario, config.use_mask, data.num_classes, device),
@@ -161,7 +177,7 @@ impl<'a> Trainer<'a> {
         let train_source = LoaderSource {
             set: Arc::clone(&self.data.train),
             views: Arc::clone(&self.scenario.views),
-            normalization: self.data.normalization,
+            pipeline: self.pipeline.clone(),
         };
         let test_source = LoaderSource {
             set: Arc::clone(&self.data.test),
@@ -204,6 +220,7 @@ impl<'a> Trainer<'a> {
                         batch_size: config.batch_size,
                         shuffle_seed: None,
                         prefetch: PREFETCH_BATCHES,
+                        workers: config.dataloader_workers,
                     },
                     collate,
                 );
@@ -239,7 +256,12 @@ impl<'a> Trainer<'a> {
                         self.device,
                         &test_source,
                         &samples,
-                        config.eval_batch_size,
+                        LoaderConfig {
+                            batch_size: config.eval_batch_size,
+                            shuffle_seed: None,
+                            prefetch: PREFETCH_BATCHES,
+                            workers: config.dataloader_workers,
+                        },
                         &self.masks.test(j),
                     )?;
                     eval.push(totals.summed(&*world).into_record(j));
@@ -454,7 +476,7 @@ fn train_pass(
     loop {
         let waited = Instant::now();
         let Some(batch) = loader.next() else { break };
-        let batch = batch?;
+        let batch = batch??;
         if let Some(rehearsal) = rehearsal {
             rehearsal.add_wait(waited.elapsed());
         }
@@ -506,19 +528,12 @@ fn evaluate(
     device: Device,
     source: &LoaderSource,
     samples: &[SampleRef],
-    batch_size: usize,
+    loader_config: LoaderConfig,
     masks: &TestMasks,
 ) -> Result<Totals, TrainError> {
-    let loader = Loader::spawn(
-        source.clone(),
-        samples.to_vec(),
-        LoaderConfig {
-            batch_size,
-            shuffle_seed: None,
-            prefetch: PREFETCH_BATCHES,
-        },
-        |batch: HostBatch| tensors_of(&batch),
-    );
+    let loader = Loader::spawn(source.clone(), samples.to_vec(), loader_config, |batch: HostBatch| {
+        tensors_of(&batch)
+    });
     guarded("evaluation", || {
         tch::no_grad(|| evaluate_batches(learner, device, loader, samples.len(), masks))
     })
@@ -536,7 +551,8 @@ fn evaluate_batches(
     let mut top1 = Tensor::zeros([], (Kind::Int64, device));
     let mut top5 = Tensor::zeros([], (Kind::Int64, device));
     let mut task_il = Tensor::zeros([], (Kind::Int64, device));
-    for (images, labels) in loader {
+    for batch in loader {
+        let (images, labels) = batch?;
         let (images, labels) = (images.f_to_device(device)?, labels.f_to_device(device)?);
         let raw = learner.predict(&images);
         let logits = match masks.protocol {
@@ -572,7 +588,7 @@ mod tests {
         let set = |n: usize| {
             Arc::new(ImageSet {
                 images: vec![0; n],
-                labels: (0..n).map(|i| (i % 6) as u8).collect(),
+                labels: (0..n).map(|i| (i % 6) as u32).collect(),
                 image_shape: [1, 1, 1],
             })
         };
@@ -581,7 +597,7 @@ mod tests {
             train: set(60),
             test: set(12),
             num_classes: 6,
-            normalization: Normalization { mean: 0.0, std: 1.0 },
+            normalization: Normalization::uniform(0.0, 1.0),
         };
         let spec = ScenarioSpec::Classes {
             initial_increment: 2,

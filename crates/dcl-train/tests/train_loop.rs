@@ -22,7 +22,7 @@ fn generated_set(n: usize, seed: u64) -> Arc<ImageSet> {
             .wrapping_add(1_442_695_040_888_963_407);
         ((state >> 33) % 100) as u8
     };
-    let labels: Vec<u8> = (0..n).map(|i| (i % CLASSES) as u8).collect();
+    let labels: Vec<u32> = (0..n).map(|i| (i % CLASSES) as u32).collect();
     let images = labels
         .iter()
         .flat_map(|&c| {
@@ -44,7 +44,7 @@ fn data() -> SplitDataset {
         train: generated_set(600, 1),
         test: generated_set(120, 2),
         num_classes: CLASSES,
-        normalization: Normalization { mean: 0.5, std: 0.5 },
+        normalization: Normalization::uniform(0.5, 0.5),
     }
 }
 
@@ -86,6 +86,7 @@ fn config(seed: u64, epochs: usize) -> RunConfig {
         use_mask: false,
         seed,
         threads: 1,
+        dataloader_workers: 0,
         train_samples: None,
         test_samples: None,
         log_interval: 5,

@@ -197,7 +197,10 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
     let source = LoaderSource {
         set: Arc::clone(&data.train),
         views: Arc::new(vec![View::Identity]),
-        normalization: data.normalization,
+        pipeline: dcl_data::Pipeline {
+            pad_to: None,
+            normalization: data.normalization,
+        },
     };
     let samples: Vec<SampleRef> = (0..data.train.len() as u32)
         .map(|index| SampleRef { index, view: 0 })
@@ -243,7 +246,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         for step in 0..args.steps + 10 {
             let started = Instant::now();
             let Some(batch) = loader.next() else { break };
-            let batch = batch?;
+            let batch = batch??;
             let (images, labels) = match batch.representatives {
                 None => (batch.images, batch.labels),
                 Some((ri, rl)) => (Tensor::cat(&[batch.images, ri], 0), Tensor::cat(&[batch.labels, rl], 0)),
@@ -259,6 +262,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         batch_size,
         shuffle_seed: Some(seed),
         prefetch: 4,
+        workers: 0,
     };
     let (mut with, mut plain) = (Vec::new(), Vec::new());
     for round in 0..args.rounds as u64 {

@@ -153,15 +153,21 @@ fn resolve(args: &TrainArgs, world: &dyn Communicator) -> Result<options::Resolv
     )?;
     let mut resolved = options::resolve(options, default_results_dir)?;
     let config = &mut resolved.config;
+    // Ranks sharing a node share its cores.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) / world.local_size();
     if config.threads == 0 {
-        // Ranks sharing a node share its cores; alone, libtorch's own choice.
+        // Alone on a node, libtorch's own choice.
         config.threads = if world.local_size() > 1 {
-            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-            (cores / world.local_size()).max(1)
+            cores.max(1)
         } else {
             tch::get_num_threads().max(1) as usize
         };
     }
+    // The loader's workers take the cores the training threads leave.
+    config.dataloader_workers = args
+        .options
+        .dataloader_workers
+        .unwrap_or_else(|| cores.saturating_sub(config.threads));
     Ok(resolved)
 }
 
@@ -175,10 +181,7 @@ fn prepare(args: &TrainArgs, world: &dyn Communicator) -> Result<Prepared> {
         RunDir::check_available(&config.results_dir, args.overwrite)?;
     }
     let dataset = dcl_data::catalog::find(&config.dataset)?;
-    let mut data = dataset.load(&config.dataset_dir, dataset_dir_is_default)?;
-    if let Some(size) = config.input_size {
-        data = data.with_input_size(size).map_err(|e| anyhow!(e))?;
-    }
+    let data = dataset.load(&config.dataset_dir, dataset_dir_is_default)?;
     let scenario_options = ScenarioOptions {
         concatenate: config.concatenate_tasksets,
         train_limit: config.train_samples,

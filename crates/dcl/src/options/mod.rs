@@ -104,6 +104,10 @@ pub struct TrainOptions {
     /// Intra-op CPU threads of libtorch [default: the node's cores divided by its workers].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub threads: Option<u32>,
+    /// Threads decoding and augmenting images besides the loader's own [default: the cores the
+    /// training threads leave free].
+    #[arg(long, value_name = "N")]
+    pub dataloader_workers: Option<usize>,
     /// Train on the first N training samples only (quick experiments, smoke tests).
     #[arg(long, value_name = "N")]
     pub train_samples: Option<usize>,
@@ -273,6 +277,7 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         use_mask: options.use_mask,
         seed: options.seed,
         threads: options.threads.map_or(0, |n| n as usize),
+        dataloader_workers: options.dataloader_workers.unwrap_or(0),
         train_samples: options.train_samples,
         test_samples: options.test_samples,
         log_interval: options.log_interval,

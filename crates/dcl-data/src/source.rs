@@ -1,0 +1,27 @@
+//! The seam between a split's storage and the loader: where the images of a split come from.
+
+use std::fmt::Debug;
+
+use crate::{DataError, Image};
+
+/// The images and labels of one split of a data set: held in memory (MNIST, CIFAR) or read
+/// and decoded from files on demand (image folders). The loader's workers call it from
+/// several threads.
+pub trait ImageSource: Send + Sync + Debug {
+    /// The number of images.
+    fn len(&self) -> usize;
+
+    /// Whether the split holds no image.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// One class label per image.
+    fn labels(&self) -> &[u32];
+
+    /// The shape (channels, height, width) every image has, when they all share one.
+    fn fixed_shape(&self) -> Option<[usize; 3]>;
+
+    /// Writes image `index` into `out` (reusing its memory).
+    fn read(&self, index: usize, out: &mut Image) -> Result<(), DataError>;
+}
