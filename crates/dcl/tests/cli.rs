@@ -996,3 +996,34 @@ fn asking_for_a_gpu_on_a_machine_without_one_is_one_clear_line() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(read_json(&results.join("config.json"))["device"], "auto");
 }
+
+#[test]
+fn runs_are_the_same_whatever_the_number_of_loader_workers() {
+    let root = tempfile::tempdir().unwrap();
+    let run = |workers: &str| {
+        let results = root.path().join(format!("workers-{workers}"));
+        let output = train(
+            &dataset_dir(),
+            &results,
+            &[
+                "--train-samples",
+                "640",
+                "--batch-size",
+                "16",
+                "--threads",
+                "1",
+                "--dataloader-workers",
+                workers,
+            ],
+        );
+        assert!(output.status.success(), "{}", stderr(&output));
+        let summary = read_json(&results.join("summary.json"));
+        (
+            summary["accuracy_matrix"].clone(),
+            summary["epochs"][0]["train_loss"].clone(),
+        )
+    };
+    let alone = run("0");
+    assert_eq!(alone, run("1"));
+    assert_eq!(alone, run("3"));
+}
