@@ -37,6 +37,14 @@ pub enum DataError {
         actual: String,
         expected: String,
     },
+    /// A data set that dcl cannot download (its licence forbids it) is not where its layout puts it.
+    #[error("{what} not found at {path}; {instructions}")]
+    ManualDownload {
+        what: String,
+        path: PathBuf,
+        /// Where to get the data and how to lay it out.
+        instructions: String,
+    },
     /// No source of a data set could deliver it.
     #[error("could not fetch {dataset}: {reasons}")]
     Unavailable { dataset: String, reasons: String },

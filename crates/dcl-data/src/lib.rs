@@ -7,16 +7,20 @@
 //! build its tensors there.
 
 pub mod catalog;
+pub mod cifar;
 pub mod dataset;
 pub mod error;
 pub mod fetch;
+pub mod folder;
 pub mod idx;
 pub mod loader;
 pub mod scenario;
 
 pub use catalog::{DatasetInfo, DATASETS};
+pub use cifar::{Cifar, CifarFormat, InMemorySplit};
 pub use dataset::{ImageSet, Normalization, SplitDataset};
 pub use error::DataError;
+pub use folder::{FileLayout, FileList, Splits};
 pub use loader::{shard, HostBatch, Loader, LoaderConfig, LoaderSource};
 pub use scenario::{
     ClassOrder, Resampling, SampleRef, Scenario, ScenarioError, ScenarioOptions, ScenarioSpec, Task, TaskIdentity, View,
