@@ -6,6 +6,7 @@
 //! caller-supplied `collate` function that runs on the loader thread, so the trainer can
 //! build its tensors there.
 
+pub mod archive;
 pub mod catalog;
 pub mod cifar;
 pub mod dataset;
