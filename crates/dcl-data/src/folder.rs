@@ -401,19 +401,21 @@ fn line_error(path: &Path, n: usize, expected: &str, line: &str) -> DataError {
 
 /// The image files directly in `folder`, sorted by name (one `read_dir`, no `stat` per file).
 fn list_images(folder: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut files = Vec::new();
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(folder)? {
         let entry = entry?;
-        let is_image = Path::new(&entry.file_name())
+        let name = entry.file_name();
+        let is_image = Path::new(&name)
             .extension()
             .and_then(|e| e.to_str())
             .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|i| i.eq_ignore_ascii_case(e)));
         if is_image && !entry.file_type()?.is_dir() {
-            files.push(entry.path());
+            names.push(name);
         }
     }
-    files.sort_unstable();
-    Ok(files)
+    // Names compare faster than paths (compared component by component).
+    names.sort_unstable();
+    Ok(names.into_iter().map(|name| folder.join(name)).collect())
 }
 
 /// The sorted names of the folders in `dir` (symbolic links to folders included).
