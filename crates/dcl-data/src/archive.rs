@@ -145,11 +145,12 @@ pub fn fetch_archive(
     dataset_dir: &Path,
     on_event: &mut dyn FnMut(FetchEvent),
 ) -> Result<PathBuf, DataError> {
-    let target = dataset_dir.join(archive.layout);
-    if target.is_dir() {
+    // Wherever the readers would find the folder (see `locate`), it is not fetched again.
+    if let Some((_, dir)) = locate(dataset_dir, &[archive.layout]) {
         on_event(FetchEvent::AlreadyPresent { file: archive.layout });
-        return Ok(target);
+        return Ok(dir);
     }
+    let target = dataset_dir.join(archive.layout);
     let parent = target.parent().unwrap_or(dataset_dir);
     std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
     let file = parent.join(archive.file_name());

@@ -55,9 +55,9 @@ pub enum Cifar {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CifarFormat {
     /// The python version: pickled batches, as torchvision reads them.
-    Python,
+    Python = 0,
     /// The binary version: fixed-size records.
-    Binary,
+    Binary = 1,
 }
 
 /// The files of one format of one data set.
@@ -78,6 +78,7 @@ enum Labels {
     Binary { label_bytes: usize },
 }
 
+/// The formats of CIFAR-10, indexed by [`CifarFormat`].
 const CIFAR10: [Files; 2] = [
     Files {
         format: CifarFormat::Python,
@@ -112,6 +113,7 @@ const CIFAR10: [Files; 2] = [
     },
 ];
 
+/// The formats of CIFAR-100, indexed by [`CifarFormat`].
 const CIFAR100: [Files; 2] = [
     Files {
         format: CifarFormat::Python,

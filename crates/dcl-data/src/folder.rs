@@ -24,7 +24,7 @@
 //! recursively; Tiny-ImageNet's training images are the files of `images/`, not the lines of
 //! `<wnid>_boxes.txt` (the same files, sorted by name).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
@@ -204,7 +204,7 @@ impl FileLayout {
         }
         let annotations_path = root.join("val").join("val_annotations.txt");
         let annotations = self.read_text(&annotations_path, "validation annotations")?;
-        let images = root.join("val").join("images");
+        let images = self.existing_dir(root.join("val").join("images"), "validation images folder")?;
         let mut test = FileList::new(&classes);
         for (n, line) in annotations.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let mut fields = line.split_whitespace();
@@ -336,17 +336,34 @@ impl FileLayout {
         })
     }
 
-    /// The files and labels of a subset list; blank lines are skipped.
+    /// The files and labels of a subset list; blank lines are skipped. The folder of every
+    /// file must exist (one `stat` per folder), the files themselves are not looked at.
     fn read_list(self, root: &Path, path: &Path) -> Result<(Vec<PathBuf>, Vec<u32>), DataError> {
         let text = self.read_text(path, "subset list")?;
-        let mut files = Vec::new();
+        let mut files: Vec<PathBuf> = Vec::new();
         let mut labels = Vec::new();
+        let mut folders = HashSet::new();
         for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
             let mut fields = line.split_whitespace();
             let (Some(file), Some(Ok(label))) = (fields.next(), fields.next().map(str::parse::<u32>)) else {
                 return Err(line_error(path, n, "<relative path> <label>", line));
             };
-            files.push(root.join(file));
+            let file = root.join(file);
+            let folder = file.parent().unwrap_or(root);
+            if !folders.contains(folder) {
+                if !folder.is_dir() {
+                    return Err(DataError::corrupt(
+                        folder,
+                        format!(
+                            "not found, but line {} of {} lists an image in it",
+                            n + 1,
+                            path.display()
+                        ),
+                    ));
+                }
+                folders.insert(folder.to_owned());
+            }
+            files.push(file);
             labels.push(label);
         }
         Ok((files, labels))

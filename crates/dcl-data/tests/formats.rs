@@ -282,6 +282,14 @@ fn damaged_tiny_imagenet_is_reported_in_one_line() {
     );
     let copy = copy_of("TinyImageNet/tiny-imagenet-200");
     let root = copy.path().join("TinyImageNet/tiny-imagenet-200");
+    let images = root.join("val/images");
+    std::fs::rename(&images, root.join("val/elsewhere")).unwrap();
+    let message = error_of(FileLayout::TinyImageNet.read(copy.path()));
+    assert!(message.starts_with(&format!(
+        "Tiny-ImageNet validation images folder not found at {}",
+        images.display()
+    )));
+    std::fs::rename(root.join("val/elsewhere"), &images).unwrap();
     let annotations = root.join("val/val_annotations.txt");
     let mut text = std::fs::read_to_string(&annotations).unwrap();
     text.push_str("val_9.JPEG\n");
@@ -470,6 +478,18 @@ fn damaged_subset_lists_are_reported_in_one_line() {
         )
     );
     std::fs::write(&train, &original).unwrap();
+    let folder = root.join("train").join(wnid(1));
+    std::fs::rename(&folder, root.join("elsewhere")).unwrap();
+    let message = error_of(FileLayout::ImageNet100Small.read(copy.path()));
+    assert_eq!(
+        message,
+        format!(
+            "{}: not found, but line 3 of {} lists an image in it",
+            folder.display(),
+            train.display()
+        )
+    );
+    std::fs::rename(root.join("elsewhere"), &folder).unwrap();
     let val = root.join("val_100_small.txt");
     let text = std::fs::read_to_string(&val).unwrap();
     std::fs::write(&val, text.replacen(" 1\n", " 7\n", 1)).unwrap();
