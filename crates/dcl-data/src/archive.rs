@@ -41,6 +41,7 @@ pub enum ArchiveFormat {
 pub struct Archive {
     /// The name `dcl data fetch` takes.
     pub name: &'static str,
+    /// Where the data set's publisher serves the archive.
     pub url: &'static str,
     /// The md5 of the whole archive.
     pub md5: &'static str,

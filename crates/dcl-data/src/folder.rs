@@ -34,6 +34,7 @@ use crate::DataError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Splits<T> {
     pub train: T,
+    /// The test split (upstream's `train=False`: CIFAR's test batch, the `val` folders or lists).
     pub test: T,
 }
 
