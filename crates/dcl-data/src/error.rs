@@ -40,6 +40,14 @@ pub enum DataError {
     /// The images cannot be shaped as asked (`--input-size`).
     #[error("{0}")]
     Pipeline(String),
+    /// A data set that dcl cannot download (its licence forbids it) is not where its layout puts it.
+    #[error("{what} not found at {path}; {instructions}")]
+    ManualDownload {
+        what: String,
+        path: PathBuf,
+        /// Where to get the data and how to lay it out.
+        instructions: String,
+    },
     /// No source of a data set could deliver it.
     #[error("could not fetch {dataset}: {reasons}")]
     Unavailable { dataset: String, reasons: String },

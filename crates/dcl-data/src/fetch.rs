@@ -38,7 +38,7 @@ pub enum FetchEvent<'a> {
 
 /// How long a web download may take before the mirror counts as failed.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Makes sure `dir` holds every file of `dataset` with the right checksum, fetching what
 /// is missing or corrupt. Returns the number of files that had to be fetched.
@@ -176,19 +176,28 @@ fn download(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     on_event(FetchEvent::DownloadStarted { file, total });
-    let mut reader = response.into_body().into_reader();
     let mut bytes = Vec::with_capacity(total.unwrap_or(0) as usize);
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        let n = reader.read(&mut chunk).map_err(|e| failed(e.to_string()))?;
-        if n == 0 {
-            break;
-        }
-        bytes.extend_from_slice(&chunk[..n]);
-        on_event(FetchEvent::Downloaded { bytes: n as u64 });
-    }
+    copy_reporting(&mut response.into_body().into_reader(), &mut bytes, on_event).map_err(|e| failed(e.to_string()))?;
     on_event(FetchEvent::DownloadFinished);
     Ok(bytes)
+}
+
+/// Copies a download from `reader` into `out` in chunks, reporting each as
+/// [`FetchEvent::Downloaded`].
+pub(crate) fn copy_reporting(
+    reader: &mut dyn Read,
+    out: &mut dyn Write,
+    on_event: &mut dyn FnMut(FetchEvent),
+) -> std::io::Result<()> {
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(&chunk[..n])?;
+        on_event(FetchEvent::Downloaded { bytes: n as u64 });
+    }
 }
 
 /// A file removed when dropped.

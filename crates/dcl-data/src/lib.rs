@@ -6,10 +6,13 @@
 //! caller-supplied `collate` function that runs on the loader thread, so the trainer can
 //! build its tensors there.
 
+pub mod archive;
 pub mod catalog;
+pub mod cifar;
 pub mod dataset;
 pub mod error;
 pub mod fetch;
+pub mod folder;
 pub mod idx;
 pub mod image;
 pub mod loader;
@@ -18,8 +21,10 @@ pub mod scenario;
 pub mod source;
 
 pub use catalog::{DatasetInfo, DATASETS};
+pub use cifar::{Cifar, CifarFormat, InMemorySplit};
 pub use dataset::{ImageSet, Normalization, SplitDataset};
 pub use error::DataError;
+pub use folder::{FileLayout, FileList, Splits};
 pub use image::Image;
 pub use loader::{shard, HostBatch, Loader, LoaderConfig, LoaderSource};
 pub use pipeline::Pipeline;
