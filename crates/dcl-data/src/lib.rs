@@ -8,16 +8,24 @@
 
 pub mod catalog;
 pub mod dataset;
+pub mod decode;
 pub mod error;
 pub mod fetch;
 pub mod idx;
+pub mod image;
 pub mod loader;
+pub mod resize;
 pub mod scenario;
+pub mod transform;
 
 pub use catalog::{DatasetInfo, DATASETS};
 pub use dataset::{ImageSet, Normalization, SplitDataset};
+pub use decode::{decode, decode_scaled, read_shape, DecodeError};
 pub use error::DataError;
+pub use image::{Image, Window};
 pub use loader::{shard, HostBatch, Loader, LoaderConfig, LoaderSource};
+pub use resize::{resize, Resize};
 pub use scenario::{
     ClassOrder, Resampling, SampleRef, Scenario, ScenarioError, ScenarioOptions, ScenarioSpec, Task, TaskIdentity, View,
 };
+pub use transform::{Draw, Transform};
