@@ -4,7 +4,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::{idx, DataError, Image, ImageSource};
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Kind;
+use crate::{idx, DataError, Image, ImageSource, Pipeline, Transform};
 
 /// Images of one shape and their labels, held in memory as the bytes of their files.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,12 +122,79 @@ pub struct SplitDataset {
     pub test: Arc<dyn ImageSource>,
     pub num_classes: usize,
     pub normalization: Normalization,
+    /// What its images are, and so how they are preprocessed.
+    pub kind: Kind,
+    /// The side of its network inputs unless `--input-size` says otherwise.
+    pub input_size: usize,
+}
+
+/// Augmentation of the training images beyond what the data set's kind brings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Augment {
+    /// None (upstream trains CIFAR without augmentation).
+    #[default]
+    None,
+    /// A random crop after zero padding of 4 and a horizontal flip (the usual CIFAR recipe).
+    CropFlip,
 }
 
 impl SplitDataset {
     /// The shape of every image of both splits, when they share one.
     pub fn image_shape(&self) -> Option<[usize; 3]> {
         self.train.fixed_shape().filter(|&s| self.test.fixed_shape() == Some(s))
+    }
+
+    /// The training and test pipelines of upstream's preprocessing at `input_size` (the data
+    /// set's own by default): small images padded or centre-cropped to it (`augment` adding
+    /// CIFAR's crop and flip to training), photographs through RandomResizedCrop and a flip
+    /// for training, Resize(size · 8/7) and CenterCrop for evaluation.
+    pub fn pipelines(&self, input_size: Option<usize>, augment: Augment) -> Result<[Pipeline; 2], String> {
+        let size = input_size.unwrap_or(self.input_size);
+        let (train, test) = match self.kind {
+            Kind::Small => {
+                let stored = self.image_shape().map(|[_, h, w]| (h, w));
+                let fit = if stored == Some((size, size)) {
+                    Transform::Identity
+                } else {
+                    Transform::Pad { size }
+                };
+                let train = match (augment, fit) {
+                    (Augment::None, fit) => fit,
+                    (Augment::CropFlip, Transform::Identity) => Transform::CropFlip { padding: 4 },
+                    (Augment::CropFlip, _) => {
+                        return Err(format!(
+                            "--augment crop_flip works at the images' own size; leave out --input-size {size}"
+                        ))
+                    }
+                };
+                (train, fit)
+            }
+            Kind::Photo => {
+                if augment != Augment::None {
+                    return Err(format!(
+                        "--augment applies to small images; {} trains with random crops",
+                        self.name
+                    ));
+                }
+                (
+                    Transform::random_resized_crop(size),
+                    Transform::resize_center_crop(size),
+                )
+            }
+        };
+        let pipeline = |transform| Pipeline {
+            transform,
+            normalization: self.normalization,
+        };
+        Ok([pipeline(train), pipeline(test)])
+    }
+
+    /// The shape of the network inputs `pipeline` makes of this data set's images.
+    pub fn input_shape(&self, pipeline: &Pipeline) -> [usize; 3] {
+        // Decoded files are RGB; their size does not matter to the resizing transforms.
+        let stored = self.image_shape().unwrap_or([3, self.input_size, self.input_size]);
+        pipeline.output_shape(stored)
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use flate2::read::GzDecoder;
 use md5::{Digest, Md5};
 
-use crate::catalog::{DatasetInfo, FileSpec, Source};
+use crate::catalog::{FileSpec, IdxFiles, Source};
 use crate::DataError;
 
 /// What the fetcher reports while it works, for a progress display.
@@ -40,12 +40,12 @@ pub enum FetchEvent<'a> {
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Makes sure `dir` holds every file of `dataset` with the right checksum, fetching what
+/// Makes sure `dir` holds every file of `idx` (data set `name`) with the right checksum, fetching what
 /// is missing or corrupt. Returns the number of files that had to be fetched.
-pub fn fetch(dataset: &DatasetInfo, dir: &Path, on_event: &mut dyn FnMut(FetchEvent)) -> Result<usize, DataError> {
+pub fn fetch(name: &str, idx: &IdxFiles, dir: &Path, on_event: &mut dyn FnMut(FetchEvent)) -> Result<usize, DataError> {
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let mut missing = Vec::new();
-    for spec in &dataset.files {
+    for spec in &idx.files {
         let path = dir.join(spec.name);
         if !path.exists() {
             missing.push(*spec);
@@ -62,7 +62,7 @@ pub fn fetch(dataset: &DatasetInfo, dir: &Path, on_event: &mut dyn FnMut(FetchEv
     }
     let fetched = missing.len();
     let mut reasons = Vec::new();
-    for source in dataset.sources {
+    for source in idx.sources {
         if missing.is_empty() {
             break;
         }
@@ -81,7 +81,7 @@ pub fn fetch(dataset: &DatasetInfo, dir: &Path, on_event: &mut dyn FnMut(FetchEv
         Ok(fetched)
     } else {
         Err(DataError::Unavailable {
-            dataset: dataset.name.to_owned(),
+            dataset: name.to_owned(),
             reasons: reasons.join("; "),
         })
     }
@@ -329,15 +329,14 @@ mod tests {
     }
 
     /// A data set whose only source is a directory of gzip files, like a Debian package.
-    fn gzip_dir_dataset(system_dir: &Path, md5: &'static str) -> DatasetInfo {
-        let mut info = crate::catalog::DATASETS[0];
-        info.name = "test-set";
-        info.files = [spec(md5); 4];
-        info.sources = Box::leak(Box::new([Source::DebianPackage {
-            package: "dataset-test",
-            dir: leak(system_dir.display().to_string()),
-        }]));
-        info
+    fn gzip_dir_dataset(system_dir: &Path, md5: &'static str) -> IdxFiles {
+        IdxFiles {
+            files: [spec(md5); 4],
+            sources: Box::leak(Box::new([Source::DebianPackage {
+                package: "dataset-test",
+                dir: leak(system_dir.display().to_string()),
+            }])),
+        }
     }
 
     #[test]
@@ -346,10 +345,10 @@ mod tests {
         std::fs::write(system.path().join("data-file.gz"), gzip(CONTENT)).unwrap();
         let info = gzip_dir_dataset(system.path(), CONTENT_MD5);
         let target = tempfile::tempdir().unwrap();
-        assert_eq!(fetch(&info, target.path(), &mut |_| {}).unwrap(), 4);
+        assert_eq!(fetch("test-set", &info, target.path(), &mut |_| {}).unwrap(), 4);
         assert_eq!(std::fs::read(target.path().join("data-file")).unwrap(), CONTENT);
         let mut present = 0;
-        let fetched = fetch(&info, target.path(), &mut |event| {
+        let fetched = fetch("test-set", &info, target.path(), &mut |event| {
             if let FetchEvent::AlreadyPresent { .. } = event {
                 present += 1
             }
@@ -365,7 +364,9 @@ mod tests {
         let info = gzip_dir_dataset(system.path(), CONTENT_MD5);
         let target = tempfile::tempdir().unwrap();
         std::fs::write(target.path().join("data-file"), b"stale").unwrap();
-        let message = fetch(&info, target.path(), &mut |_| {}).unwrap_err().to_string();
+        let message = fetch("test-set", &info, target.path(), &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(
             message.starts_with("could not fetch test-set: Debian package dataset-test:"),
             "{message}"
@@ -378,7 +379,9 @@ mod tests {
     fn a_missing_package_directory_says_what_to_install() {
         let info = gzip_dir_dataset(Path::new("/nonexistent/dcl"), CONTENT_MD5);
         let target = tempfile::tempdir().unwrap();
-        let message = fetch(&info, target.path(), &mut |_| {}).unwrap_err().to_string();
+        let message = fetch("test-set", &info, target.path(), &mut |_| {})
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("apt-get install dataset-test"), "{message}");
     }
 }

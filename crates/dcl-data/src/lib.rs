@@ -10,25 +10,32 @@ pub mod archive;
 pub mod catalog;
 pub mod cifar;
 pub mod dataset;
+pub mod decode;
 pub mod error;
 pub mod fetch;
+pub mod files;
 pub mod folder;
 pub mod idx;
 pub mod image;
 pub mod loader;
 pub mod pipeline;
+pub mod resize;
 pub mod scenario;
 pub mod source;
+pub mod transform;
 
-pub use catalog::{DatasetInfo, DATASETS};
+pub use catalog::{DatasetInfo, Kind, DATASETS};
 pub use cifar::{Cifar, CifarFormat, InMemorySplit};
-pub use dataset::{ImageSet, Normalization, SplitDataset};
+pub use dataset::{Augment, ImageSet, Normalization, SplitDataset};
+pub use decode::{decode, decode_scaled, read_shape, DecodeError};
 pub use error::DataError;
 pub use folder::{FileLayout, FileList, Splits};
-pub use image::Image;
+pub use image::{Image, Window};
 pub use loader::{shard, HostBatch, Loader, LoaderConfig, LoaderSource};
 pub use pipeline::Pipeline;
+pub use resize::{resize, Resize};
 pub use scenario::{
     ClassOrder, Resampling, SampleRef, Scenario, ScenarioError, ScenarioOptions, ScenarioSpec, Task, TaskIdentity, View,
 };
 pub use source::ImageSource;
+pub use transform::{Draw, Transform};

@@ -31,25 +31,51 @@ pub struct LoaderSource {
 }
 
 impl LoaderSource {
-    /// The minibatch of `samples`: their network inputs, labels and shape.
-    fn assemble(&self, samples: &[SampleRef], scratch: &mut Scratch) -> Result<HostBatch, DataError> {
+    /// The minibatch of `samples`: their network inputs, labels and shape. The random choices
+    /// of sample `s` come from a stream seeded by (`seed`, `s`), so a batch is the same
+    /// whichever thread assembles it.
+    fn assemble(&self, samples: &[SampleRef], seed: u64, scratch: &mut Scratch) -> Result<HostBatch, DataError> {
         let tables = self.pipeline.normalization.lookup_tables();
         let mut images = Vec::new();
-        let mut shape = [samples.len(), 0, 0, 0];
+        let mut shape = None;
         for &sample in samples {
-            self.set.read(sample.index as usize, scratch.input())?;
-            let stored = scratch.input().shape;
-            self.pipeline
-                .extend(&self.views[sample.view as usize], scratch, &tables, &mut images)?;
-            let [c, h, w] = self.pipeline.output_shape(stored).map_err(DataError::Pipeline)?;
-            shape[1..].copy_from_slice(&[c, h, w]);
+            let mut rng = ChaCha8Rng::seed_from_u64(sample_seed(seed, sample));
+            let view = &self.views[sample.view as usize];
+            self.pipeline.extend(
+                &*self.set,
+                sample.index as usize,
+                view,
+                &mut rng,
+                scratch,
+                &tables,
+                &mut images,
+            )?;
+            let made = scratch.output_shape();
+            if *shape.get_or_insert(made) != made {
+                return Err(DataError::Pipeline(format!(
+                    "images of different sizes in one batch ({made:?} and {:?}): give --input-size",
+                    shape.unwrap_or(made)
+                )));
+            }
         }
+        let [c, h, w] = shape.unwrap_or_default();
+        let shape = [samples.len(), c, h, w];
         let labels = samples
             .iter()
             .map(|s| self.set.labels()[s.index as usize] as i64)
             .collect();
         Ok(HostBatch { images, labels, shape })
     }
+}
+
+/// The seed of `sample`'s random choices in a pass seeded by `seed` (SplitMix64 mixing).
+fn sample_seed(seed: u64, sample: SampleRef) -> u64 {
+    let mut z = seed
+        .wrapping_add((sample.index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add((sample.view as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED69));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Shuffles `samples` with `seed` (the one shuffle of every pass, whoever splits it);
@@ -99,6 +125,8 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// Threads assembling batches besides the coordinator (0: the coordinator alone).
     pub workers: usize,
+    /// Seed of the pass's random transforms (crops, flips), mixed with each sample's index.
+    pub augment_seed: u64,
 }
 
 /// An iterator over the minibatches of one pass over a list of samples, assembled in the
@@ -141,12 +169,14 @@ impl<T: Send + 'static> Loader<T> {
                 if config.workers == 0 {
                     let mut scratch = Scratch::default();
                     for batch in &batches {
-                        if !emit(source.assemble(batch, &mut scratch)) {
+                        if !emit(source.assemble(batch, config.augment_seed, &mut scratch)) {
                             return;
                         }
                     }
                 } else {
-                    std::thread::scope(|scope| run_pool(scope, &source, &batches, config.workers, &mut emit));
+                    std::thread::scope(|scope| {
+                        run_pool(scope, &source, &batches, config.workers, config.augment_seed, &mut emit)
+                    });
                 }
             })
             .expect("cannot start the loader thread");
@@ -170,6 +200,7 @@ fn run_pool<'s>(
     source: &'s LoaderSource,
     batches: &'s [&'s [SampleRef]],
     workers: usize,
+    seed: u64,
     emit: &mut dyn FnMut(Result<HostBatch, DataError>) -> bool,
 ) {
     let next = Arc::new(AtomicUsize::new(0));
@@ -184,7 +215,7 @@ fn run_pool<'s>(
                 while !stop.load(Ordering::Relaxed) {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(batch) = batches.get(i) else { return };
-                    if done.send((i, source.assemble(batch, &mut scratch))).is_err() {
+                    if done.send((i, source.assemble(batch, seed, &mut scratch))).is_err() {
                         return;
                     }
                 }
@@ -267,7 +298,7 @@ mod tests {
             set: numbered_set(),
             views: Arc::new(vec![View::Identity]),
             pipeline: Pipeline {
-                pad_to: None,
+                transform: crate::Transform::Identity,
                 normalization,
             },
         }
@@ -288,6 +319,7 @@ mod tests {
             shuffle_seed,
             prefetch: 2,
             workers: 0,
+            augment_seed: 0,
         }
     }
 
@@ -456,6 +488,7 @@ mod tests {
                 shuffle_seed: None,
                 prefetch: 1,
                 workers: 0,
+                augment_seed: 0,
             },
             |b| b,
         );

@@ -444,6 +444,8 @@ mod tests {
             test: Arc::new(set(50)),
             num_classes: 10,
             normalization: Normalization::uniform(0.0, 1.0),
+            kind: crate::Kind::Small,
+            input_size: 2,
         }
     }
 

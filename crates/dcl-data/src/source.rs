@@ -2,7 +2,7 @@
 
 use std::fmt::Debug;
 
-use crate::{DataError, Image};
+use crate::{DataError, DecodeError, Image};
 
 /// The images and labels of one split of a data set: held in memory (MNIST, CIFAR) or read
 /// and decoded from files on demand (image folders). The loader's workers call it from
@@ -24,4 +24,15 @@ pub trait ImageSource: Send + Sync + Debug {
 
     /// Writes image `index` into `out` (reusing its memory).
     fn read(&self, index: usize, out: &mut Image) -> Result<(), DataError>;
+
+    /// The encoded file of image `index` (JPEG, PNG), for sources that hold files: the
+    /// pipeline then decodes it at the size its crop needs. `None` for in-memory sources.
+    fn encoded(&self, _index: usize) -> Result<Option<Vec<u8>>, DataError> {
+        Ok(None)
+    }
+
+    /// The error of image `index`'s file, which did not decode.
+    fn corrupt(&self, index: usize, error: DecodeError) -> DataError {
+        DataError::corrupt(format!("image {index}"), error.to_string())
+    }
 }

@@ -58,7 +58,10 @@ pub struct RunConfig {
     /// Where the tensors live (`--device`).
     #[serde(default)]
     pub device: crate::DeviceChoice,
-    /// The side the images are padded to, if any (`--input-size`).
+    /// Augmentation of the training images beyond the data set's own (`--augment`).
+    #[serde(default)]
+    pub augment: dcl_data::Augment,
+    /// The side of the network inputs, if not the data set's (`--input-size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_size: Option<usize>,
     pub agent: AgentConfig,
@@ -162,6 +165,7 @@ pub(crate) mod tests {
             model: "mnistnet".into(),
             model_config: Default::default(),
             device: Default::default(),
+            augment: Default::default(),
             input_size: None,
             agent: AgentConfig {
                 name: "base".into(),

@@ -504,7 +504,7 @@ mod tests {
             views: Arc::new(vec![View::Identity]),
             // Values come out as the bytes themselves.
             pipeline: Pipeline {
-                pad_to: None,
+                transform: dcl_data::Transform::Identity,
                 normalization: Normalization::uniform(0.0, 1.0 / 255.0),
             },
         }
@@ -565,6 +565,7 @@ mod tests {
                 shuffle_seed: Some(task as u64),
                 prefetch: 2,
                 workers: 0,
+                augment_seed: 0,
             };
             for batch in Loader::spawn(source.clone(), samples, loader_config, rehearsal.collate(task, 0)) {
                 let (decoded, fresh) = samples_of(&batch.unwrap().unwrap());
@@ -611,6 +612,7 @@ mod tests {
                 shuffle_seed: Some(0),
                 prefetch: 2,
                 workers: 0,
+                augment_seed: 0,
             };
             Loader::spawn(tagged_set(), samples, config, StepBatch::plain)
                 .map(|b| samples_of(&b.unwrap().unwrap()).0.iter().map(|s| s.1).collect())
@@ -664,6 +666,7 @@ mod tests {
             shuffle_seed: None,
             prefetch: 2,
             workers: 0,
+            augment_seed: 0,
         };
         let steps = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0)).count();
         let window = rehearsal.take_window(&SingleProcess);
@@ -699,6 +702,7 @@ mod tests {
                 shuffle_seed: None,
                 prefetch: 2,
                 workers: 0,
+                augment_seed: 0,
             };
             Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0))
                 .map(|b| {
@@ -770,6 +774,7 @@ mod tests {
             shuffle_seed: None,
             prefetch: 1,
             workers: 0,
+            augment_seed: 0,
         };
         let mut loader = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0));
         assert!(loader.next().is_some());

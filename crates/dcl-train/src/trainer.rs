@@ -66,8 +66,8 @@ pub struct Trainer<'a> {
     config: &'a RunConfig,
     /// Where the model, the batches and the metrics live.
     device: Device,
-    /// How both splits' images become network inputs.
-    pipeline: Pipeline,
+    /// How the training and the test images become network inputs.
+    pipelines: [Pipeline; 2],
     data: &'a SplitDataset,
     scenario: &'a Scenario,
     world: Arc<dyn Communicator>,
@@ -91,17 +91,10 @@ impl<'a> Trainer<'a> {
         }
         tch::manual_seed(config.seed as i64);
         let device = config.device.resolve_here(world.local_rank())?;
-        let pipeline = Pipeline {
-            pad_to: config.input_size,
-            normalization: data.normalization,
-        };
-        let stored = data.image_shape().ok_or_else(|| {
-            TrainError::Config(format!(
-                "{} holds images of several sizes: give --input-size",
-                data.name
-            ))
-        })?;
-        let image_shape = pipeline.output_shape(stored).map_err(TrainError::Config)?;
+        let [train_pipeline, test_pipeline] = data
+            .pipelines(config.input_size, config.augment)
+            .map_err(TrainError::Config)?;
+        let image_shape = data.input_shape(&train_pipeline);
         let input = ModelInput {
             image_shape,
             num_classes: data.num_classes,
@@ -138,7 +131,7 @@ impl<'a> Trainer<'a> {
         Ok(Trainer {
             config,
             device,
-            pipeline,
+            pipelines: [train_pipeline, test_pipeline],
             data,
             scenario,
             masks: Masks::new(scenario, config.use_mask, data.num_classes, device),
@@ -174,14 +167,16 @@ impl<'a> Trainer<'a> {
     pub fn run(mut self, observer: &mut dyn TrainObserver) -> Result<RunRecord, TrainError> {
         let (config, world) = (self.config, Arc::clone(&self.world));
         let (rank, size) = (world.rank(), world.size());
+        let [train_pipeline, test_pipeline] = self.pipelines.clone();
         let train_source = LoaderSource {
             set: Arc::clone(&self.data.train),
             views: Arc::clone(&self.scenario.views),
-            pipeline: self.pipeline.clone(),
+            pipeline: train_pipeline,
         };
         let test_source = LoaderSource {
             set: Arc::clone(&self.data.test),
-            ..train_source.clone()
+            views: Arc::clone(&self.scenario.views),
+            pipeline: test_pipeline,
         };
         let regime = &config.optimizer_regime;
         let started = Instant::now();
@@ -221,6 +216,7 @@ impl<'a> Trainer<'a> {
                         shuffle_seed: None,
                         prefetch: PREFETCH_BATCHES,
                         workers: config.dataloader_workers,
+                        augment_seed: pass_seed(config.seed ^ 0x6175_676D_656E_74, task_id, epoch),
                     },
                     collate,
                 );
@@ -261,6 +257,7 @@ impl<'a> Trainer<'a> {
                             shuffle_seed: None,
                             prefetch: PREFETCH_BATCHES,
                             workers: config.dataloader_workers,
+                            augment_seed: 0,
                         },
                         &self.masks.test(j),
                     )?;
@@ -598,6 +595,8 @@ mod tests {
             test: set(12),
             num_classes: 6,
             normalization: Normalization::uniform(0.0, 1.0),
+            kind: dcl_data::Kind::Small,
+            input_size: 1,
         };
         let spec = ScenarioSpec::Classes {
             initial_increment: 2,

@@ -45,6 +45,8 @@ fn data() -> SplitDataset {
         test: generated_set(120, 2),
         num_classes: CLASSES,
         normalization: Normalization::uniform(0.5, 0.5),
+        kind: dcl_data::Kind::Small,
+        input_size: SIDE,
     }
 }
 
@@ -60,6 +62,7 @@ fn config(seed: u64, epochs: usize) -> RunConfig {
         model: "mlp".into(),
         model_config: Default::default(),
         device: dcl_train::DeviceChoice::Cpu,
+        augment: Default::default(),
         input_size: None,
         agent: AgentConfig {
             name: "base".into(),

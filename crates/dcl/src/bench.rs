@@ -193,12 +193,12 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
     tch::set_num_threads(args.threads as i32);
     tch::manual_seed(0);
     let info = dcl_data::catalog::find("mnist")?;
-    let data = info.load(&args.dataset_dir.join("mnist"), false)?;
+    let data = info.load(&args.dataset_dir, false)?;
     let source = LoaderSource {
         set: Arc::clone(&data.train),
         views: Arc::new(vec![View::Identity]),
         pipeline: dcl_data::Pipeline {
-            pad_to: None,
+            transform: dcl_data::Transform::Identity,
             normalization: data.normalization,
         },
     };
@@ -263,6 +263,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         shuffle_seed: Some(seed),
         prefetch: 4,
         workers: 0,
+        augment_seed: 0,
     };
     let (mut with, mut plain) = (Vec::new(), Vec::new());
     for round in 0..args.rounds as u64 {

@@ -959,7 +959,8 @@ fn every_image_model_family_trains_on_fashion_mnist_padded_to_32_pixels() {
             "--dataset-dir",
             dataset_dir().to_str().unwrap(),
         ]),
-        "--input-size 20 is below the images' 28x28",
+        // Smaller than the images: centre-cropped, as torchvision's CenterCrop.
+        "model mnistnet takes 1x28x28 images, not 1x20x20",
     );
 }
 

@@ -19,6 +19,14 @@ fn dict_flag(text: &str) -> Result<Map<String, Value>, String> {
     literal::parse_dict(text)
 }
 
+fn augment_flag(text: &str) -> Result<dcl_data::Augment, String> {
+    match text {
+        "none" => Ok(dcl_data::Augment::None),
+        "crop_flip" => Ok(dcl_data::Augment::CropFlip),
+        _ => Err("expected none or crop_flip".into()),
+    }
+}
+
 fn lr_scaling_flag(text: &str) -> Result<LrScaling, String> {
     match text {
         "linear" => Ok(LrScaling::Linear),
@@ -48,7 +56,12 @@ pub struct TrainOptions {
     /// the rank's local rank) or cuda:N.
     #[arg(long, default_value = "auto", value_parser = clap::value_parser!(dcl_train::DeviceChoice))]
     pub device: dcl_train::DeviceChoice,
-    /// Pad the images to N x N pixels (MNIST-like sets) for models made for larger inputs.
+    /// Augmentation of the training images: none (upstream's, for CIFAR), crop_flip (a random
+    /// crop after zero padding of 4 and a horizontal flip).
+    #[arg(long, default_value = "none", value_parser = augment_flag)]
+    pub augment: dcl_data::Augment,
+    /// The side of the network inputs: small images are padded (or centre-cropped) to it,
+    /// photographs cropped (default: the data set's, 224 for ImageNet, 64 for Tiny-ImageNet).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub input_size: Option<u32>,
     /// Agent: base (fine-tuning) or er (rehearsal; upstream's nil, nil_cpp, nil_cpp_cat, nil_local).
@@ -259,8 +272,9 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         results_dir: options.results_dir.unwrap_or_else(|| results_dir(&model, dataset.name)),
         model_config,
         device: options.device,
+        augment: options.augment,
         input_size: options.input_size.map(|n| n as usize),
-        dataset_dir: options.dataset_dir.join(dataset.name),
+        dataset_dir: options.dataset_dir,
         agent,
         dataset: dataset.name.to_owned(),
         model,
@@ -347,7 +361,7 @@ mod tests {
         .unwrap();
         assert!(scratch.agent.reset_state_dict && scratch.concatenate_tasksets);
         assert_eq!(scratch.epochs, 25);
-        assert_eq!(scratch.dataset_dir, PathBuf::from("data/mnist"));
+        assert_eq!(scratch.dataset_dir, PathBuf::from("data"));
     }
 
     #[test]

@@ -1,0 +1,396 @@
+//! Decoding JPEG and PNG files into [`Image`]s.
+//!
+//! The output always has three channels (RGB), as torchvision's `ImageFolder` loads images
+//! (`PIL.Image.convert('RGB')`): grayscale is replicated, alpha dropped, palettes expanded
+//! and CMYK converted as PIL converts it.
+//!
+//! JPEG goes through libjpeg-turbo's TurboJPEG API, the decoder PIL uses, so the pixels are
+//! PIL's; it also decodes at 1/2, 1/4 or 1/8 of the size in the DCT domain
+//! ([`decode_scaled`]), much faster than decoding whole and resizing. PNG goes through the
+//! `png` crate.
+
+use std::cell::RefCell;
+use std::ffi::{c_int, c_ulong, CStr};
+
+use turbojpeg_sys as tj;
+
+use crate::Image;
+
+/// Why bytes could not be decoded. `Display` is one line without the file's name, for the
+/// caller to prefix.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes start like neither format; holds their first bytes in hexadecimal.
+    #[error("not a JPEG or PNG file (starts with {0})")]
+    UnknownFormat(String),
+    /// The data ends before the image does.
+    #[error("truncated {0} data")]
+    Truncated(&'static str),
+    /// The data breaks the format; `reason` is the decoder's message.
+    #[error("corrupt {format} data: {reason}")]
+    Corrupt { format: &'static str, reason: String },
+    /// A valid file this decoder does not handle.
+    #[error("unsupported {format} file: {reason}")]
+    Unsupported { format: &'static str, reason: String },
+}
+
+/// The largest image decoded, in pixels: PIL's decompression-bomb limit, so that a corrupt
+/// header cannot ask for gigabytes.
+pub const MAX_PIXELS: usize = 2 * 89_478_485;
+
+/// The shape every decoded image of `bytes` has (3, height, width), read from the header only.
+pub fn read_shape(bytes: &[u8]) -> Result<[usize; 3], DecodeError> {
+    let [height, width] = match Format::of(bytes)? {
+        Format::Jpeg => Decompressor::new()?.header(bytes)?.size,
+        Format::Png => {
+            let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+            let info = decoder.read_header_info().map_err(png_error)?;
+            [info.height as usize, info.width as usize]
+        }
+    };
+    Ok([3, height, width])
+}
+
+/// Decodes a JPEG or PNG file into `out` (3 channels), reusing its buffer.
+pub fn decode(bytes: &[u8], out: &mut Image) -> Result<(), DecodeError> {
+    decode_scaled(bytes, [usize::MAX; 2], out).map(drop)
+}
+
+/// Decodes a JPEG file at the largest reduction among 8, 4 and 2 (in the DCT domain) whose
+/// output is still at least `min_size` (height, width), or whole when none is; a PNG file
+/// whole. Returns the reduction `r`: the output is `ceil(height / r) x ceil(width / r)`, its
+/// pixel `(y, x)` covering the source pixels `[r y, r (y + 1)) x [r x, r (x + 1))`.
+pub fn decode_scaled(bytes: &[u8], min_size: [usize; 2], out: &mut Image) -> Result<usize, DecodeError> {
+    thread_local! {
+        /// The decoder's interleaved output, before it becomes planar.
+        static INTERLEAVED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    }
+    INTERLEAVED.with_borrow_mut(|buffer| match Format::of(bytes)? {
+        Format::Jpeg => decode_jpeg(bytes, min_size, buffer, out),
+        Format::Png => decode_png(bytes, buffer, out).map(|()| 1),
+    })
+}
+
+/// The formats recognised, by their first bytes.
+#[derive(Debug, Clone, Copy)]
+enum Format {
+    Jpeg,
+    Png,
+}
+
+impl Format {
+    fn of(bytes: &[u8]) -> Result<Format, DecodeError> {
+        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Ok(Format::Jpeg)
+        } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Ok(Format::Png)
+        } else if bytes.is_empty() {
+            Err(DecodeError::UnknownFormat("nothing: the file is empty".to_owned()))
+        } else {
+            let start: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            Err(DecodeError::UnknownFormat(start.join(" ")))
+        }
+    }
+}
+
+/// Reductions libjpeg-turbo makes in the DCT domain, largest first.
+const REDUCTIONS: [usize; 4] = [8, 4, 2, 1];
+
+fn decode_jpeg(
+    bytes: &[u8],
+    min_size: [usize; 2],
+    buffer: &mut Vec<u8>,
+    out: &mut Image,
+) -> Result<usize, DecodeError> {
+    let mut decompressor = Decompressor::new()?;
+    let header = decompressor.header(bytes)?;
+    let [height, width] = header.size;
+    let reduction = REDUCTIONS
+        .into_iter()
+        .find(|&r| height.div_ceil(r) >= min_size[0] && width.div_ceil(r) >= min_size[1])
+        .unwrap_or(1);
+    let size = [height.div_ceil(reduction), width.div_ceil(reduction)];
+    let (pixel_format, stride) = match header.colorspace {
+        tj::TJCS_TJCS_GRAY => (tj::TJPF_TJPF_GRAY, 1),
+        tj::TJCS_TJCS_CMYK | tj::TJCS_TJCS_YCCK => (tj::TJPF_TJPF_CMYK, 4),
+        _ => (tj::TJPF_TJPF_RGB, 3),
+    };
+    buffer.resize(size[0] * size[1] * stride, 0);
+    decompressor.decompress(bytes, size, pixel_format, buffer)?;
+    match stride {
+        1 => planarise(buffer, 1, size, out, |p| [p[0]; 3]),
+        4 => planarise(buffer, 4, size, out, cmyk_to_rgb),
+        _ => planarise(buffer, 3, size, out, |p| [p[0], p[1], p[2]]),
+    }
+    Ok(reduction)
+}
+
+/// PIL's conversion of a CMYK JPEG pixel, as read by libjpeg (Adobe's inverted convention),
+/// to RGB: PIL inverts the values (`CMYK;I`), then `convert('RGB')` computes
+/// `(255 - k) - c (255 - k) / 255` with its rounded division by 255.
+fn cmyk_to_rgb(pixel: &[u8]) -> [u8; 3] {
+    let not_k = pixel[3] as u32;
+    let channel = |raw: u8| {
+        let product = (255 - raw as u32) * not_k + 128;
+        (not_k - ((product >> 8) + product) / 256) as u8
+    };
+    [channel(pixel[0]), channel(pixel[1]), channel(pixel[2])]
+}
+
+fn decode_png(bytes: &[u8], buffer: &mut Vec<u8>, out: &mut Image) -> Result<(), DecodeError> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().map_err(png_error)?;
+    let info = reader.info();
+    check_size("PNG", [info.height as usize, info.width as usize])?;
+    let length = reader.output_buffer_size().ok_or_else(|| DecodeError::Unsupported {
+        format: "PNG",
+        reason: "too large".to_owned(),
+    })?;
+    buffer.resize(length, 0);
+    let frame = reader.next_frame(buffer).map_err(png_error)?;
+    let size = [frame.height as usize, frame.width as usize];
+    let pixels = &buffer[..frame.buffer_size()];
+    match frame.color_type.samples() {
+        1 | 2 => planarise(pixels, frame.color_type.samples(), size, out, |p| [p[0]; 3]),
+        samples => planarise(pixels, samples, size, out, |p| [p[0], p[1], p[2]]),
+    }
+    Ok(())
+}
+
+fn png_error(error: png::DecodingError) -> DecodeError {
+    match error {
+        png::DecodingError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            DecodeError::Truncated("PNG")
+        }
+        png::DecodingError::LimitsExceeded => DecodeError::Unsupported {
+            format: "PNG",
+            reason: "too large".to_owned(),
+        },
+        other => DecodeError::Corrupt {
+            format: "PNG",
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// Refuses images of more than [`MAX_PIXELS`] pixels.
+fn check_size(format: &'static str, [height, width]: [usize; 2]) -> Result<(), DecodeError> {
+    if height.saturating_mul(width) > MAX_PIXELS {
+        return Err(DecodeError::Unsupported {
+            format,
+            reason: format!("{width}x{height} pixels exceed the limit of {MAX_PIXELS}"),
+        });
+    }
+    Ok(())
+}
+
+/// Writes the interleaved `pixels` (`stride` bytes each, `size` = height, width) into `out` as
+/// three planes, each pixel's values given by `rgb`.
+fn planarise(pixels: &[u8], stride: usize, size: [usize; 2], out: &mut Image, rgb: impl Fn(&[u8]) -> [u8; 3]) {
+    out.reshape([3, size[0], size[1]]);
+    let (red, rest) = out.pixels.split_at_mut(size[0] * size[1]);
+    let (green, blue) = rest.split_at_mut(red.len());
+    for (i, pixel) in pixels.chunks_exact(stride).enumerate() {
+        [red[i], green[i], blue[i]] = rgb(pixel);
+    }
+}
+
+/// What a JPEG header tells.
+struct JpegHeader {
+    /// Height, width.
+    size: [usize; 2],
+    /// A `TJCS` value.
+    colorspace: tj::TJCS,
+}
+
+/// A TurboJPEG decompression handle.
+struct Decompressor(tj::tjhandle);
+
+impl Decompressor {
+    fn new() -> Result<Self, DecodeError> {
+        // SAFETY: no precondition; a null handle is the failure, checked here.
+        let handle = unsafe { tj::tjInitDecompress() };
+        if handle.is_null() {
+            return Err(DecodeError::Unsupported {
+                format: "JPEG",
+                reason: "libjpeg-turbo cannot start a decompressor".to_owned(),
+            });
+        }
+        Ok(Decompressor(handle))
+    }
+
+    fn header(&mut self, bytes: &[u8]) -> Result<JpegHeader, DecodeError> {
+        let (mut width, mut height, mut subsampling, mut colorspace): (c_int, c_int, c_int, c_int) = (0, 0, 0, 0);
+        // SAFETY: the handle is live, the buffer and its length agree, the outputs are writable.
+        let status = unsafe {
+            tj::tjDecompressHeader3(
+                self.0,
+                bytes.as_ptr(),
+                bytes.len() as c_ulong,
+                &mut width,
+                &mut height,
+                &mut subsampling,
+                &mut colorspace,
+            )
+        };
+        if status != 0 {
+            return Err(fatal(self.message(), bytes));
+        }
+        if height <= 0 || width <= 0 {
+            // A stream of tables only, or one cut before its frame header.
+            return Err(fatal("the data holds no image".to_owned(), bytes));
+        }
+        let size = [height as usize, width as usize];
+        check_size("JPEG", size)?;
+        Ok(JpegHeader {
+            size,
+            colorspace: colorspace as tj::TJCS,
+        })
+    }
+
+    /// Decodes `bytes` into `buffer`, which holds exactly `size` pixels of `pixel_format`:
+    /// libjpeg-turbo picks the DCT scaling that yields that size. Warnings other than the data
+    /// ending early are ignored, as PIL ignores them.
+    fn decompress(
+        &mut self,
+        bytes: &[u8],
+        size: [usize; 2],
+        pixel_format: tj::TJPF,
+        buffer: &mut [u8],
+    ) -> Result<(), DecodeError> {
+        // SAFETY: the handle is live; `buffer` holds `size[0]` rows of `size[1]` pixels of
+        // `pixel_format` (pitch 0: packed rows), and the decoder writes no more than that.
+        let status = unsafe {
+            tj::tjDecompress2(
+                self.0,
+                bytes.as_ptr(),
+                bytes.len() as c_ulong,
+                buffer.as_mut_ptr(),
+                size[1] as c_int,
+                0,
+                size[0] as c_int,
+                pixel_format,
+                0,
+            )
+        };
+        if status == 0 {
+            return Ok(());
+        }
+        // SAFETY: the handle is live.
+        let warning = unsafe { tj::tjGetErrorCode(self.0) } == tj::TJERR_TJERR_WARNING as c_int;
+        let reason = self.message();
+        if reason.starts_with("Premature end of JPEG file") {
+            Err(DecodeError::Truncated("JPEG"))
+        } else if warning {
+            Ok(())
+        } else {
+            Err(fatal(reason, bytes))
+        }
+    }
+
+    /// The handle's last message.
+    fn message(&self) -> String {
+        // SAFETY: the handle is live; TurboJPEG returns a NUL-terminated string it owns.
+        unsafe { CStr::from_ptr(tj::tjGetErrorStr2(self.0)) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// A fatal libjpeg error: truncation when the file lacks its end marker, else corruption.
+fn fatal(reason: String, bytes: &[u8]) -> DecodeError {
+    if bytes.ends_with(&[0xFF, 0xD9]) {
+        DecodeError::Corrupt { format: "JPEG", reason }
+    } else {
+        DecodeError::Truncated("JPEG")
+    }
+}
+
+impl Drop for Decompressor {
+    fn drop(&mut self) {
+        // SAFETY: the handle is live and never used again.
+        unsafe { tj::tjDestroy(self.0) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(
+        color: png::ColorType,
+        depth: png::BitDepth,
+        size: [u32; 2],
+        data: &[u8],
+        palette: Option<&[u8]>,
+    ) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut encoder = png::Encoder::new(&mut bytes, size[1], size[0]);
+        encoder.set_color(color);
+        encoder.set_depth(depth);
+        if let Some(palette) = palette {
+            encoder.set_palette(palette.to_vec());
+        }
+        encoder.write_header().unwrap().write_image_data(data).unwrap();
+        bytes
+    }
+
+    fn decoded(bytes: &[u8]) -> Image {
+        let mut image = Image::default();
+        assert_eq!(decode_scaled(bytes, [1, 1], &mut image), Ok(1), "PNG is never reduced");
+        assert_eq!(read_shape(bytes).unwrap(), image.shape);
+        image
+    }
+
+    #[test]
+    fn png_colour_types_become_rgb_planes() {
+        use png::{BitDepth::*, ColorType::*};
+        let rgb = decoded(&png(Rgb, Eight, [1, 2], &[1, 2, 3, 4, 5, 6], None));
+        assert_eq!((rgb.shape, rgb.pixels), ([3, 1, 2], vec![1, 4, 2, 5, 3, 6]));
+        let rgba = decoded(&png(Rgba, Eight, [2, 1], &[1, 2, 3, 9, 4, 5, 6, 9], None));
+        assert_eq!((rgba.shape, rgba.pixels), ([3, 2, 1], vec![1, 4, 2, 5, 3, 6]));
+        let gray = decoded(&png(Grayscale, Eight, [1, 2], &[7, 8], None));
+        assert_eq!(gray.pixels, vec![7, 8, 7, 8, 7, 8]);
+        let gray_alpha = decoded(&png(GrayscaleAlpha, Eight, [1, 2], &[7, 0, 8, 255], None));
+        assert_eq!(gray_alpha.pixels, vec![7, 8, 7, 8, 7, 8]);
+        let palette = [10, 11, 12, 20, 21, 22];
+        let indexed = decoded(&png(Indexed, Two, [1, 3], &[0b01_00_01_00], Some(&palette)));
+        assert_eq!(indexed.pixels, vec![20, 10, 20, 21, 11, 21, 22, 12, 22]);
+        let deep = decoded(&png(Rgb, Sixteen, [1, 1], &[1, 99, 2, 99, 3, 99], None));
+        assert_eq!(deep.pixels, vec![1, 2, 3], "16-bit samples keep their high byte");
+    }
+
+    #[test]
+    fn errors_are_one_line() {
+        let mut image = Image::default();
+        let mut message = |bytes: &[u8]| decode(bytes, &mut image).unwrap_err().to_string();
+        assert_eq!(
+            message(b"<html>hello"),
+            "not a JPEG or PNG file (starts with 3c 68 74 6d 6c 3e 68 65)"
+        );
+        assert_eq!(
+            message(b""),
+            "not a JPEG or PNG file (starts with nothing: the file is empty)"
+        );
+        let bytes = png(png::ColorType::Rgb, png::BitDepth::Eight, [4, 4], &[5; 48], None);
+        assert_eq!(message(&bytes[..bytes.len() - 20]), "truncated PNG data");
+        assert_eq!(message(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 16]), "truncated JPEG data");
+        let mut corrupt = bytes.clone();
+        corrupt[20] ^= 0xFF;
+        assert!(
+            message(&corrupt).starts_with("corrupt PNG data: "),
+            "{}",
+            message(&corrupt)
+        );
+    }
+
+    #[test]
+    fn cmyk_converts_as_pil() {
+        // PIL: c' = 255 - c, nk = 255 - k' = k, value = nk - round(c' nk / 255).
+        assert_eq!(cmyk_to_rgb(&[255, 255, 255, 255]), [255, 255, 255]);
+        assert_eq!(cmyk_to_rgb(&[0, 0, 0, 255]), [0, 0, 0]);
+        assert_eq!(cmyk_to_rgb(&[128, 0, 255, 200]), [100, 0, 200]);
+        assert_eq!(cmyk_to_rgb(&[9, 9, 9, 0]), [0, 0, 0]);
+    }
+}

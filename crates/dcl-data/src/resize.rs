@@ -1,0 +1,287 @@
+//! Bilinear resizing with antialiasing, pixel for pixel as torchvision's
+//! `resize(..., antialias=True)` on uint8 tensors on the CPU (torch's
+//! `_upsample_bilinear2d_aa` uint8 kernels, themselves Pillow-SIMD's): separable, a
+//! horizontal pass then a vertical pass through an 8-bit intermediate, the triangle filter
+//! stretched by the downscaling factor and renormalised at the edges, its weights in 16-bit
+//! fixed point with torch's precision and rounding.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use crate::Image;
+
+/// What to resize: a region of the source, the size it becomes, and the part of the result
+/// written out.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Resize {
+    /// The source region: top, left, height, width, in source pixels; fractional for the
+    /// regions of a reduced decode. The filter reads no pixel outside the smallest integer
+    /// window holding it, as torchvision reads none outside a crop.
+    pub source: [f64; 4],
+    /// The height and width the region is resized to.
+    pub size: [usize; 2],
+    /// The part of the resized region written out: top, left, height, width, within `size`
+    /// (all of it, or a crop of it computed without the rest).
+    pub keep: [usize; 4],
+}
+
+impl Resize {
+    /// All of an image of `shape` (channels, height, width) resized to `size` (height, width).
+    pub fn whole(shape: [usize; 3], size: [usize; 2]) -> Self {
+        Resize::crop([0, 0, shape[1], shape[2]], size)
+    }
+
+    /// The crop `region` (top, left, height, width) of an image resized to `size`: torchvision's
+    /// `resized_crop`.
+    pub fn crop(region: [usize; 4], size: [usize; 2]) -> Self {
+        Resize {
+            source: region.map(|v| v as f64),
+            size,
+            keep: [0, 0, size[0], size[1]],
+        }
+    }
+}
+
+/// Resizes `src` as `spec` says into `out` (shape: `src`'s channels, `keep`'s height and
+/// width), with `scratch` for the intermediate; reuses all buffers.
+///
+/// # Panics
+/// If `keep` reaches past `size`.
+pub fn resize(src: &Image, spec: &Resize, scratch: &mut Image, out: &mut Image) {
+    let [top, left, height, width] = spec.keep;
+    assert!(
+        top + height <= spec.size[0] && left + width <= spec.size[1],
+        "resize: keep {:?} reaches past the size {:?}",
+        spec.keep,
+        spec.size
+    );
+    thread_local! {
+        static RESAMPLER: RefCell<Resampler> = RefCell::default();
+    }
+    RESAMPLER.with_borrow_mut(|resampler| {
+        let [_, source_height, source_width] = src.shape;
+        let [y, x, h, w] = spec.source;
+        resampler
+            .rows
+            .compute(source_height, y, h, spec.size[0], top..top + height);
+        resampler
+            .columns
+            .compute(source_width, x, w, spec.size[1], left..left + width);
+        resampler.run(src, scratch, out);
+    });
+}
+
+/// The reusable state of resizes on one thread: both axes' taps and a row of sums.
+#[derive(Debug, Default)]
+struct Resampler {
+    rows: Axis,
+    columns: Axis,
+    sums: Vec<i32>,
+}
+
+impl Resampler {
+    fn run(&mut self, src: &Image, scratch: &mut Image, out: &mut Image) {
+        let [channels, _, source_width] = src.shape;
+        let (rows, columns) = (&self.rows, &self.columns);
+        let width = columns.kept.len();
+        // The source rows that the kept output rows read.
+        let needed = rows
+            .kept
+            .clone()
+            .map(|i| rows.bounds[i])
+            .filter(|&(_, count)| count > 0)
+            .map(|(first, count)| first..first + count)
+            .reduce(|a, b| a.start.min(b.start)..a.end.max(b.end))
+            .unwrap_or(0..0);
+        scratch.reshape([channels, needed.len(), width]);
+        for c in 0..channels {
+            let plane = src.plane(c);
+            let inter = scratch.plane_mut(c);
+            for (r, row_out) in needed.clone().zip(inter.chunks_exact_mut(width.max(1))) {
+                let start = (rows.origin + r) * source_width + columns.origin;
+                let row = &plane[start..start + columns.window];
+                for (value, i) in row_out.iter_mut().zip(columns.kept.clone()) {
+                    let (first, count) = columns.bounds[i];
+                    let sum = row[first..first + count]
+                        .iter()
+                        .zip(columns.weights(i))
+                        .fold(columns.rounding(), |sum, (&p, &w)| sum + p as i32 * w as i32);
+                    *value = columns.narrow(sum);
+                }
+            }
+        }
+        out.reshape([channels, rows.kept.len(), width]);
+        self.sums.resize(width, 0);
+        for c in 0..channels {
+            let inter = scratch.plane(c);
+            let plane = out.plane_mut(c);
+            for (row_out, i) in plane.chunks_exact_mut(width.max(1)).zip(rows.kept.clone()) {
+                let (first, count) = rows.bounds[i];
+                self.sums.fill(rows.rounding());
+                for (r, &w) in (first..first + count).zip(rows.weights(i)) {
+                    let start = (r - needed.start) * width;
+                    for (sum, &p) in self.sums.iter_mut().zip(&inter[start..start + width]) {
+                        *sum += p as i32 * w as i32;
+                    }
+                }
+                for (value, &sum) in row_out.iter_mut().zip(&self.sums) {
+                    *value = rows.narrow(sum);
+                }
+            }
+        }
+    }
+}
+
+/// The taps of one axis: for every output index, the source pixels it reads and their weights.
+#[derive(Debug, Default)]
+struct Axis {
+    /// The first source pixel of the window read.
+    origin: usize,
+    /// The window's length.
+    window: usize,
+    /// The output indices computed.
+    kept: Range<usize>,
+    /// Per output index: the first pixel read (from `origin`) and how many.
+    bounds: Vec<(usize, usize)>,
+    /// Per output index, `taps` weights (zero past the pixels read), scaled by `2^precision`.
+    fixed: Vec<i16>,
+    /// The same weights as floats, before rounding.
+    float: Vec<f64>,
+    taps: usize,
+    precision: u32,
+}
+
+impl Axis {
+    /// The taps mapping `output` indices onto the span `[start, start + length)` of an axis of
+    /// `input` source pixels (torch's `_compute_index_ranges_int16_weights` when the span is
+    /// the whole axis), for the outputs `kept`.
+    fn compute(&mut self, input: usize, start: f64, length: f64, output: usize, kept: Range<usize>) {
+        self.origin = (start.floor().max(0.0) as usize).min(input);
+        self.window = ((start + length).ceil().max(0.0) as usize).clamp(self.origin, input) - self.origin;
+        self.kept = kept;
+        let start = start - self.origin as f64;
+        let scale = length / output as f64;
+        let (support, inverse) = if scale >= 1.0 { (scale, 1.0 / scale) } else { (1.0, 1.0) };
+        self.taps = support.ceil() as usize * 2 + 1;
+        self.bounds.clear();
+        self.float.clear();
+        self.float.resize(output * self.taps, 0.0);
+        let mut max = 0.0f64;
+        for (i, weights) in self.float.chunks_exact_mut(self.taps).enumerate() {
+            let center = start + scale * (i as f64 + 0.5);
+            let first = ((center - support + 0.5) as i64).max(0);
+            let count = (((center + support + 0.5) as i64).min(self.window as i64) - first).clamp(0, self.taps as i64);
+            let weights = &mut weights[..count as usize];
+            for (j, weight) in weights.iter_mut().enumerate() {
+                *weight = triangle(((j as i64 + first) as f64 - center + 0.5) * inverse);
+            }
+            let total: f64 = weights.iter().sum();
+            if total != 0.0 {
+                for weight in weights.iter_mut() {
+                    *weight /= total;
+                    max = max.max(*weight);
+                }
+            }
+            self.bounds.push((first as usize, count as usize));
+        }
+        // The largest precision at which the largest weight still fits in 15 bits.
+        self.precision = (0..22)
+            .find(|p| (0.5 + max * f64::from(1 << (p + 1))) as i32 >= 1 << 15)
+            .unwrap_or(22);
+        let unit = f64::from(1 << self.precision);
+        self.fixed.clear();
+        // Rounded half away from zero, as torch; the weights are never negative.
+        self.fixed.extend(self.float.iter().map(|w| (0.5 + w * unit) as i16));
+    }
+
+    /// The fixed-point weights of output `i`.
+    fn weights(&self, i: usize) -> &[i16] {
+        &self.fixed[i * self.taps..(i + 1) * self.taps]
+    }
+
+    /// The initial value of a sum: one half, so that narrowing rounds.
+    fn rounding(&self) -> i32 {
+        1 << self.precision >> 1
+    }
+
+    /// A fixed-point sum back to a byte, saturating.
+    fn narrow(&self, sum: i32) -> u8 {
+        (sum >> self.precision).clamp(0, 255) as u8
+    }
+}
+
+/// The bilinear (triangle) filter.
+fn triangle(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 {
+        1.0 - x
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resized(src: &Image, spec: &Resize) -> Image {
+        let (mut scratch, mut out) = (Image::default(), Image::default());
+        resize(src, spec, &mut scratch, &mut out);
+        out
+    }
+
+    #[test]
+    fn same_size_is_a_copy_and_halving_averages_pairs() {
+        let src = Image {
+            pixels: (0..24).map(|v| v * 10).collect(),
+            shape: [2, 3, 4],
+        };
+        assert_eq!(resized(&src, &Resize::whole(src.shape, [3, 4])), src);
+        // 4 -> 2 columns: each output averages two columns, plus a quarter of each neighbour
+        // (support 2, weights 1/8, 3/8, 3/8, 1/8; renormalised at the edges: 3/7, 3/7, 1/7).
+        let row = Image {
+            pixels: vec![0, 70, 140, 210],
+            shape: [1, 1, 4],
+        };
+        assert_eq!(resized(&row, &Resize::whole(row.shape, [1, 2])).pixels, vec![50, 160]);
+    }
+
+    #[test]
+    fn upscaling_interpolates_and_keep_crops() {
+        let src = Image {
+            pixels: vec![0, 100],
+            shape: [1, 1, 2],
+        };
+        let whole = resized(&src, &Resize::whole(src.shape, [1, 4]));
+        assert_eq!(whole.pixels, vec![0, 25, 75, 100]);
+        let spec = Resize {
+            keep: [0, 1, 1, 2],
+            ..Resize::whole(src.shape, [1, 4])
+        };
+        assert_eq!(resized(&src, &spec).pixels, vec![25, 75]);
+    }
+
+    #[test]
+    fn a_crop_reads_nothing_outside_it() {
+        let src = Image {
+            pixels: vec![255, 10, 20, 255],
+            shape: [1, 1, 4],
+        };
+        assert_eq!(resized(&src, &Resize::crop([0, 1, 1, 2], [1, 1])).pixels, vec![15]);
+        let fractional = Resize {
+            source: [0.0, 1.5, 1.0, 1.0],
+            ..Resize::crop([0, 1, 1, 2], [1, 1])
+        };
+        assert_eq!(resized(&src, &fractional).pixels, vec![15], "window [1, 3)");
+    }
+
+    #[test]
+    fn empty_sources_give_black() {
+        let src = Image {
+            pixels: vec![],
+            shape: [3, 0, 5],
+        };
+        let out = resized(&src, &Resize::whole(src.shape, [2, 2]));
+        assert_eq!((out.shape, out.pixels), ([3, 2, 2], vec![0; 12]));
+    }
+}
