@@ -10,7 +10,7 @@ use dcl_models::{ModelConfig, ModelInput};
 use dcl_train::{Learner, OptimizerKind, OptimizerSettings};
 use tch::{Kind, Tensor};
 
-use crate::cli::{AllreduceArgs, BufferArgs, RehearsalArgs, SamplingArgs, StepArgs};
+use crate::cli::{AllreduceArgs, BufferArgs, LoaderArgs, RehearsalArgs, SamplingArgs, StepArgs};
 
 /// The MNIST-shaped input of the rehearsal benchmark.
 const INPUT: ModelInput = ModelInput {
@@ -98,6 +98,58 @@ fn peak_rss_mb() -> f64 {
         usage
     };
     usage.ru_maxrss as f64 / 1024.0
+}
+
+/// Times whole passes of the loader over a data set's training images, through its training
+/// pipeline, and reports the median images/s.
+pub fn run_loader(args: LoaderArgs) -> Result<()> {
+    use std::sync::Arc;
+
+    use dcl_data::{Augment, Loader, LoaderConfig, LoaderSource, SampleRef, View};
+    ensure!(
+        args.batch_size > 0 && args.passes > 0,
+        "--batch-size and --passes must be at least 1"
+    );
+    let data = dcl_data::catalog::find(&args.dataset)?.load(&args.dataset_dir, false)?;
+    let augment = if args.augment == "crop_flip" {
+        Augment::CropFlip
+    } else {
+        Augment::None
+    };
+    let [pipeline, _] = data.pipelines(args.input_size, augment).map_err(anyhow::Error::msg)?;
+    let source = LoaderSource {
+        set: Arc::clone(&data.train),
+        views: Arc::new(vec![View::Identity]),
+        pipeline,
+    };
+    let samples: Vec<SampleRef> = (0..data.train.len() as u32)
+        .map(|index| SampleRef { index, view: 0 })
+        .collect();
+    let mut rates = Vec::with_capacity(args.passes);
+    for pass in 0..=args.passes as u64 {
+        let config = LoaderConfig {
+            batch_size: args.batch_size,
+            shuffle_seed: Some(pass),
+            prefetch: 4,
+            workers: args.workers,
+            augment_seed: pass,
+        };
+        let started = Instant::now();
+        let mut images = 0;
+        for batch in Loader::spawn(source.clone(), samples.clone(), config, |b| b.labels.len()) {
+            images += batch?;
+        }
+        if pass > 0 {
+            rates.push(images as f64 / started.elapsed().as_secs_f64());
+        }
+    }
+    let median = median(&mut rates);
+    println!(
+        "{}",
+        serde_json::json!({"engine": "dcl", "dataset": args.dataset, "workers": args.workers,
+            "images_per_second_median": median, "images_per_second": rates})
+    );
+    Ok(())
 }
 
 /// The median of `values` (sorted in place).

@@ -111,6 +111,9 @@ pub enum BenchCommand {
     /// Time training steps with rehearsal (B fresh + R representatives) against plain steps
     /// of B+R samples, alternating, on MNIST.
     Rehearsal(RehearsalArgs),
+    /// Time the loader: whole passes over a data set's training images through its training
+    /// pipeline (decoding, crops, flips, normalisation), without training.
+    Loader(LoaderArgs),
     /// Under mpirun: draw representatives over every rank's buffer (global sampling) and
     /// locally; report rates, and with --check verify uniformity, duplicates and integrity.
     Sampling(SamplingArgs),
@@ -129,6 +132,30 @@ pub struct AllreduceArgs {
     /// Rounds alternating the two sides.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct LoaderArgs {
+    /// The data set.
+    #[arg(long, default_value = "imagenet")]
+    pub dataset: String,
+    /// Directory holding the data sets (as `dcl train --dataset-dir`).
+    #[arg(long, env = "DCL_DATASET_DIR", default_value = "data")]
+    pub dataset_dir: PathBuf,
+    /// The side of the network inputs [default: the data set's].
+    #[arg(long)]
+    pub input_size: Option<usize>,
+    /// Augmentation of small images: none or crop_flip.
+    #[arg(long, default_value = "none", value_parser = ["none", "crop_flip"])]
+    pub augment: String,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Threads decoding and transforming, besides the loader's own.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Timed passes (after one untimed); the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub passes: usize,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,7 @@ fn main() {
         cli::Command::Bench(cli::BenchCommand::Step(args)) => bench::run_step(args),
         cli::Command::Bench(cli::BenchCommand::Buffer(args)) => bench::run_buffer(args),
         cli::Command::Bench(cli::BenchCommand::Rehearsal(args)) => bench::run_rehearsal(args),
+        cli::Command::Bench(cli::BenchCommand::Loader(args)) => bench::run_loader(args),
         cli::Command::Bench(cli::BenchCommand::Sampling(args)) => bench::run_sampling(args),
         cli::Command::Bench(cli::BenchCommand::Allreduce(args)) => bench::run_allreduce(args),
         cli::Command::Watch { dir } => watchdog::run(dir),
