@@ -55,6 +55,10 @@ pub fn resize(src: &Image, spec: &Resize, scratch: &mut Image, out: &mut Image) 
         spec.keep,
         spec.size
     );
+    if height == 0 || width == 0 {
+        out.reshape([src.shape[0], height, width]);
+        return;
+    }
     thread_local! {
         static RESAMPLER: RefCell<Resampler> = RefCell::default();
     }
@@ -255,6 +259,13 @@ mod tests {
         out
     }
 
+    fn counting_image() -> Image {
+        Image {
+            pixels: vec![1, 2, 3, 4],
+            shape: [1, 2, 2],
+        }
+    }
+
     #[test]
     fn same_size_is_a_copy_and_halving_averages_pairs() {
         let src = Image {
@@ -301,12 +312,14 @@ mod tests {
     }
 
     #[test]
-    fn empty_sources_give_black() {
+    fn empty_sources_and_outputs() {
         let src = Image {
             pixels: vec![],
             shape: [3, 0, 5],
         };
         let out = resized(&src, &Resize::whole(src.shape, [2, 2]));
         assert_eq!((out.shape, out.pixels), ([3, 2, 2], vec![0; 12]));
+        let nothing = resized(&counting_image(), &Resize::whole([1, 2, 2], [0, 3]));
+        assert_eq!((nothing.shape, nothing.pixels.len()), ([1, 0, 3], 0));
     }
 }
