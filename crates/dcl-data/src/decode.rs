@@ -57,8 +57,8 @@ pub fn decode(bytes: &[u8], out: &mut Image) -> Result<(), DecodeError> {
 }
 
 /// Decodes a JPEG file at the largest reduction among 8, 4 and 2 (in the DCT domain) whose
-/// output is still at least `min_size` (height, width), or whole when none is; a PNG file
-/// whole. Returns the reduction `r`: the output is `ceil(height / r) x ceil(width / r)`, its
+/// output is still at least `min_size` (height, width) and smaller than the image, or whole
+/// when none is; a PNG file whole. Returns the reduction `r`: the output is `ceil(height / r) x ceil(width / r)`, its
 /// pixel `(y, x)` covering the source pixels `[r y, r (y + 1)) x [r x, r (x + 1))`.
 pub fn decode_scaled(bytes: &[u8], min_size: [usize; 2], out: &mut Image) -> Result<usize, DecodeError> {
     thread_local! {
