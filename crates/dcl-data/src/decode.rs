@@ -57,8 +57,8 @@ pub fn decode(bytes: &[u8], out: &mut Image) -> Result<(), DecodeError> {
 }
 
 /// Decodes a JPEG file at the largest reduction among 8, 4 and 2 (in the DCT domain) whose
-/// output is still at least `min_size` (height, width), or whole when none is; a PNG file
-/// whole. Returns the reduction `r`: the output is `ceil(height / r) x ceil(width / r)`, its
+/// output is still at least `min_size` (height, width) and smaller than the image, or whole
+/// when none is; a PNG file whole. Returns the reduction `r`: the output is `ceil(height / r) x ceil(width / r)`, its
 /// pixel `(y, x)` covering the source pixels `[r y, r (y + 1)) x [r x, r (x + 1))`.
 pub fn decode_scaled(bytes: &[u8], min_size: [usize; 2], out: &mut Image) -> Result<usize, DecodeError> {
     thread_local! {
@@ -105,11 +105,16 @@ fn decode_jpeg(
     let mut decompressor = Decompressor::new()?;
     let header = decompressor.header(bytes)?;
     let [height, width] = header.size;
+    let reduced = |r: usize| [height.div_ceil(r), width.div_ceil(r)];
+    // The largest reduction big enough that changes the size (none does for 1-pixel images).
     let reduction = REDUCTIONS
         .into_iter()
-        .find(|&r| height.div_ceil(r) >= min_size[0] && width.div_ceil(r) >= min_size[1])
+        .find(|&r| {
+            let size = reduced(r);
+            size[0] >= min_size[0] && size[1] >= min_size[1] && (r == 1 || size != [height, width])
+        })
         .unwrap_or(1);
-    let size = [height.div_ceil(reduction), width.div_ceil(reduction)];
+    let size = reduced(reduction);
     let (pixel_format, stride) = match header.colorspace {
         tj::TJCS_TJCS_GRAY => (tj::TJPF_TJPF_GRAY, 1),
         tj::TJCS_TJCS_CMYK | tj::TJCS_TJCS_YCCK => (tj::TJPF_TJPF_CMYK, 4),

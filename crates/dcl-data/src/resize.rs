@@ -55,6 +55,10 @@ pub fn resize(src: &Image, spec: &Resize, scratch: &mut Image, out: &mut Image) 
         spec.keep,
         spec.size
     );
+    if height == 0 || width == 0 {
+        out.reshape([src.shape[0], height, width]);
+        return;
+    }
     thread_local! {
         static RESAMPLER: RefCell<Resampler> = RefCell::default();
     }
@@ -71,13 +75,18 @@ pub fn resize(src: &Image, spec: &Resize, scratch: &mut Image, out: &mut Image) 
     });
 }
 
-/// The reusable state of resizes on one thread: both axes' taps and a row of sums.
+/// The reusable state of resizes on one thread: both axes' taps, a padded source row and a
+/// row of sums.
 #[derive(Debug, Default)]
 struct Resampler {
     rows: Axis,
     columns: Axis,
+    row: Vec<u8>,
     sums: Vec<i32>,
 }
+
+/// The horizontal pass reads pixels and weights by groups of this many: one `pmaddwd` on x86.
+const GROUP: usize = 8;
 
 impl Resampler {
     fn run(&mut self, src: &Image, scratch: &mut Image, out: &mut Image) {
@@ -88,24 +97,25 @@ impl Resampler {
         let needed = rows
             .kept
             .clone()
-            .map(|i| rows.bounds[i])
-            .filter(|&(_, count)| count > 0)
-            .map(|(first, count)| first..first + count)
+            .map(|i| rows.first[i]..rows.first[i] + rows.counts[i])
+            .filter(|range| !range.is_empty())
             .reduce(|a, b| a.start.min(b.start)..a.end.max(b.end))
             .unwrap_or(0..0);
         scratch.reshape([channels, needed.len(), width]);
+        // The row's window, then zeros for the groups that reach past it.
+        self.row.clear();
+        self.row.resize(columns.window + columns.span, 0);
         for c in 0..channels {
             let plane = src.plane(c);
             let inter = scratch.plane_mut(c);
             for (r, row_out) in needed.clone().zip(inter.chunks_exact_mut(width.max(1))) {
                 let start = (rows.origin + r) * source_width + columns.origin;
-                let row = &plane[start..start + columns.window];
-                for (value, i) in row_out.iter_mut().zip(columns.kept.clone()) {
-                    let (first, count) = columns.bounds[i];
-                    let sum = row[first..first + count]
-                        .iter()
-                        .zip(columns.weights(i))
-                        .fold(columns.rounding(), |sum, (&p, &w)| sum + p as i32 * w as i32);
+                self.row[..columns.window].copy_from_slice(&plane[start..start + columns.window]);
+                let firsts = &columns.first[columns.kept.clone()];
+                let weights = columns.fixed[columns.kept.start * columns.span..].chunks_exact(columns.span);
+                for ((value, &first), weights) in row_out.iter_mut().zip(firsts).zip(weights) {
+                    let pixels = self.row[first..first + columns.span].chunks_exact(GROUP);
+                    let sum = pixels.zip(weights.chunks_exact(GROUP)).map(dot).sum();
                     *value = columns.narrow(sum);
                 }
             }
@@ -116,9 +126,9 @@ impl Resampler {
             let inter = scratch.plane(c);
             let plane = out.plane_mut(c);
             for (row_out, i) in plane.chunks_exact_mut(width.max(1)).zip(rows.kept.clone()) {
-                let (first, count) = rows.bounds[i];
-                self.sums.fill(rows.rounding());
-                for (r, &w) in (first..first + count).zip(rows.weights(i)) {
+                self.sums.fill(0);
+                let taps = rows.first[i]..rows.first[i] + rows.counts[i];
+                for (r, &w) in taps.zip(rows.weights(i)) {
                     let start = (r - needed.start) * width;
                     for (sum, &p) in self.sums.iter_mut().zip(&inter[start..start + width]) {
                         *sum += p as i32 * w as i32;
@@ -132,6 +142,13 @@ impl Resampler {
     }
 }
 
+/// The dot product of [`GROUP`] pixels and weights.
+#[inline]
+fn dot((pixels, weights): (&[u8], &[i16])) -> i32 {
+    let products = |(p, w): (&[u8; GROUP], &[i16; GROUP])| (0..GROUP).map(|k| p[k] as i16 as i32 * w[k] as i32).sum();
+    pixels.first_chunk().zip(weights.first_chunk()).map_or(0, products)
+}
+
 /// The taps of one axis: for every output index, the source pixels it reads and their weights.
 #[derive(Debug, Default)]
 struct Axis {
@@ -141,13 +158,15 @@ struct Axis {
     window: usize,
     /// The output indices computed.
     kept: Range<usize>,
-    /// Per output index: the first pixel read (from `origin`) and how many.
-    bounds: Vec<(usize, usize)>,
-    /// Per output index, `taps` weights (zero past the pixels read), scaled by `2^precision`.
+    /// Per output index, the first pixel read (from `origin`) and how many.
+    first: Vec<usize>,
+    counts: Vec<usize>,
+    /// Per output index, `span` weights scaled by `2^precision`: torch's, then zeros.
     fixed: Vec<i16>,
-    /// The same weights as floats, before rounding.
+    /// A whole number of groups of weights, at least as many as the most pixels read.
+    span: usize,
+    /// torch's weights as floats, `taps` per output index.
     float: Vec<f64>,
-    taps: usize,
     precision: u32,
 }
 
@@ -162,15 +181,16 @@ impl Axis {
         let start = start - self.origin as f64;
         let scale = length / output as f64;
         let (support, inverse) = if scale >= 1.0 { (scale, 1.0 / scale) } else { (1.0, 1.0) };
-        self.taps = support.ceil() as usize * 2 + 1;
-        self.bounds.clear();
+        let taps = support.ceil() as usize * 2 + 1;
+        self.first.clear();
+        self.counts.clear();
         self.float.clear();
-        self.float.resize(output * self.taps, 0.0);
+        self.float.resize(output * taps, 0.0);
         let mut max = 0.0f64;
-        for (i, weights) in self.float.chunks_exact_mut(self.taps).enumerate() {
+        for (i, weights) in self.float.chunks_exact_mut(taps).enumerate() {
             let center = start + scale * (i as f64 + 0.5);
             let first = ((center - support + 0.5) as i64).max(0);
-            let count = (((center + support + 0.5) as i64).min(self.window as i64) - first).clamp(0, self.taps as i64);
+            let count = (((center + support + 0.5) as i64).min(self.window as i64) - first).clamp(0, taps as i64);
             let weights = &mut weights[..count as usize];
             for (j, weight) in weights.iter_mut().enumerate() {
                 *weight = triangle(((j as i64 + first) as f64 - center + 0.5) * inverse);
@@ -182,31 +202,40 @@ impl Axis {
                     max = max.max(*weight);
                 }
             }
-            self.bounds.push((first as usize, count as usize));
+            // An output reading nothing starts at the window's end.
+            self.first.push(if count > 0 { first as usize } else { self.window });
+            self.counts.push(count as usize);
         }
         // The largest precision at which the largest weight still fits in 15 bits.
         self.precision = (0..22)
             .find(|p| (0.5 + max * f64::from(1 << (p + 1))) as i32 >= 1 << 15)
             .unwrap_or(22);
         let unit = f64::from(1 << self.precision);
+        self.span = taps.div_ceil(GROUP) * GROUP;
         self.fixed.clear();
-        // Rounded half away from zero, as torch; the weights are never negative.
-        self.fixed.extend(self.float.iter().map(|w| (0.5 + w * unit) as i16));
+        self.fixed.resize(output * self.span, 0);
+        for (fixed, float) in self
+            .fixed
+            .chunks_exact_mut(self.span)
+            .zip(self.float.chunks_exact(taps))
+        {
+            // Rounded half away from zero, as torch; the weights are never negative.
+            for (fixed, w) in fixed.iter_mut().zip(float) {
+                *fixed = (0.5 + w * unit) as i16;
+            }
+        }
     }
 
-    /// The fixed-point weights of output `i`.
+    /// The fixed-point weights of output `i`: `span` of them, zero past those it reads.
     fn weights(&self, i: usize) -> &[i16] {
-        &self.fixed[i * self.taps..(i + 1) * self.taps]
+        &self.fixed[i * self.span..(i + 1) * self.span]
     }
 
-    /// The initial value of a sum: one half, so that narrowing rounds.
-    fn rounding(&self) -> i32 {
-        1 << self.precision >> 1
-    }
-
-    /// A fixed-point sum back to a byte, saturating.
+    /// A fixed-point sum (never negative: so are the weights) back to a byte: rounded,
+    /// saturated.
+    #[inline]
     fn narrow(&self, sum: i32) -> u8 {
-        (sum >> self.precision).clamp(0, 255) as u8
+        ((sum + (1 << self.precision >> 1)) >> self.precision).min(255) as u8
     }
 }
 
@@ -228,6 +257,13 @@ mod tests {
         let (mut scratch, mut out) = (Image::default(), Image::default());
         resize(src, spec, &mut scratch, &mut out);
         out
+    }
+
+    fn counting_image() -> Image {
+        Image {
+            pixels: vec![1, 2, 3, 4],
+            shape: [1, 2, 2],
+        }
     }
 
     #[test]
@@ -276,12 +312,14 @@ mod tests {
     }
 
     #[test]
-    fn empty_sources_give_black() {
+    fn empty_sources_and_outputs() {
         let src = Image {
             pixels: vec![],
             shape: [3, 0, 5],
         };
         let out = resized(&src, &Resize::whole(src.shape, [2, 2]));
         assert_eq!((out.shape, out.pixels), ([3, 2, 2], vec![0; 12]));
+        let nothing = resized(&counting_image(), &Resize::whole([1, 2, 2], [0, 3]));
+        assert_eq!((nothing.shape, nothing.pixels.len()), ([1, 0, 3], 0));
     }
 }

@@ -134,6 +134,13 @@ fn reduced_decoding_matches_pil_draft_mode_exactly() {
         let what = format!("{} at 1/{reduction}", case["input"]);
         assert_eq!(max_diff(&what, &image, &expected), 0, "{what}");
     }
+    let mut pixel = Image::default();
+    let reduction = decode_scaled(&read(&Value::from("pixel.jpg")), [1, 1], &mut pixel);
+    assert_eq!(
+        (reduction, pixel.shape),
+        (Ok(1), [3, 1, 1]),
+        "no reduction changes a 1x1 image"
+    );
 }
 
 #[test]

@@ -72,6 +72,7 @@ encodings = {
     "baseline.jpg": (photo, dict(quality=90)),
     "progressive.jpg": (photo, dict(quality=90, progressive=True)),
     "full-chroma.jpg": (small, dict(quality=95, subsampling=0)),
+    "pixel.jpg": (small.crop((0, 0, 1, 1)), dict(quality=90)),
     "gray.jpg": (photo.convert("L"), dict(quality=90)),
     "cmyk.jpg": (photo.convert("CMYK"), dict(quality=90)),
     "rgb.png": (small, {}),
