@@ -26,7 +26,7 @@ def photo(rng, size=(500, 375)):
         x1, y1 = x0 + rng.integers(20, 200), y0 + rng.integers(20, 200)
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x0, y0, x1, y1], fill=colour)
-    pixels = np.asarray(canvas).astype(np.float32) + rng.normal(0, 9, (h, w, 3))
+    pixels = np.asarray(canvas).astype(np.float32) + rng.normal(0, 24, (h, w, 3))
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
