@@ -177,7 +177,9 @@ fn prepare(args: &TrainArgs, world: &dyn Communicator) -> Result<Prepared> {
     let dataset_dir_is_default = args.options.dataset_dir == Path::new(DEFAULT_DATASET_DIR);
     let default_results_dir = args.options.results_dir.is_none();
     let options::Resolved { config, mut notices } = resolve(args, world)?;
-    if world.is_root() {
+    // A default name is made unique when the directory is created, so only a chosen one can
+    // be taken already.
+    if world.is_root() && !default_results_dir {
         RunDir::check_available(&config.results_dir, args.overwrite)?;
     }
     let dataset = dcl_data::catalog::find(&config.dataset)?;
