@@ -25,7 +25,7 @@ pub use metrics::{EpochRecord, EvalRecord, Figures, RunRecord, Summary};
 pub use model_regimes::{default_regime, BaseFlags};
 pub use observer::TrainObserver;
 pub use regime::{Hyperparameters, OptimizerDetails, OptimizerKind, OptimizerSettings, Regime, RegimeEntry};
-pub use rehearsal::{BufferSize, DrawCounts, PipelineMode, PolicyName, RehearsalConfig, ReplaySource};
+pub use rehearsal::{BufferSize, DrawCounts, PipelineMode, PolicyName, RehearsalConfig, ReplaySource, StoreMode};
 pub use results::{RunDir, RunIdentity, RunStatus};
 pub use trainer::{train, Trainer};
 pub use writers::SummaryFile;

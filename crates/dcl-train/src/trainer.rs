@@ -172,11 +172,13 @@ impl<'a> Trainer<'a> {
             set: Arc::clone(&self.data.train),
             views: Arc::clone(&self.scenario.views),
             pipeline: train_pipeline,
+            keep_records: self.rehearsal.as_ref().is_some_and(Rehearsal::needs_records),
         };
         let test_source = LoaderSource {
             set: Arc::clone(&self.data.test),
             views: Arc::clone(&self.scenario.views),
             pipeline: test_pipeline,
+            keep_records: false,
         };
         let regime = &config.optimizer_regime;
         let started = Instant::now();
@@ -194,10 +196,13 @@ impl<'a> Trainer<'a> {
             for epoch in 0..config.epochs {
                 self.learner.apply(regime.settings_at(epoch))?;
                 self.learner.set_progress(epoch as f64 / config.epochs as f64);
+                let augment_seed = pass_seed(config.seed ^ 0x0061_7567_6D65_6E74, task_id, epoch);
                 let collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self.rehearsal {
                     Some(rehearsal) => {
                         let seed = pass_seed(config.seed ^ 0x6C6F_6261_6C00, task_id, epoch).wrapping_add(rank as u64);
-                        Box::new(rehearsal.collate(task_id, seed))
+                        // Replays differ per rank: each rank offers its own augmentations.
+                        let replay_seed = augment_seed ^ 0x7265_706C_6179_u64.wrapping_add(rank as u64);
+                        Box::new(rehearsal.collate(task_id, seed, &train_source.pipeline, replay_seed))
                     }
                     None => Box::new(StepBatch::plain),
                 };
@@ -216,7 +221,7 @@ impl<'a> Trainer<'a> {
                         shuffle_seed: None,
                         prefetch: PREFETCH_BATCHES,
                         workers: config.dataloader_workers,
-                        augment_seed: pass_seed(config.seed ^ 0x6175_676D_656E_74, task_id, epoch),
+                        augment_seed,
                     },
                     collate,
                 );

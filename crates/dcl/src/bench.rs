@@ -121,6 +121,7 @@ pub fn run_loader(args: LoaderArgs) -> Result<()> {
         set: Arc::clone(&data.train),
         views: Arc::new(vec![View::Identity]),
         pipeline,
+        keep_records: false,
     };
     let samples: Vec<SampleRef> = (0..data.train.len() as u32)
         .map(|index| SampleRef { index, view: 0 })
@@ -182,7 +183,7 @@ pub fn run_buffer(args: BufferArgs) -> Result<()> {
     let mut buffer = RehearsalBuffer::<f32>::new(BufferConfig {
         capacity,
         num_classes,
-        sample_len,
+        sample_len: dcl_buffer::SampleLen::Fixed(sample_len),
         payload_len: 0,
         policy,
         seed: 0,
@@ -253,6 +254,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
             transform: dcl_data::Transform::Identity,
             normalization: data.normalization,
         },
+        keep_records: false,
     };
     let samples: Vec<SampleRef> = (0..data.train.len() as u32)
         .map(|index| SampleRef { index, view: 0 })
@@ -272,6 +274,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         global_sampling: true,
         replay: ReplaySource::All,
         class_weights: false,
+        store: dcl_train::StoreMode::Tensor,
     };
     let rehearsal = Rehearsal::new(
         config,
@@ -319,7 +322,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
     };
     let (mut with, mut plain) = (Vec::new(), Vec::new());
     for round in 0..args.rounds as u64 {
-        let collate = rehearsal.collate(0, round);
+        let collate = rehearsal.collate(0, round, &source.pipeline, 0);
         with.extend(time_steps(Loader::spawn(
             source.clone(),
             samples.clone(),
@@ -348,35 +351,36 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
     use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
 
-    use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer, Transport};
+    use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer, SampleLen, Transport};
 
     ensure!(
-        args.sample_len >= 3 && args.draws > 0 && args.fill > 0,
-        "--sample-len must be at least 3, --draws and --fill at least 1"
+        args.sample_len >= 1 && args.draws > 0 && args.fill > 0,
+        "--sample-len, --draws and --fill must be at least 1"
     );
     let world: Arc<dyn dcl_dist::Communicator> = dcl_dist::init()?.0.into();
     let (rank, size) = (world.rank(), world.size());
     let fill = args.fill * (rank + 1);
-    let mut buffer = RehearsalBuffer::<f32>::new(BufferConfig {
+    let mut buffer = RehearsalBuffer::<u8>::new(BufferConfig {
         capacity: fill.div_ceil(10) * 10,
         num_classes: 10,
-        sample_len: args.sample_len,
-        payload_len: 0,
+        sample_len: SampleLen::Variable,
+        payload_len: 1,
         policy: InsertionPolicy::Reservoir,
         seed: rank as u64,
     })?;
     let labels: Vec<u32> = (0..fill as u32).map(|i| i % 10).collect();
-    // Sample i of rank r: [r, i, label, label, …].
-    let samples: Vec<f32> = labels
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &l)| {
-            [rank as f32, i as f32]
-                .into_iter()
-                .chain(std::iter::repeat_n(l as f32, args.sample_len - 2))
-        })
-        .collect();
-    buffer.offer(&samples, &labels, &[])?;
+    // Sample i of rank r, a record of its own length: r, i (4 bytes, little-endian), then
+    // its label `sample_len + i % 3` times; its payload: i.
+    let record_len = |i: u32| 5 + args.sample_len + i as usize % 3;
+    let mut samples = Vec::new();
+    for (i, &label) in (0u32..).zip(&labels) {
+        samples.push(rank as u8);
+        samples.extend_from_slice(&i.to_le_bytes());
+        samples.extend(std::iter::repeat_n(label as u8, record_len(i) - 5));
+    }
+    let lengths: Vec<u32> = (0..fill as u32).map(|i| record_len(i) as u32).collect();
+    let payloads: Vec<f32> = (0..fill).map(|i| i as f32).collect();
+    buffer.offer_records(&samples, &lengths, &labels, &payloads)?;
     let buffer = Arc::new(Mutex::new(buffer));
     let service = world.serve_buffer(Arc::clone(&buffer));
 
@@ -396,16 +400,21 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
             first_draw_ranks = drawn.origins.iter().collect::<HashSet<_>>().len();
         }
         let mut seen = HashSet::new();
-        for ((sample, &label), &origin) in drawn
-            .samples
-            .chunks(args.sample_len)
+        for (((sample, &label), &origin), &payload) in drawn
+            .records()
             .zip(&drawn.labels)
             .zip(&drawn.origins)
+            .zip(&drawn.payloads)
         {
-            from_rank[sample[0] as usize] += 1;
-            misattributed += u64::from(origin as f32 != sample[0]);
-            duplicates += u64::from(!seen.insert((sample[0] as u32, sample[1] as u32)));
-            torn += u64::from(sample[2..].iter().any(|&v| v != label as f32));
+            let (source, i) = (sample[0], u32::from_le_bytes(sample[1..5].try_into()?));
+            from_rank[source as usize] += 1;
+            misattributed += u64::from(origin != u32::from(source));
+            duplicates += u64::from(!seen.insert((source, i)));
+            torn += u64::from(
+                sample.len() != record_len(i)
+                    || sample[5..].iter().any(|&v| u32::from(v) != label)
+                    || payload != i as f32,
+            );
         }
     }
     let global_rate = (args.draws * args.representatives) as f64 / started.elapsed().as_secs_f64();

@@ -169,7 +169,8 @@ pub struct SamplingArgs {
     /// Samples in rank r's buffer: (r + 1) x this.
     #[arg(long, default_value_t = 100)]
     pub fill: usize,
-    /// Values per sample (784: MNIST-shaped).
+    /// Bytes of each sample beyond its 5-byte header (784: MNIST-sized); samples differ in
+    /// length by up to 2 bytes, as encoded files do.
     #[arg(long, default_value_t = 784)]
     pub sample_len: usize,
     /// Fail unless every rank's share is within 10 % of its share of the samples, no draw

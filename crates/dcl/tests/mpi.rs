@@ -345,8 +345,9 @@ fn an_error_under_mpirun_is_printed_once_and_whole() {
 #[test]
 fn two_rank_rehearsal_shares_one_budget_draws_from_both_buffers_past_tasks_only_and_repeats_exactly() {
     let root = tempfile::tempdir().unwrap();
-    let run_once = |name: &str| {
+    let run_once = |name: &str, store: &str| {
         let results = root.path().join(name);
+        let agent_config = format!("{{'buffer_size': 201, 'num_representatives': 16, 'store': '{store}'}}");
         run(train(
             2,
             &results,
@@ -362,20 +363,29 @@ fn two_rank_rehearsal_shares_one_budget_draws_from_both_buffers_past_tasks_only_
                 "--agent",
                 "er",
                 "--agent-config",
-                "{'buffer_size': 201, 'num_representatives': 16}",
+                &agent_config,
                 "--tasksets-config",
                 "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
             ],
         ));
         summary(&results)
     };
-    let first = run_once("a");
-    let second = run_once("b");
+    let first = run_once("a", "tensor");
+    let second = run_once("b", "tensor");
     assert_eq!(
         first["accuracy_matrix"], second["accuracy_matrix"],
         "the same seed on 2 ranks gave two results"
     );
     assert_eq!(first["epochs"][4]["train_loss"], second["epochs"][4]["train_loss"]);
+    // MNIST has no random transform: raw samples (variable-length records over MPI) replay
+    // as the stored tensors did, to the last bit.
+    let raw = run_once("raw", "raw");
+    assert_eq!(
+        first["accuracy_matrix"], raw["accuracy_matrix"],
+        "raw storage changed the run"
+    );
+    assert_eq!(first["epochs"][4]["train_loss"], raw["epochs"][4]["train_loss"]);
+    assert_eq!(raw["rehearsal"]["store"], "raw");
     // The global budget, split over the ranks' buffers exactly (not rounded down to 200).
     let rehearsal = &first["rehearsal"];
     assert_eq!(rehearsal["world_capacity"], 201);
