@@ -7,6 +7,7 @@ use dcl_models::{Model, ModelConfig, ModelInput};
 use tch::nn;
 use tch::{Device, Reduction, Tensor};
 
+use crate::amp::{self, GradScaler, Precision};
 use crate::optimizer::RegimeOptimizer;
 use crate::regime::Hyperparameters;
 use crate::TrainError;
@@ -34,6 +35,11 @@ pub struct Learner {
     /// Half-precision staging: this rank's gradients and their sum.
     local_half: Vec<u16>,
     summed_half: Vec<u16>,
+    device: Device,
+    /// The precision of the forward pass (`--amp`).
+    precision: Precision,
+    /// Loss scaling, for float16.
+    scaler: Option<GradScaler>,
 }
 
 impl Learner {
@@ -78,7 +84,19 @@ impl Learner {
             fp16_allreduce: false,
             local_half: Vec::new(),
             summed_half: Vec::new(),
+            device,
+            precision: Precision::Fp32,
+            scaler: None,
         })
+    }
+
+    /// Runs forward passes in `precision` (with loss scaling for float16); refused where the
+    /// device cannot.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<(), TrainError> {
+        precision.check(self.device)?;
+        self.precision = precision;
+        self.scaler = (precision == Precision::Fp16).then(|| GradScaler::new(self.device));
+        Ok(())
     }
 
     /// Compresses gradients to half precision for the all-reduce (half the bytes).
@@ -133,15 +151,20 @@ impl Learner {
         mask: Option<&Tensor>,
         class_weights: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor), TrainError> {
-        let (loss, logits) = masked_loss(&self.model.forward_t(images, true), labels, mask, class_weights)?;
+        let (loss, logits) = amp::autocast(self.precision, self.device, || {
+            masked_loss(&self.model.forward_t(images, true), labels, mask, class_weights)
+        })?;
         if self.pending == 0 {
             self.optimizer.zero_grad();
         }
+        let mut objective = loss.shallow_clone();
         if self.accumulation > 1 {
-            loss.f_div_scalar(self.accumulation as f64)?.f_backward()?;
-        } else {
-            loss.f_backward()?;
+            objective = objective.f_div_scalar(self.accumulation as f64)?;
         }
+        if let Some(scaler) = &self.scaler {
+            objective = scaler.scale_loss(&objective)?;
+        }
+        objective.f_backward()?;
         self.pending += 1;
         if self.pending == self.accumulation {
             self.step()?;
@@ -167,12 +190,23 @@ impl Learner {
         self.step()
     }
 
-    /// Averages the accumulated gradients over the ranks and takes the optimiser step.
+    /// Averages the accumulated gradients over the ranks and takes the optimiser step (with
+    /// loss scaling: unscales them first, and skips the step if any is not finite, on every
+    /// rank alike since they all hold the same average).
     fn step(&mut self) -> Result<(), TrainError> {
         if self.world.size() > 1 {
             self.average_gradients()?;
         }
-        self.optimizer.step();
+        let finite = match &mut self.scaler {
+            Some(scaler) => {
+                let grads: Vec<Tensor> = self.vars.trainable_variables().iter().map(Tensor::grad).collect();
+                scaler.unscale_and_update(&grads)?
+            }
+            None => true,
+        };
+        if finite {
+            self.optimizer.step();
+        }
         self.pending = 0;
         Ok(())
     }
@@ -213,9 +247,10 @@ impl Learner {
         self.model.set_progress(fraction);
     }
 
-    /// The logits of a batch in evaluation mode (dropout off), without gradients.
-    pub fn predict(&self, images: &Tensor) -> Tensor {
-        tch::no_grad(|| self.model.forward_t(images, false))
+    /// The logits (float32) of a batch in evaluation mode (dropout off), without gradients.
+    pub fn predict(&self, images: &Tensor) -> Result<Tensor, TrainError> {
+        let logits = tch::no_grad(|| amp::autocast(self.precision, self.device, || Ok(self.model.forward_t(images, false))))?;
+        Ok(logits.f_to_kind(tch::Kind::Float)?)
     }
 
     /// The variables, for checks and checkpoints.

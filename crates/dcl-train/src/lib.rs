@@ -1,6 +1,7 @@
 //! Training for dcl: the task/epoch loop, evaluation, the metrics of a run, and the
 //! files a run leaves in its results directory.
 
+pub mod amp;
 pub mod config;
 pub mod device;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod schedule;
 pub mod trainer;
 pub mod writers;
 
+pub use amp::Precision;
 pub use config::{AgentConfig, LrScaling, RunConfig};
 pub use device::DeviceChoice;
 pub use error::TrainError;

@@ -223,6 +223,21 @@ pub struct StepBatch {
 }
 
 impl StepBatch {
+    /// The batch with every tensor [`staged`](crate::trainer::staged) for `device`.
+    pub fn staged(self, device: tch::Device) -> Result<Self, TrainError> {
+        use crate::trainer::staged;
+        Ok(StepBatch {
+            images: staged(self.images, device)?,
+            labels: staged(self.labels, device)?,
+            fresh: self.fresh,
+            representatives: self
+                .representatives
+                .map(|(images, labels)| Ok::<_, TrainError>((staged(images, device)?, staged(labels, device)?)))
+                .transpose()?,
+            class_weights: self.class_weights.map(|w| staged(w, device)).transpose()?,
+        })
+    }
+
     /// A minibatch without representatives, as a collate function's result.
     pub fn plain(batch: HostBatch) -> Result<Self, TrainError> {
         let (images, labels) = crate::trainer::tensors_of(&batch);

@@ -49,6 +49,22 @@ pub fn host_tensor<T: tch::kind::Element>(values: &[T], shape: &[i64]) -> Tensor
     tensor
 }
 
+/// `tensor` in page-locked host memory when it is bound for a CUDA `device`, so that its copy
+/// there runs asynchronously (the training thread queues the step behind it at once); as it is
+/// otherwise. Runs on the loader thread.
+pub fn staged(tensor: Tensor, device: Device) -> Result<Tensor, TrainError> {
+    Ok(if device.is_cuda() {
+        tensor.f_pin_memory(device)?
+    } else {
+        tensor
+    })
+}
+
+/// A host tensor on `device`: asynchronously from [`staged`] memory.
+fn on_device(tensor: &Tensor, device: Device) -> Result<Tensor, TrainError> {
+    Ok(tensor.f_to_device_(device, tensor.kind(), true, false)?)
+}
+
 /// A seed for one (task, epoch) pass, derived from the run's seed (SplitMix64 mixing),
 /// so every pass has its own reproducible shuffle.
 pub fn pass_seed(seed: u64, task: usize, epoch: usize) -> u64 {
@@ -109,6 +125,7 @@ impl<'a> Trainer<'a> {
         )?;
         learner.set_accumulation(config.batches_per_allreduce);
         learner.set_fp16_allreduce(config.fp16_allreduce);
+        learner.set_precision(config.amp)?;
         let rehearsal = match &config.agent.rehearsal {
             Some(rehearsal_config) => {
                 let train_len = config
@@ -197,7 +214,8 @@ impl<'a> Trainer<'a> {
                 self.learner.apply(regime.settings_at(epoch))?;
                 self.learner.set_progress(epoch as f64 / config.epochs as f64);
                 let augment_seed = pass_seed(config.seed ^ 0x0061_7567_6D65_6E74, task_id, epoch);
-                let collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self.rehearsal {
+                let mut collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self.rehearsal
+                {
                     Some(rehearsal) => {
                         let seed = pass_seed(config.seed ^ 0x6C6F_6261_6C00, task_id, epoch).wrapping_add(rank as u64);
                         // Replays differ per rank: each rank offers its own augmentations.
@@ -206,6 +224,8 @@ impl<'a> Trainer<'a> {
                     }
                     None => Box::new(StepBatch::plain),
                 };
+                let device = self.device;
+                let collate = move |batch| collate(batch)?.staged(device);
                 let samples = shard(
                     &task.train,
                     Some(pass_seed(config.seed, task_id, epoch)),
@@ -484,14 +504,14 @@ fn train_pass(
         }
         let fresh = batch.fresh;
         let batch_size = guarded("the training step", || {
+            let (images, labels) = (on_device(&batch.images, device)?, on_device(&batch.labels, device)?);
             let (images, labels) = match batch.representatives {
-                None => (batch.images, batch.labels),
+                None => (images, labels),
                 Some((rep_images, rep_labels)) => (
-                    Tensor::f_cat(&[batch.images, rep_images], 0)?,
-                    Tensor::f_cat(&[batch.labels, rep_labels], 0)?,
+                    Tensor::f_cat(&[images, on_device(&rep_images, device)?], 0)?,
+                    Tensor::f_cat(&[labels, on_device(&rep_labels, device)?], 0)?,
                 ),
             };
-            let (images, labels) = (images.f_to_device(device)?, labels.f_to_device(device)?);
             let class_weights = batch.class_weights.map(|w| w.f_to_device(device)).transpose()?;
             learner.set_lr(lr_at(step));
             let (loss, logits) = learner.train_step(&images, &labels, mask, class_weights.as_ref())?;
@@ -533,8 +553,9 @@ fn evaluate(
     loader_config: LoaderConfig,
     masks: &TestMasks,
 ) -> Result<Totals, TrainError> {
-    let loader = Loader::spawn(source.clone(), samples.to_vec(), loader_config, |batch: HostBatch| {
-        tensors_of(&batch)
+    let loader = Loader::spawn(source.clone(), samples.to_vec(), loader_config, move |batch: HostBatch| {
+        let (images, labels) = tensors_of(&batch);
+        Ok((staged(images, device)?, staged(labels, device)?))
     });
     guarded("evaluation", || {
         tch::no_grad(|| evaluate_batches(learner, device, loader, samples.len(), masks))
@@ -545,7 +566,7 @@ fn evaluate(
 fn evaluate_batches(
     learner: &Learner,
     device: Device,
-    loader: Loader<(Tensor, Tensor)>,
+    loader: Loader<Result<(Tensor, Tensor), TrainError>>,
     samples: usize,
     masks: &TestMasks,
 ) -> Result<Totals, TrainError> {
@@ -554,9 +575,9 @@ fn evaluate_batches(
     let mut top5 = Tensor::zeros([], (Kind::Int64, device));
     let mut task_il = Tensor::zeros([], (Kind::Int64, device));
     for batch in loader {
-        let (images, labels) = batch?;
-        let (images, labels) = (images.f_to_device(device)?, labels.f_to_device(device)?);
-        let raw = learner.predict(&images);
+        let (images, labels) = batch??;
+        let (images, labels) = (on_device(&images, device)?, on_device(&labels, device)?);
+        let raw = learner.predict(&images)?;
         let logits = match masks.protocol {
             Some(mask) => raw.f_add(mask)?,
             None => raw.shallow_clone(),

@@ -86,6 +86,7 @@ fn config(seed: u64, epochs: usize) -> RunConfig {
         warmup_epochs: 0.0,
         batches_per_allreduce: 1,
         fp16_allreduce: false,
+        amp: dcl_train::Precision::Fp32,
         use_mask: false,
         seed,
         threads: 1,

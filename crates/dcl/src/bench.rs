@@ -48,6 +48,7 @@ pub fn run_step(args: StepArgs) -> Result<()> {
         device,
         std::sync::Arc::new(dcl_dist::SingleProcess),
     )?;
+    learner.set_precision(args.amp)?;
     let [c, h, w] = input.image_shape.map(|d| d as i64);
     let b = args.batch_size as i64;
     let images = Tensor::randn([b, c, h, w], (Kind::Float, device));
@@ -77,7 +78,7 @@ pub fn run_step(args: StepArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({"engine": "dcl", "device": format!("{device:?}"), "model": args.model, "model_config": args.model_config,
-                "input": args.input, "batch_size": args.batch_size, "threads": args.threads,
+                "input": args.input, "batch_size": args.batch_size, "threads": args.threads, "amp": args.amp.to_string(),
                 "images_per_second_median": median, "images_per_second": rates, "peak_rss_mb": peak_mb})
         );
     } else {
@@ -245,6 +246,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
     );
     tch::set_num_threads(args.threads as i32);
     tch::manual_seed(0);
+    let device = args.device.resolve_here(0)?;
     let info = dcl_data::catalog::find("mnist")?;
     let data = info.load(&args.dataset_dir, false)?;
     let source = LoaderSource {
@@ -290,9 +292,14 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         &ModelConfig::default(),
         INPUT,
         SGD,
-        tch::Device::Cpu,
+        device,
         Arc::new(dcl_dist::SingleProcess),
     )?;
+    let synchronize = || {
+        if let tch::Device::Cuda(index) = device {
+            tch::Cuda::synchronize(index as i64);
+        }
+    };
 
     // Times `steps` steps of a pass (after 10 warm-up steps), in milliseconds.
     let mut time_steps = |loader: Loader<Result<StepBatch, dcl_train::TrainError>>| -> Result<Vec<f64>> {
@@ -301,12 +308,16 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         for step in 0..args.steps + 10 {
             let started = Instant::now();
             let Some(batch) = loader.next() else { break };
-            let batch = batch??;
+            let batch = batch??.staged(device)?;
+            let on_device = |t: &Tensor| t.to_device_(device, t.kind(), true, false);
+            let (images, labels) = (on_device(&batch.images), on_device(&batch.labels));
             let (images, labels) = match batch.representatives {
-                None => (batch.images, batch.labels),
-                Some((ri, rl)) => (Tensor::cat(&[batch.images, ri], 0), Tensor::cat(&[batch.labels, rl], 0)),
+                None => (images, labels),
+                Some((ri, rl)) => (Tensor::cat(&[images, on_device(&ri)], 0), Tensor::cat(&[labels, on_device(&rl)], 0)),
             };
             let _step = learner.train_step(&images, &labels, None, None)?;
+            // A step is over when the device has finished it.
+            synchronize();
             if step >= 10 {
                 times.push(started.elapsed().as_secs_f64() * 1e3);
             }

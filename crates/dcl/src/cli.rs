@@ -185,6 +185,9 @@ pub struct RehearsalArgs {
     /// B: fresh samples per step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Where the steps run: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = clap::value_parser!(dcl_train::DeviceChoice))]
+    pub device: dcl_train::DeviceChoice,
     /// R: representatives per step.
     #[arg(long, default_value_t = 64)]
     pub representatives: usize,
@@ -251,6 +254,9 @@ pub struct StepArgs {
     pub device: dcl_train::DeviceChoice,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Mixed precision, as `dcl train --amp`: off, bf16 or fp16.
+    #[arg(long, default_value = "off", value_parser = clap::value_parser!(dcl_train::Precision))]
+    pub amp: dcl_train::Precision,
     /// Intra-op CPU threads of libtorch.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,

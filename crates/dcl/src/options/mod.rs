@@ -56,6 +56,11 @@ pub struct TrainOptions {
     /// the rank's local rank) or cuda:N.
     #[arg(long, default_value = "auto", value_parser = clap::value_parser!(dcl_train::DeviceChoice))]
     pub device: dcl_train::DeviceChoice,
+    /// Mixed precision: autocast the forward pass to bf16 (`--amp` alone) or fp16 (with dynamic
+    /// loss scaling; CUDA only); off by default. Weights and optimiser state stay fp32.
+    #[arg(long, value_name = "PRECISION", num_args = 0..=1, default_value = "off", default_missing_value = "bf16",
+          value_parser = clap::value_parser!(dcl_train::Precision))]
+    pub amp: dcl_train::Precision,
     /// Augmentation of the training images: none (upstream's, for CIFAR), crop_flip (a random
     /// crop after zero padding of 4 and a horizontal flip).
     #[arg(long, default_value = "none", value_parser = augment_flag)]
@@ -288,6 +293,7 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         warmup_epochs: options.warmup_epochs,
         batches_per_allreduce: options.batches_per_allreduce,
         fp16_allreduce: options.fp16_allreduce,
+        amp: options.amp,
         use_mask: options.use_mask,
         seed: options.seed,
         threads: options.threads.map_or(0, |n| n as usize),
