@@ -1,9 +1,11 @@
-//! Compiles the C++ shim of mixed precision (csrc/amp.cpp) against the libtorch that tch
-//! links: its directory comes from torch-sys's build script (`links = "tch"`).
+//! Compiles the C++ shims (csrc/: mixed precision, pinned memory) against the libtorch that
+//! tch links: its directory comes from torch-sys's build script (`links = "tch"`).
 fn main() {
-    println!("cargo:rerun-if-changed=csrc/amp.cpp");
+    println!("cargo:rerun-if-changed=csrc");
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys reports the libtorch directory");
-    let root = std::path::Path::new(&lib).parent().expect("libtorch's lib has a parent");
+    let root = std::path::Path::new(&lib)
+        .parent()
+        .expect("libtorch's lib has a parent");
     cc::Build::new()
         .cpp(true)
         .pic(true)
@@ -14,5 +16,6 @@ fn main() {
         // The PyPI wheels of torch >= 2.7 use the C++11 ABI.
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .file("csrc/amp.cpp")
-        .compile("dcl_amp");
+        .file("csrc/memory.cpp")
+        .compile("dcl_torch_shim");
 }

@@ -92,7 +92,7 @@ extern "C" {
 }
 
 /// Calls a shim function that reports failure with a message.
-fn checked(what: &str, call: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), TrainError> {
+pub(crate) fn checked(what: &str, call: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), TrainError> {
     let mut error = [0 as c_char; ERROR_LEN];
     if call(error.as_mut_ptr(), ERROR_LEN) == 0 {
         return Ok(());
@@ -221,7 +221,10 @@ mod tests {
         assert_eq!(scaler.scale(), 65536.0);
         let loss = Tensor::from_slice(&[2.0f32]);
         assert_eq!(scaler.scale_loss(&loss).unwrap().double_value(&[0]), 131072.0);
-        let gradients = [Tensor::from_slice(&[65536.0f32, -131072.0]), Tensor::from_slice(&[32768.0f32])];
+        let gradients = [
+            Tensor::from_slice(&[65536.0f32, -131072.0]),
+            Tensor::from_slice(&[32768.0f32]),
+        ];
         assert!(scaler.unscale_and_update(&gradients).unwrap());
         assert_eq!(Vec::<f32>::try_from(&gradients[0]).unwrap(), vec![1.0, -2.0]);
         assert_eq!(Vec::<f32>::try_from(&gradients[1]).unwrap(), vec![0.5]);

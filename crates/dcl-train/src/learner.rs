@@ -249,7 +249,8 @@ impl Learner {
 
     /// The logits (float32) of a batch in evaluation mode (dropout off), without gradients.
     pub fn predict(&self, images: &Tensor) -> Result<Tensor, TrainError> {
-        let logits = tch::no_grad(|| amp::autocast(self.precision, self.device, || Ok(self.model.forward_t(images, false))))?;
+        let logits =
+            tch::no_grad(|| amp::autocast(self.precision, self.device, || Ok(self.model.forward_t(images, false))))?;
         Ok(logits.f_to_kind(tch::Kind::Float)?)
     }
 

@@ -53,11 +53,11 @@ pub fn host_tensor<T: tch::kind::Element>(values: &[T], shape: &[i64]) -> Tensor
 /// there runs asynchronously (the training thread queues the step behind it at once); as it is
 /// otherwise. Runs on the loader thread.
 pub fn staged(tensor: Tensor, device: Device) -> Result<Tensor, TrainError> {
-    Ok(if device.is_cuda() {
-        tensor.f_pin_memory(device)?
+    if device.is_cuda() {
+        crate::device::pinned(&tensor)
     } else {
-        tensor
-    })
+        Ok(tensor)
+    }
 }
 
 /// A host tensor on `device`: asynchronously from [`staged`] memory.
@@ -214,7 +214,8 @@ impl<'a> Trainer<'a> {
                 self.learner.apply(regime.settings_at(epoch))?;
                 self.learner.set_progress(epoch as f64 / config.epochs as f64);
                 let augment_seed = pass_seed(config.seed ^ 0x0061_7567_6D65_6E74, task_id, epoch);
-                let mut collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self.rehearsal
+                let mut collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self
+                    .rehearsal
                 {
                     Some(rehearsal) => {
                         let seed = pass_seed(config.seed ^ 0x6C6F_6261_6C00, task_id, epoch).wrapping_add(rank as u64);
@@ -553,10 +554,15 @@ fn evaluate(
     loader_config: LoaderConfig,
     masks: &TestMasks,
 ) -> Result<Totals, TrainError> {
-    let loader = Loader::spawn(source.clone(), samples.to_vec(), loader_config, move |batch: HostBatch| {
-        let (images, labels) = tensors_of(&batch);
-        Ok((staged(images, device)?, staged(labels, device)?))
-    });
+    let loader = Loader::spawn(
+        source.clone(),
+        samples.to_vec(),
+        loader_config,
+        move |batch: HostBatch| {
+            let (images, labels) = tensors_of(&batch);
+            Ok((staged(images, device)?, staged(labels, device)?))
+        },
+    );
     guarded("evaluation", || {
         tch::no_grad(|| evaluate_batches(learner, device, loader, samples.len(), masks))
     })

@@ -313,7 +313,10 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
             let (images, labels) = (on_device(&batch.images), on_device(&batch.labels));
             let (images, labels) = match batch.representatives {
                 None => (images, labels),
-                Some((ri, rl)) => (Tensor::cat(&[images, on_device(&ri)], 0), Tensor::cat(&[labels, on_device(&rl)], 0)),
+                Some((ri, rl)) => (
+                    Tensor::cat(&[images, on_device(&ri)], 0),
+                    Tensor::cat(&[labels, on_device(&rl)], 0),
+                ),
             };
             let _step = learner.train_step(&images, &labels, None, None)?;
             // A step is over when the device has finished it.

@@ -117,9 +117,17 @@ fn bf16_autocast_learns_on_the_cpu_and_fp16_asks_for_a_gpu() {
     let accuracy = summary["final_average_accuracy"].as_f64().unwrap();
     // Measured over seeds 0-4 (AVX2 path): 86.9-91.9 % (fp32: 90.2-93.7); 7 points of margin.
     assert!(accuracy > 80.0, "test top-1 {accuracy} %");
-    assert_eq!(read_json(&results.join("config.json"))["amp"], "bf16", "--amp alone is bf16");
+    assert_eq!(
+        read_json(&results.join("config.json"))["amp"],
+        "bf16",
+        "--amp alone is bf16"
+    );
     assert_user_error(
-        &train(&dataset_dir(), &root.path().join("fp16"), &["--device", "cpu", "--amp", "fp16"]),
+        &train(
+            &dataset_dir(),
+            &root.path().join("fp16"),
+            &["--device", "cpu", "--amp", "fp16"],
+        ),
         "--amp fp16 needs a CUDA device; on the CPU use --amp bf16",
     );
 }
