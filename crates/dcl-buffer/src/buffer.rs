@@ -82,6 +82,9 @@ pub enum BufferError {
     /// Another worker's buffer could not be reached.
     #[error("rehearsal buffer: {0}")]
     Transport(String),
+    /// A saved state that cannot be restored.
+    #[error("rehearsal buffer state: {0}")]
+    State(String),
 }
 
 /// Representatives drawn from a buffer, appended sample after sample.
@@ -141,7 +144,7 @@ enum Placement {
 
 /// The samples of the slots.
 #[derive(Debug, Clone)]
-enum Slots<T> {
+pub(crate) enum Slots<T> {
     /// `len` values per slot, slot after slot.
     Fixed { len: usize, values: Vec<T> },
     /// One allocation per slot.
@@ -159,7 +162,7 @@ impl<T: Copy + Default> Slots<T> {
         }
     }
 
-    fn get(&self, slot: usize) -> &[T] {
+    pub(crate) fn get(&self, slot: usize) -> &[T] {
         match self {
             Slots::Fixed { len, values } => &values[slot * len..(slot + 1) * len],
             Slots::Variable(slots) => &slots[slot],
@@ -200,7 +203,140 @@ pub struct RehearsalBuffer<T> {
     rng: ChaCha8Rng,
 }
 
+/// A buffer's state but its samples and payloads, as a checkpoint keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Bookkeeping {
+    labels: Vec<u32>,
+    eras: Vec<u32>,
+    era: u32,
+    occupied: Vec<u32>,
+    /// The slots of each class, in order (positions follow from it).
+    by_class: Vec<Vec<u32>>,
+    seen: u64,
+    seen_per_class: Vec<u64>,
+    rng_seed: [u8; 32],
+    rng_stream: u64,
+    /// The random stream's position (a u128, as decimal text).
+    rng_word_pos: String,
+}
+
 impl<T: Copy + Default> RehearsalBuffer<T> {
+    /// The slots, the payloads and the rest of the state.
+    pub(crate) fn parts(&self) -> (&Slots<T>, &[f32], Bookkeeping) {
+        let book = Bookkeeping {
+            labels: self.labels.clone(),
+            eras: self.eras.clone(),
+            era: self.era,
+            occupied: self.occupied.clone(),
+            by_class: self.by_class.clone(),
+            seen: self.seen,
+            seen_per_class: self.seen_per_class.clone(),
+            rng_seed: self.rng.get_seed(),
+            rng_stream: self.rng.get_stream(),
+            rng_word_pos: self.rng.get_word_pos().to_string(),
+        };
+        (&self.samples, &self.payloads, book)
+    }
+
+    /// The buffer of [`RehearsalBuffer::parts`], each slot `lengths[slot]` values of
+    /// `samples` in turn; refuses parts that do not make a consistent buffer (the algorithms
+    /// rely on it), naming the first inconsistency.
+    pub(crate) fn from_parts(
+        config: BufferConfig,
+        lengths: &[u32],
+        samples: &[T],
+        payloads: Vec<f32>,
+        book: Bookkeeping,
+    ) -> Result<Self, BufferError> {
+        config.validate().map_err(|e| BufferError::State(e.to_string()))?;
+        let broken = |what: &str| Err(BufferError::State(what.to_owned()));
+        let (capacity, classes) = (config.capacity, config.num_classes);
+        if lengths.len() != capacity || book.labels.len() != capacity || book.eras.len() != capacity {
+            return broken("slot lists of another length than the capacity");
+        }
+        if book.by_class.len() != classes || book.seen_per_class.len() != classes {
+            return broken("class lists of another length than the classes");
+        }
+        if Some(payloads.len()) != capacity.checked_mul(config.payload_len) {
+            return broken("payloads of another size than the slots'");
+        }
+        if lengths.iter().map(|&l| l as u64).sum::<u64>() != samples.len() as u64 {
+            return broken("sample lengths that do not add up to the samples");
+        }
+        if let SampleLen::Fixed(len) = config.sample_len {
+            if lengths.iter().any(|&l| l as usize != len) {
+                return broken("a sample of another length than the buffer's");
+            }
+        }
+        // Every occupied slot once, in its class's list at its label; nothing else listed.
+        let mut listed = vec![false; capacity];
+        let mut position = vec![0u32; capacity];
+        for (class, slots) in book.by_class.iter().enumerate() {
+            for (at, &slot) in slots.iter().enumerate() {
+                let s = slot as usize;
+                if s >= capacity || listed[s] || book.labels[s] as usize != class {
+                    return broken("class lists that disagree with the labels");
+                }
+                listed[s] = true;
+                position[s] = at as u32;
+            }
+        }
+        let mut occupied = vec![false; capacity];
+        for &slot in &book.occupied {
+            let s = slot as usize;
+            if s >= capacity || occupied[s] || !listed[s] {
+                return broken("occupied slots that disagree with the class lists");
+            }
+            occupied[s] = true;
+        }
+        if listed.iter().filter(|&&l| l).count() != book.occupied.len() {
+            return broken("class lists that hold free slots");
+        }
+        // Free slots are taken in order: the occupied ones are the first of their range.
+        let first_free = |range: std::ops::Range<usize>, stored: usize| range.take(stored).all(|s| occupied[s]);
+        let ordered = match config.policy {
+            InsertionPolicy::Upstream { .. } => (0..classes).all(|class| {
+                let (start, bucket) = upstream_bucket(capacity, classes, class);
+                let stored = book.by_class[class].len();
+                let in_bucket = book.by_class[class]
+                    .iter()
+                    .all(|&s| (start..start + bucket).contains(&(s as usize)));
+                stored <= bucket && in_bucket && first_free(start..start + bucket, stored)
+            }),
+            _ => first_free(0..capacity, book.occupied.len()),
+        };
+        if !ordered {
+            return broken("occupied slots out of the policy's order");
+        }
+        let word_pos: u128 = book
+            .rng_word_pos
+            .parse()
+            .map_err(|_| BufferError::State("a random stream position that is not a number".to_owned()))?;
+        let mut rng = ChaCha8Rng::from_seed(book.rng_seed);
+        rng.set_stream(book.rng_stream);
+        rng.set_word_pos(word_pos);
+        let mut slots = Slots::new(capacity, config.sample_len);
+        let mut start = 0;
+        for (slot, &len) in lengths.iter().enumerate() {
+            slots.set(slot, &samples[start..start + len as usize]);
+            start += len as usize;
+        }
+        Ok(RehearsalBuffer {
+            config,
+            samples: slots,
+            payloads,
+            labels: book.labels,
+            eras: book.eras,
+            era: book.era,
+            occupied: book.occupied,
+            by_class: book.by_class,
+            position,
+            seen: book.seen,
+            seen_per_class: book.seen_per_class,
+            rng,
+        })
+    }
+
     /// A buffer with every slot preallocated.
     pub fn new(config: BufferConfig) -> Result<Self, BufferError> {
         config.validate()?;

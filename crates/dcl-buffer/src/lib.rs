@@ -10,6 +10,7 @@
 
 mod buffer;
 mod policy;
+mod state;
 mod timing;
 mod transport;
 
