@@ -60,8 +60,7 @@ impl RehearsalBuffer<u8> {
             return Err(broken("not a dcl buffer state (bad magic)".to_owned()));
         }
         let json = read_section(input, "bookkeeping")?;
-        let header: Header =
-            serde_json::from_slice(&json).map_err(|e| broken(format!("corrupt bookkeeping: {e}")))?;
+        let header: Header = serde_json::from_slice(&json).map_err(|e| broken(format!("corrupt bookkeeping: {e}")))?;
         if let Some(expected) = expected {
             if &header.config != expected {
                 return Err(broken(format!(
@@ -143,7 +142,9 @@ mod tests {
             let mut drawn = Drawn::default();
             buffer.draw(5, Some(2), &mut drawn);
             draws.push(drawn);
-            buffer.offer_records(&[200 + step, 201], &[1, 1], &[0, 2], &[0.0, 1.0]).unwrap();
+            buffer
+                .offer_records(&[200 + step, 201], &[1, 1], &[0, 2], &[0.0, 1.0])
+                .unwrap();
         }
         draws
     }
@@ -175,8 +176,7 @@ mod tests {
         buffer.save(&mut bytes).unwrap();
         let error = |bytes: &[u8], expected: Option<&BufferConfig>| {
             RehearsalBuffer::load(&mut &bytes[..], expected)
-                .err()
-                .expect("refused")
+                .expect_err("refused")
                 .to_string()
         };
         assert!(error(&bytes[..bytes.len() - 3], None).contains("payloads: truncated"));

@@ -156,6 +156,17 @@ impl GradScaler {
         self.scale.double_value(&[0])
     }
 
+    /// The scale and the growth tracker (clean steps in a row), for checkpoints.
+    pub fn state(&self) -> (f64, i64) {
+        (self.scale(), self.growth_tracker.int64_value(&[0]))
+    }
+
+    /// Restores what [`GradScaler::state`] returned.
+    pub fn restore(&mut self, (scale, growth): (f64, i64)) {
+        let _ = self.scale.fill_(scale);
+        let _ = self.growth_tracker.fill_(growth);
+    }
+
     /// `loss` times the scale.
     pub fn scale_loss(&self, loss: &Tensor) -> Result<Tensor, TrainError> {
         Ok(loss.f_mul(&self.scale.to_kind(loss.kind()))?)

@@ -90,6 +90,9 @@ pub struct RunConfig {
     /// Mixed precision of the forward pass (`--amp`).
     #[serde(default)]
     pub amp: crate::Precision,
+    /// Keep every epoch's checkpoint, not only the latest two.
+    #[serde(default)]
+    pub save_all_checkpoints: bool,
     /// Restrict the training loss to the classes seen so far.
     pub use_mask: bool,
     pub seed: u64,
@@ -188,6 +191,7 @@ pub(crate) mod tests {
             batches_per_allreduce: 1,
             fp16_allreduce: false,
             amp: crate::Precision::Fp32,
+            save_all_checkpoints: false,
             use_mask: false,
             seed: 42,
             threads: 0,

@@ -8,6 +8,7 @@ use tch::nn;
 use tch::{Device, Reduction, Tensor};
 
 use crate::amp::{self, GradScaler, Precision};
+use crate::checkpoint;
 use crate::optimizer::RegimeOptimizer;
 use crate::regime::Hyperparameters;
 use crate::TrainError;
@@ -236,6 +237,54 @@ impl Learner {
         tch::no_grad(|| unflatten(&self.summed_gradients, &grads, scale))
     }
 
+    /// What a checkpoint keeps of the learner, as host copies: the variables (weights and
+    /// buffers) by name, the optimiser's state and hyper-parameters, the loss scale.
+    pub fn snapshot(&self) -> Result<LearnerState, TrainError> {
+        let mut weights: Vec<(String, Tensor)> = self.vars.variables().into_iter().collect();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        let (optimizer, hyper) = self.optimizer.state();
+        Ok(LearnerState {
+            weights: checkpoint::host_copies(weights)?,
+            optimizer: checkpoint::host_copies(optimizer)?,
+            hyper,
+            loss_scale: self.scaler.as_ref().map(GradScaler::state),
+        })
+    }
+
+    /// Restores what [`Learner::snapshot`] returned; refuses variables of other names or
+    /// shapes than the model's.
+    pub fn restore(&mut self, state: &LearnerState) -> Result<(), TrainError> {
+        let variables = self.vars.variables();
+        if variables.len() != state.weights.len() {
+            return Err(TrainError::Config(format!(
+                "the checkpoint holds {} variables, the model {}",
+                state.weights.len(),
+                variables.len()
+            )));
+        }
+        tch::no_grad(|| -> Result<(), TrainError> {
+            for (name, value) in &state.weights {
+                let Some(var) = variables.get(name) else {
+                    return Err(TrainError::Config(format!("the model has no variable '{name}'")));
+                };
+                if var.size() != value.size() {
+                    return Err(TrainError::Config(format!(
+                        "variable '{name}' has shape {:?} in the checkpoint, {:?} in the model",
+                        value.size(),
+                        var.size()
+                    )));
+                }
+                var.shallow_clone().f_copy_(value)?;
+            }
+            Ok(())
+        })?;
+        self.optimizer.load_state(&state.optimizer, &state.hyper)?;
+        if let (Some(scaler), Some(scale)) = (&mut self.scaler, state.loss_scale) {
+            scaler.restore(scale);
+        }
+        Ok(())
+    }
+
     /// What building the model said, if anything (the weights file it loaded).
     pub fn notice(&self) -> Option<&str> {
         self.notice.as_deref()
@@ -258,6 +307,14 @@ impl Learner {
     pub fn variables(&self) -> &nn::VarStore {
         &self.vars
     }
+}
+
+/// What a checkpoint keeps of a [`Learner`].
+pub struct LearnerState {
+    pub weights: Vec<(String, Tensor)>,
+    pub optimizer: Vec<(String, Tensor)>,
+    pub hyper: serde_json::Value,
+    pub loss_scale: Option<(f64, i64)>,
 }
 
 /// Writes the values of `tensors`, one after the other in logical order, into `out`

@@ -2,6 +2,7 @@
 //! files a run leaves in its results directory.
 
 pub mod amp;
+pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod error;

@@ -180,7 +180,7 @@ impl DrawCounts {
 }
 
 /// The rehearsal of a window of steps (an epoch): timings of this worker, draws of all.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RehearsalWindow {
     pub timing: StepTimings,
     pub draws: DrawCounts,
@@ -438,6 +438,28 @@ impl Rehearsal {
                 ..batch
             })
         }
+    }
+
+    /// This worker's buffer, saved ([`RehearsalBuffer::save`]), and the totals of the run so
+    /// far: what a checkpoint keeps of rehearsal.
+    pub fn snapshot(&self) -> (Vec<u8>, RehearsalWindow) {
+        let mut bytes = Vec::new();
+        self.buffer
+            .lock()
+            .expect("buffer lock poisoned")
+            .save(&mut bytes)
+            .expect("writing to memory cannot fail");
+        (bytes, self.total.clone())
+    }
+
+    /// Restores what [`Rehearsal::snapshot`] returned (the service goes on serving the
+    /// restored buffer).
+    pub fn restore(&mut self, buffer: &[u8], total: RehearsalWindow) -> Result<(), TrainError> {
+        let mut guard = self.buffer.lock().expect("buffer lock poisoned");
+        let config = *guard.config();
+        *guard = RehearsalBuffer::load(&mut &buffer[..], Some(&config))?;
+        self.total = total;
+        Ok(())
     }
 
     /// Ends rehearsal after the last training pass (every worker calls it): returns the

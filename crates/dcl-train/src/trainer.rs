@@ -1,6 +1,7 @@
 //! The training loop: tasks in sequence, epochs within a task, evaluation on every task
 //! seen so far after each epoch.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +12,9 @@ use dcl_dist::Communicator;
 use dcl_models::ModelInput;
 use tch::{Device, Kind, Reduction, Tensor};
 
+use crate::checkpoint::{self, Checkpointer, Loaded, Position, Snapshot};
 use crate::guard::guarded;
+use crate::learner::LearnerState;
 use crate::learner::{class_mask, Learner};
 use crate::rehearsal::{Rehearsal, StepBatch};
 use crate::{EpochRecord, EvalRecord, RunConfig, RunRecord, TrainError, TrainObserver};
@@ -90,6 +93,10 @@ pub struct Trainer<'a> {
     learner: Learner,
     rehearsal: Option<Rehearsal>,
     masks: Masks,
+    /// Writes a checkpoint after every epoch, when set.
+    checkpointer: Option<Checkpointer>,
+    /// The last epoch a resumed run had completed, and its record then.
+    resumed: Option<(Position, RunRecord)>,
 }
 
 impl<'a> Trainer<'a> {
@@ -155,6 +162,70 @@ impl<'a> Trainer<'a> {
             world,
             learner,
             rehearsal,
+            checkpointer: None,
+            resumed: None,
+        })
+    }
+
+    /// Writes a checkpoint into `results_dir/checkpoints` after every epoch (each rank its
+    /// part), keeping the latest two, or every one with `keep_all`.
+    pub fn save_checkpoints(&mut self, results_dir: &Path, keep_all: bool) {
+        self.checkpointer = Some(Checkpointer::new(
+            results_dir,
+            self.world.rank(),
+            self.world.size(),
+            keep_all,
+        ));
+    }
+
+    /// Continues the run from `checkpoint`: [`Trainer::run`] then starts with the epoch after
+    /// the checkpoint's, from its weights, optimiser state, buffers and record.
+    pub fn resume(&mut self, checkpoint: Loaded) -> Result<(), TrainError> {
+        let Loaded {
+            state,
+            weights,
+            optimizer,
+            buffer,
+            ..
+        } = checkpoint;
+        self.learner.restore(&LearnerState {
+            weights,
+            optimizer,
+            hyper: state.optimizer,
+            loss_scale: state.loss_scale,
+        })?;
+        match (&mut self.rehearsal, buffer, state.rehearsal) {
+            (Some(rehearsal), Some(buffer), Some(total)) => rehearsal.restore(&buffer, total)?,
+            (None, None, None) => {}
+            _ => {
+                return Err(TrainError::Config(
+                    "the checkpoint's rehearsal state does not match the run's agent".to_owned(),
+                ))
+            }
+        }
+        self.resumed = Some((state.position, state.record));
+        Ok(())
+    }
+
+    /// The checkpoint of the epoch at `position` that ends with `record`.
+    fn snapshot(&self, position: Position, record: &RunRecord) -> Result<Snapshot, TrainError> {
+        let learner = self.learner.snapshot()?;
+        let mut state = checkpoint::state_at(position, self.world.size(), record.clone());
+        state.optimizer = learner.hyper;
+        state.loss_scale = learner.loss_scale;
+        let (buffer, totals) = match &self.rehearsal {
+            Some(rehearsal) => {
+                let (buffer, totals) = rehearsal.snapshot();
+                (Some(buffer), Some(totals))
+            }
+            None => (None, None),
+        };
+        state.rehearsal = totals;
+        Ok(Snapshot {
+            state,
+            weights: learner.weights,
+            optimizer: learner.optimizer,
+            buffer,
         })
     }
 
@@ -182,6 +253,21 @@ impl<'a> Trainer<'a> {
     /// configuration: each trains on its own shard of every pass, gradients are averaged
     /// every step, evaluation is sharded too, and every figure of the record is the global one.
     pub fn run(mut self, observer: &mut dyn TrainObserver) -> Result<RunRecord, TrainError> {
+        let outcome = self.run_epochs(observer);
+        // Complete the checkpoint being written (every rank stops at the same point when
+        // interrupted; after another error, a world of several ranks leaves it unfinished).
+        if let Some(checkpointer) = &mut self.checkpointer {
+            if outcome.is_ok() || self.world.size() == 1 || matches!(outcome, Err(TrainError::Interrupted)) {
+                checkpointer.finish(&*self.world)?;
+            }
+        }
+        let mut record = outcome?;
+        record.rehearsal = self.rehearsal.map(|r| r.finish(&*self.world));
+        Ok(record)
+    }
+
+    /// The epochs of [`Trainer::run`].
+    fn run_epochs(&mut self, observer: &mut dyn TrainObserver) -> Result<RunRecord, TrainError> {
         let (config, world) = (self.config, Arc::clone(&self.world));
         let (rank, size) = (world.rank(), world.size());
         let [train_pipeline, test_pipeline] = self.pipelines.clone();
@@ -199,18 +285,45 @@ impl<'a> Trainer<'a> {
         };
         let regime = &config.optimizer_regime;
         let started = Instant::now();
-        let mut record = RunRecord {
-            num_tasks: self.scenario.tasks.len(),
-            epochs_per_task: config.epochs,
-            world_size: size,
-            ..Default::default()
+        // Where to start: after the resumed checkpoint's epoch, or at the beginning.
+        let (first, mut record) = match self.resumed.take() {
+            Some((done, record)) if done.epoch + 1 < config.epochs => (
+                Position {
+                    epoch: done.epoch + 1,
+                    ..done
+                },
+                record,
+            ),
+            Some((done, record)) => (
+                Position {
+                    task: done.task + 1,
+                    epoch: 0,
+                },
+                record,
+            ),
+            None => (
+                Position { task: 0, epoch: 0 },
+                RunRecord {
+                    num_tasks: self.scenario.tasks.len(),
+                    epochs_per_task: config.epochs,
+                    world_size: size,
+                    ..Default::default()
+                },
+            ),
         };
-        for (task_id, task) in self.scenario.tasks.iter().enumerate() {
-            if task_id > 0 && config.agent.reset_state_dict {
-                self.learner.reset_weights();
+        let earlier_seconds = record.wall_seconds;
+        for (task_id, task) in self.scenario.tasks.iter().enumerate().skip(first.task) {
+            let first_epoch = if task_id == first.task { first.epoch } else { 0 };
+            // A task resumed after its first epoch keeps the optimiser state restored.
+            if first_epoch == 0 {
+                if task_id > 0 && config.agent.reset_state_dict {
+                    self.learner.reset_weights();
+                }
+                self.learner.reset_optimizer(regime.settings_at(0))?;
             }
-            self.learner.reset_optimizer(regime.settings_at(0))?;
-            for epoch in 0..config.epochs {
+            for epoch in first_epoch..config.epochs {
+                // Dropout's draws derive from the pass, so that a resumed pass repeats them.
+                tch::manual_seed(pass_seed(config.seed ^ 0x6472_6F70_6F75_74, task_id, epoch) as i64);
                 self.learner.apply(regime.settings_at(epoch))?;
                 self.learner.set_progress(epoch as f64 / config.epochs as f64);
                 let augment_seed = pass_seed(config.seed ^ 0x0061_7567_6D65_6E74, task_id, epoch);
@@ -303,15 +416,20 @@ impl<'a> Trainer<'a> {
                 };
                 observer.epoch_finished(&epoch_record);
                 record.epochs.push(epoch_record);
-                record.wall_seconds = started.elapsed().as_secs_f64();
+                record.wall_seconds = earlier_seconds + started.elapsed().as_secs_f64();
                 if let Some(rehearsal) = &self.rehearsal {
                     record.rehearsal = Some(rehearsal.report(&*world));
                 }
                 observer.evaluated(&record)?;
+                if self.checkpointer.is_some() {
+                    let snapshot = self.snapshot(Position { task: task_id, epoch }, &record)?;
+                    if let Some(checkpointer) = &mut self.checkpointer {
+                        checkpointer.save(snapshot, &*world)?;
+                    }
+                }
             }
         }
-        record.wall_seconds = started.elapsed().as_secs_f64();
-        record.rehearsal = self.rehearsal.map(|r| r.finish(&*world));
+        record.wall_seconds = earlier_seconds + started.elapsed().as_secs_f64();
         Ok(record)
     }
 }

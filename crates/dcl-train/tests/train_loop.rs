@@ -87,6 +87,7 @@ fn config(seed: u64, epochs: usize) -> RunConfig {
         batches_per_allreduce: 1,
         fp16_allreduce: false,
         amp: dcl_train::Precision::Fp32,
+        save_all_checkpoints: false,
         use_mask: false,
         seed,
         threads: 1,

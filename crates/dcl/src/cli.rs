@@ -52,6 +52,10 @@ pub struct TrainArgs {
     /// Replace the results of an earlier run in the same directory.
     #[arg(long)]
     pub overwrite: bool,
+    /// Continue the run whose results are in DIR from its last checkpoint, with the settings
+    /// of its config.json (the same number of workers).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
     /// No progress bars: one line per epoch (for logs and CI).
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -59,6 +63,16 @@ pub struct TrainArgs {
     /// the job ends with an error naming the rank(s) that stopped answering.
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = positive_seconds)]
     pub comm_timeout: f64,
+}
+
+/// The options of `dcl train` as they are when none is given.
+pub fn default_train_options() -> TrainOptions {
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        options: TrainOptions,
+    }
+    Probe::try_parse_from(["dcl"]).expect("no option is required").options
 }
 
 /// An image shape written `CxHxW` (`3x32x32`).
