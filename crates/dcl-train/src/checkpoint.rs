@@ -312,3 +312,88 @@ pub fn state_at(position: Position, world_size: usize, record: RunRecord) -> Sta
         rehearsal: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A complete checkpoint of a tiny run at task 1, epoch 0, in a fresh results directory.
+    fn written() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot = Snapshot {
+            state: state_at(Position { task: 1, epoch: 0 }, 1, RunRecord::default()),
+            weights: vec![("fc.weight".to_owned(), Tensor::from_slice(&[1.0f32, 2.0]))],
+            optimizer: vec![(
+                "fc.weight.momentum_buffer".to_owned(),
+                Tensor::from_slice(&[0.5f32, 0.25]),
+            )],
+            buffer: Some(b"bytes".to_vec()),
+        };
+        let mut checkpointer = Checkpointer::new(dir.path(), 0, 1, false);
+        checkpointer.save(snapshot, &dcl_dist::SingleProcess).unwrap();
+        checkpointer.finish(&dcl_dist::SingleProcess).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_written_checkpoint_reads_back_and_only_the_latest_two_stay() {
+        let dir = written();
+        let loaded = latest(dir.path(), 0, 1).unwrap().expect("a checkpoint");
+        assert_eq!(loaded.state.position, Position { task: 1, epoch: 0 });
+        assert_eq!(loaded.weights[0].0, "fc.weight");
+        assert_eq!(Vec::<f32>::try_from(&loaded.optimizer[0].1).unwrap(), vec![0.5, 0.25]);
+        assert_eq!(loaded.buffer.as_deref(), Some(&b"bytes"[..]));
+        let mut checkpointer = Checkpointer::new(dir.path(), 0, 1, false);
+        for epoch in 1..4 {
+            let snapshot = Snapshot {
+                state: state_at(Position { task: 1, epoch }, 1, RunRecord::default()),
+                weights: Vec::new(),
+                optimizer: Vec::new(),
+                buffer: None,
+            };
+            checkpointer.save(snapshot, &dcl_dist::SingleProcess).unwrap();
+        }
+        checkpointer.finish(&dcl_dist::SingleProcess).unwrap();
+        let kept: Vec<Position> = committed(&dir.path().join("checkpoints"))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            kept,
+            vec![Position { task: 1, epoch: 2 }, Position { task: 1, epoch: 3 }]
+        );
+        assert!(latest(dir.path(), 0, 2)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("written by 1 worker(s)"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Damaged files of a checkpoint read or fail with one line, never a panic.
+        #[test]
+        fn damaged_checkpoints_fail_with_one_line(
+            file in prop::sample::select(vec!["state.json", "model.safetensors", "optimizer.safetensors"]),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            keep in 0.0..=1.0f64,
+        ) {
+            let dir = written();
+            let path = dir.path().join("checkpoints/task-001-epoch-000").join(file);
+            let mut bytes = std::fs::read(&path).unwrap();
+            for (at, value) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            bytes.truncate((keep * bytes.len() as f64).ceil() as usize);
+            std::fs::write(&path, bytes).unwrap();
+            if let Err(error) = latest(dir.path(), 0, 1) {
+                let text = error.to_string();
+                prop_assert!(!text.contains('\n'), "{text}");
+            }
+        }
+    }
+}
