@@ -40,10 +40,12 @@ impl RehearsalBuffer<u8> {
         let json = serde_json::to_vec(&header).map_err(std::io::Error::other)?;
         out.write_all(MAGIC)?;
         write_section(out, &json)?;
-        let samples: Vec<u8> = (0..self.config().capacity)
-            .flat_map(|slot| slots.get(slot).iter().copied())
-            .collect();
-        write_section(out, &samples)?;
+        // The samples slot by slot, straight from the slots.
+        let total: u64 = header.lengths.iter().map(|&l| u64::from(l)).sum();
+        out.write_all(&total.to_le_bytes())?;
+        for slot in 0..self.config().capacity {
+            out.write_all(slots.get(slot))?;
+        }
         let payload_bytes: Vec<u8> = payloads.iter().flat_map(|p| p.to_le_bytes()).collect();
         write_section(out, &payload_bytes)
     }

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tch::{Device, Tensor};
 
+use dcl_buffer::RehearsalBuffer;
 use dcl_dist::Communicator;
 
 use crate::metrics::RunRecord;
@@ -76,8 +77,8 @@ pub struct Snapshot {
     pub state: State,
     pub weights: Vec<(String, Tensor)>,
     pub optimizer: Vec<(String, Tensor)>,
-    /// This rank's buffer, saved.
-    pub buffer: Option<Vec<u8>>,
+    /// This rank's buffer.
+    pub buffer: Option<RehearsalBuffer<u8>>,
 }
 
 /// Host copies of `tensors` (contiguous, on the CPU), to write while training goes on.
@@ -175,7 +176,11 @@ fn write_part(root: &Path, rank: usize, snapshot: &Snapshot) -> Result<(), Train
     let temporary = root.join(format!("{TEMPORARY}{}", snapshot.state.position.dir_name()));
     std::fs::create_dir_all(&temporary).map_err(io(&temporary))?;
     if let Some(buffer) = &snapshot.buffer {
-        write_file(&temporary.join(format!("buffer-rank-{rank}.bin")), buffer)?;
+        let path = temporary.join(format!("buffer-rank-{rank}.bin"));
+        let mut file = BufWriter::with_capacity(1 << 20, File::create(&path).map_err(io(&path))?);
+        buffer.save(&mut file).map_err(io(&path))?;
+        let file = file.into_inner().map_err(|e| io(&path)(e.into_error()))?;
+        file.sync_all().map_err(io(&path))?;
     }
     if rank != 0 {
         return Ok(());
@@ -329,7 +334,7 @@ mod tests {
                 "fc.weight.momentum_buffer".to_owned(),
                 Tensor::from_slice(&[0.5f32, 0.25]),
             )],
-            buffer: Some(b"bytes".to_vec()),
+            buffer: None,
         };
         let mut checkpointer = Checkpointer::new(dir.path(), 0, 1, false);
         checkpointer.save(snapshot, &dcl_dist::SingleProcess).unwrap();
@@ -344,7 +349,7 @@ mod tests {
         assert_eq!(loaded.state.position, Position { task: 1, epoch: 0 });
         assert_eq!(loaded.weights[0].0, "fc.weight");
         assert_eq!(Vec::<f32>::try_from(&loaded.optimizer[0].1).unwrap(), vec![0.5, 0.25]);
-        assert_eq!(loaded.buffer.as_deref(), Some(&b"bytes"[..]));
+        assert_eq!(loaded.buffer, None);
         let mut checkpointer = Checkpointer::new(dir.path(), 0, 1, false);
         for epoch in 1..4 {
             let snapshot = Snapshot {

@@ -440,16 +440,11 @@ impl Rehearsal {
         }
     }
 
-    /// This worker's buffer, saved ([`RehearsalBuffer::save`]), and the totals of the run so
-    /// far: what a checkpoint keeps of rehearsal.
-    pub fn snapshot(&self) -> (Vec<u8>, RehearsalWindow) {
-        let mut bytes = Vec::new();
-        self.buffer
-            .lock()
-            .expect("buffer lock poisoned")
-            .save(&mut bytes)
-            .expect("writing to memory cannot fail");
-        (bytes, self.total.clone())
+    /// A copy of this worker's buffer (to save in the background: one copy of its memory)
+    /// and the totals of the run so far: what a checkpoint keeps of rehearsal.
+    pub fn snapshot(&self) -> (RehearsalBuffer<u8>, RehearsalWindow) {
+        let buffer = self.buffer.lock().expect("buffer lock poisoned").clone();
+        (buffer, self.total.clone())
     }
 
     /// Restores what [`Rehearsal::snapshot`] returned (the service goes on serving the

@@ -523,3 +523,81 @@ pub fn run_allreduce(args: AllreduceArgs) -> Result<()> {
 pub fn run_allreduce(_args: AllreduceArgs) -> Result<()> {
     anyhow::bail!("this dcl was built without MPI (cargo feature mpi)")
 }
+
+/// A checkpoint of `args.model` after 3 SGD steps and of a full buffer of `args.buffer`
+/// float samples: the time the training thread spends on the snapshot (device-to-host copies,
+/// the buffer's bytes), the background write (files synced, renamed) and the size on disk.
+pub fn run_checkpoint(args: crate::cli::CheckpointArgs) -> Result<()> {
+    use dcl_buffer::{BufferConfig, InsertionPolicy, RehearsalBuffer, SampleLen};
+    use dcl_train::checkpoint::{self, Checkpointer, Position, Snapshot};
+
+    ensure!(args.buffer > 0, "--buffer must be at least 1");
+    tch::set_num_threads(args.threads as i32);
+    tch::manual_seed(0);
+    let input = ModelInput {
+        image_shape: args.input,
+        num_classes: args.classes,
+    };
+    let device = tch::Device::Cpu;
+    let mut learner = Learner::new(
+        &args.model,
+        &ModelConfig::default(),
+        input,
+        SGD,
+        device,
+        std::sync::Arc::new(dcl_dist::SingleProcess),
+    )?;
+    let [c, h, w] = args.input.map(|d| d as i64);
+    let images = Tensor::randn([2, c, h, w], (Kind::Float, device));
+    let labels = Tensor::randint(args.classes as i64, [2], (Kind::Int64, device));
+    for _ in 0..3 {
+        let _step = learner.train_step(&images, &labels, None, None)?;
+    }
+    let sample_bytes = args.input.iter().product::<usize>() * 4;
+    let mut buffer = RehearsalBuffer::<u8>::new(BufferConfig {
+        capacity: args.buffer,
+        num_classes: args.classes,
+        sample_len: SampleLen::Fixed(sample_bytes),
+        payload_len: 0,
+        policy: InsertionPolicy::Reservoir,
+        seed: 0,
+    })?;
+    let sample: Vec<u8> = (0..sample_bytes).map(|i| (i * 7919 % 251) as u8).collect();
+    for i in 0..args.buffer {
+        buffer.offer(&sample, &[(i % args.classes) as u32], &[])?;
+    }
+
+    let started = Instant::now();
+    let learner_state = learner.snapshot()?;
+    let buffer = buffer.clone();
+    let mut state = checkpoint::state_at(Position { task: 0, epoch: 0 }, 1, Default::default());
+    state.optimizer = learner_state.hyper;
+    let snapshot = Snapshot {
+        state,
+        weights: learner_state.weights,
+        optimizer: learner_state.optimizer,
+        buffer: Some(buffer),
+    };
+    let stall = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut checkpointer = Checkpointer::new(&args.dir, 0, 1, false);
+    checkpointer.save(snapshot, &dcl_dist::SingleProcess)?;
+    checkpointer.finish(&dcl_dist::SingleProcess)?;
+    let write = started.elapsed().as_secs_f64();
+    let written = args.dir.join("checkpoints/task-000-epoch-000");
+    let size: u64 = std::fs::read_dir(&written)?
+        .map(|e| Ok(e?.metadata()?.len()))
+        .sum::<std::io::Result<u64>>()?;
+    std::fs::remove_dir_all(&args.dir)?;
+    println!(
+        "checkpoint of {} ({}) + {} buffered samples: {:.1} MB; training thread {:.2} s (snapshot), background write {:.2} s ({:.0} MB/s)",
+        args.model,
+        args.input.map(|d| d.to_string()).join("x"),
+        args.buffer,
+        size as f64 / 1e6,
+        stall,
+        write,
+        size as f64 / 1e6 / write
+    );
+    Ok(())
+}

@@ -133,6 +133,28 @@ pub enum BenchCommand {
     Sampling(SamplingArgs),
     /// Under mpirun: dcl's gradient all-reduce (mean) against a bare MPI all-reduce.
     Allreduce(AllreduceArgs),
+    /// Time a checkpoint of a model (after a few steps: with optimiser state) and a full
+    /// rehearsal buffer: the training thread's snapshot, the background write, the size.
+    Checkpoint(CheckpointArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    #[arg(long, default_value = "resnet50")]
+    pub model: String,
+    /// Input shape CxHxW (also the buffer's sample shape).
+    #[arg(long, default_value = "3x224x224", value_parser = image_shape)]
+    pub input: [usize; 3],
+    #[arg(long, default_value_t = 1000)]
+    pub classes: usize,
+    /// Samples in the (full) buffer, stored as tensors.
+    #[arg(long, default_value_t = 10_000)]
+    pub buffer: usize,
+    /// Where to write the checkpoint (a results directory; created, then removed).
+    #[arg(long, default_value = "bench-checkpoint")]
+    pub dir: PathBuf,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
 }
 
 #[derive(Debug, Args)]

@@ -41,6 +41,7 @@ fn main() {
         cli::Command::Bench(cli::BenchCommand::Rehearsal(args)) => bench::run_rehearsal(args),
         cli::Command::Bench(cli::BenchCommand::Loader(args)) => bench::run_loader(args),
         cli::Command::Bench(cli::BenchCommand::Sampling(args)) => bench::run_sampling(args),
+        cli::Command::Bench(cli::BenchCommand::Checkpoint(args)) => bench::run_checkpoint(args),
         cli::Command::Bench(cli::BenchCommand::Allreduce(args)) => bench::run_allreduce(args),
         cli::Command::Watch { dir } => watchdog::run(dir),
     };
