@@ -244,14 +244,15 @@ fn load(
 }
 
 /// The configuration of the run in `dir` (its `config.json`) and its data, to resume it.
-/// Every setting comes from there; other run options are refused.
+/// Every setting comes from there but where the data set lies (`--dataset-dir`, which does
+/// not change the run); other run options are refused.
 fn prepare_resume(args: &TrainArgs, dir: &Path, world: &dyn Communicator) -> Result<Prepared> {
     let given = serde_json::to_value(&args.options)?;
     let defaults = serde_json::to_value(crate::cli::default_train_options())?;
     let extra: Vec<String> = match (&given, &defaults) {
         (serde_json::Value::Object(given), serde_json::Value::Object(defaults)) => given
             .iter()
-            .filter(|(key, value)| defaults.get(*key) != Some(value))
+            .filter(|(key, value)| *key != "dataset_dir" && defaults.get(*key) != Some(value))
             .map(|(key, _)| format!("--{}", key.replace('_', "-")))
             .collect(),
         _ => Vec::new(),
@@ -282,6 +283,9 @@ fn prepare_resume(args: &TrainArgs, dir: &Path, world: &dyn Communicator) -> Res
         )
     })?;
     config.results_dir = dir.to_owned();
+    if given.get("dataset_dir") != defaults.get("dataset_dir") {
+        config.dataset_dir = args.options.dataset_dir.clone();
+    }
     load(config, Vec::new(), false, false, world)
 }
 
