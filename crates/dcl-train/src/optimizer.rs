@@ -882,6 +882,19 @@ mod tests {
     }
 
     #[test]
+    fn hyper_parameters_come_back_exactly_from_json_text() {
+        // serde_json's default parsing reads this number back one unit in the last place off.
+        let h = with(adam(), |s, _| s.lr = 0.994_141_423_413_993_5);
+        let problem = Problem::new();
+        let (_, hyper) = RegimeOptimizer::new(&problem.vars, h).unwrap().state();
+        let mut restored = RegimeOptimizer::new(&problem.vars, adam()).unwrap();
+        restored
+            .load_state(&[], &serde_json::from_str(&hyper.to_string()).unwrap())
+            .unwrap();
+        assert_eq!(restored.current, h);
+    }
+
+    #[test]
     fn applying_settings_keeps_the_state_within_a_kind() {
         let problem = Problem::new();
         let sgd = hyperparameters(OptimizerKind::Sgd, 0.1, 0.9, 0.0, OptimizerDetails::default());
