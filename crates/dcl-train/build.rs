@@ -1,5 +1,6 @@
-//! Compiles the C++ shims (csrc/: mixed precision, pinned memory) against the libtorch that
-//! tch links: its directory comes from torch-sys's build script (`links = "tch"`).
+//! Compiles the C++ shims (csrc/: mixed precision, pinned memory, optimiser arithmetic) against
+//! the libtorch that tch links: its directory comes from torch-sys's build script
+//! (`links = "tch"`).
 fn main() {
     println!("cargo:rerun-if-changed=csrc");
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys reports the libtorch directory");
@@ -17,5 +18,6 @@ fn main() {
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .file("csrc/amp.cpp")
         .file("csrc/memory.cpp")
+        .file("csrc/optimizer.cpp")
         .compile("dcl_torch_shim");
 }
