@@ -240,7 +240,7 @@ impl StepBatch {
 
     /// A minibatch without representatives, as a collate function's result.
     pub fn plain(batch: HostBatch) -> Result<Self, TrainError> {
-        let (images, labels) = crate::trainer::tensors_of(&batch);
+        let (images, labels) = crate::trainer::tensors_of(&batch)?;
         Ok(StepBatch {
             images,
             labels,
@@ -387,8 +387,8 @@ impl Rehearsal {
                     labels.extend_from_slice(&rep_labels);
                     let shape = [n as i64, c as i64, h as i64, w as i64];
                     let batch = StepBatch {
-                        images: host_tensor(&images, &shape),
-                        labels: host_tensor(&labels, &[n as i64]),
+                        images: host_tensor(&images, &shape)?,
+                        labels: host_tensor(&labels, &[n as i64])?,
                         fresh: fresh.labels.len(),
                         representatives: None,
                         class_weights: None,
@@ -397,15 +397,17 @@ impl Rehearsal {
                     batch
                 }
                 PipelineMode::Flyweight => {
-                    let representatives = (reps > 0).then(|| {
+                    let representatives = if reps > 0 {
                         let shape = [reps as i64, c as i64, h as i64, w as i64];
-                        (
-                            host_tensor(rep_images, &shape),
-                            host_tensor(&rep_labels, &[reps as i64]),
-                        )
-                    });
+                        Some((
+                            host_tensor(rep_images, &shape)?,
+                            host_tensor(&rep_labels, &[reps as i64])?,
+                        ))
+                    } else {
+                        None
+                    };
                     clock.lap(TimingStage::RepresentativesCopy);
-                    let (images, labels) = crate::trainer::tensors_of(&fresh);
+                    let (images, labels) = crate::trainer::tensors_of(&fresh)?;
                     clock.lap(TimingStage::BatchCopy);
                     StepBatch {
                         images,
@@ -434,7 +436,7 @@ impl Rehearsal {
             shared.timing.steps += 1;
             shared.draws.add(&drawn);
             Ok(StepBatch {
-                class_weights: weights.map(|w| host_tensor(&w, &[w.len() as i64])),
+                class_weights: weights.map(|w| host_tensor(&w, &[w.len() as i64])).transpose()?,
                 ..batch
             })
         }

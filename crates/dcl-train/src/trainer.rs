@@ -23,11 +23,11 @@ use crate::{EpochRecord, EvalRecord, RunConfig, RunRecord, TrainError, TrainObse
 const PREFETCH_BATCHES: usize = 4;
 
 /// The (images, labels) tensors of a host batch; runs on the loader thread.
-pub fn tensors_of(batch: &HostBatch) -> (Tensor, Tensor) {
+pub fn tensors_of(batch: &HostBatch) -> Result<(Tensor, Tensor), TrainError> {
     let shape = batch.shape.map(|d| d as i64);
-    let images = host_tensor(&batch.images, &shape);
-    let labels = host_tensor(&batch.labels, &[batch.labels.len() as i64]);
-    (images, labels)
+    let images = host_tensor(&batch.images, &shape)?;
+    let labels = host_tensor(&batch.labels, &[batch.labels.len() as i64])?;
+    Ok((images, labels))
 }
 
 /// A new CPU tensor of `shape` holding a copy of `values`.
@@ -35,9 +35,11 @@ pub fn tensors_of(batch: &HostBatch) -> (Tensor, Tensor) {
 /// Unlike `Tensor::from_slice`, which zero-fills through libtorch's intra-op thread pool
 /// before copying, this issues no parallel libtorch operation. A loader thread that ran
 /// one would start a second OpenMP team whose spinning threads steal the cores of the
-/// training step: measured on mnistnet, 4.4 ms steps became 6-7 ms.
-pub fn host_tensor<T: tch::kind::Element>(values: &[T], shape: &[i64]) -> Tensor {
-    let tensor = Tensor::empty(shape, (T::KIND, Device::Cpu));
+/// training step: measured on mnistnet, 4.4 ms steps became 6-7 ms. Memory that cannot be had
+/// is an error (the loader thread must not panic).
+pub fn host_tensor<T: tch::kind::Element>(values: &[T], shape: &[i64]) -> Result<Tensor, TrainError> {
+    let tensor = Tensor::f_empty(shape, (T::KIND, Device::Cpu))
+        .map_err(|e| crate::guard::torch_error("the loader", &e.to_string()))?;
     assert_eq!(
         tensor.numel(),
         values.len(),
@@ -49,7 +51,7 @@ pub fn host_tensor<T: tch::kind::Element>(values: &[T], shape: &[i64]) -> Tensor
     unsafe {
         std::ptr::copy_nonoverlapping(values.as_ptr(), tensor.data_ptr() as *mut T, values.len());
     }
-    tensor
+    Ok(tensor)
 }
 
 /// `tensor` in page-locked host memory when it is bound for a CUDA `device`, so that its copy
@@ -677,7 +679,7 @@ fn evaluate(
         samples.to_vec(),
         loader_config,
         move |batch: HostBatch| {
-            let (images, labels) = tensors_of(&batch);
+            let (images, labels) = tensors_of(&batch)?;
             Ok((staged(images, device)?, staged(labels, device)?))
         },
     );
@@ -793,14 +795,14 @@ mod tests {
 
     #[test]
     fn host_tensors_hold_the_values_in_shape() {
-        let images = host_tensor(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[1, 2, 3]);
+        let images = host_tensor(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[1, 2, 3]).unwrap();
         assert_eq!(images.size(), vec![1, 2, 3]);
         assert_eq!(images.kind(), Kind::Float);
         assert_eq!(
             Vec::<f32>::try_from(images.flatten(0, -1)).unwrap(),
             vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
         );
-        let labels = host_tensor(&[7i64, 0, 9], &[3]);
+        let labels = host_tensor(&[7i64, 0, 9], &[3]).unwrap();
         assert_eq!(Vec::<i64>::try_from(&labels).unwrap(), vec![7, 0, 9]);
     }
 

@@ -68,18 +68,55 @@ fn figures(summary: &Value) -> Value {
     })
 }
 
-/// Starts `command` and stops it with `signal` after `delay` (unless it ends first); returns
+/// The name of the latest checkpoint of the run in `results`, if any.
+fn latest_checkpoint(results: &Path) -> Option<String> {
+    let mut names: Vec<String> = std::fs::read_dir(results.join("checkpoints"))
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.file_name().to_str()?.to_owned()))
+        .filter(|name| name.starts_with("task-"))
+        .collect();
+    names.sort();
+    names.pop()
+}
+
+/// When a resumed run is stopped.
+enum Moment {
+    /// This long after its start (loading the data, building the model, the first steps).
+    AfterStart(Duration),
+    /// This long after it has written a checkpoint newer than the one given (the next
+    /// epoch's training, evaluation or checkpoint).
+    AfterCheckpoint(Option<String>, Duration),
+}
+
+/// Starts `command` and stops it with `signal` at `moment` (unless it ends first); returns
 /// whether it ended by itself, successfully.
-fn run_for(mut command: Command, delay: Duration, signal: &str) -> bool {
+fn run_until(mut command: Command, results: &Path, moment: Moment, signal: &str) -> bool {
     let mut child: Child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let started = Instant::now();
-    while started.elapsed() < delay {
+    let mut since: Option<Instant> = None;
+    loop {
         if let Some(status) = child.try_wait().unwrap() {
             let output = child.wait_with_output().unwrap();
             assert!(status.success(), "a resumed run failed: {}", stderr(&output));
             return true;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        let due = match &moment {
+            Moment::AfterStart(delay) => started.elapsed() >= *delay,
+            Moment::AfterCheckpoint(before, delay) => {
+                if since.is_none() && latest_checkpoint(results) > *before {
+                    since = Some(Instant::now());
+                }
+                since.is_some_and(|t| t.elapsed() >= *delay)
+            }
+        };
+        if due {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "a resumed run makes no progress"
+        );
+        std::thread::sleep(Duration::from_millis(2));
     }
     let killed = Command::new("kill")
         .args([&format!("-{signal}"), &child.id().to_string()])
@@ -94,10 +131,8 @@ fn run_for(mut command: Command, delay: Duration, signal: &str) -> bool {
 fn a_run_killed_again_and_again_and_resumed_ends_as_the_uninterrupted_one() {
     let root = tempfile::tempdir().unwrap();
     let whole = root.path().join("whole");
-    let started = Instant::now();
     let output = split_mnist(&whole).output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
-    let duration = started.elapsed();
     let expected = figures(&read_json(&whole.join("summary.json")));
 
     // The first start is killed once its results directory exists; then resumes, each killed
@@ -112,21 +147,27 @@ fn a_run_killed_again_and_again_and_resumed_ends_as_the_uninterrupted_one() {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it started");
         std::thread::sleep(Duration::from_millis(5));
     }
-    std::thread::sleep(duration / 8);
+    std::thread::sleep(Duration::from_millis(200));
     child.kill().unwrap();
     child.wait().unwrap();
     // Then 12 resumes, each stopped at a random moment (seeded), by kill -9 and SIGTERM in
-    // turn; then one left to finish.
+    // turn: every other one early (while it loads, builds or starts training), the others a
+    // random few milliseconds after their next checkpoint (in training, evaluation or the
+    // writing of a checkpoint); then one left to finish.
     let mut interruptions = 1;
     let mut random = 0x2545_F491_4F6C_DD1Du64;
     for attempt in 0..12 {
         random ^= random << 13;
         random ^= random >> 7;
         random ^= random << 17;
-        // Between 2 and 35 % of the whole run's time, start-up included.
-        let fraction = 0.02 + 0.33 * (random % 1000) as f64 / 1000.0;
-        let signal = if attempt % 2 == 0 { "KILL" } else { "TERM" };
-        if run_for(resume(&broken), duration.mul_f64(fraction), signal) {
+        let jitter = Duration::from_millis(random % 400);
+        let moment = if attempt % 2 == 0 {
+            Moment::AfterStart(jitter + Duration::from_millis(50))
+        } else {
+            Moment::AfterCheckpoint(latest_checkpoint(&broken), jitter / 8)
+        };
+        let signal = if attempt % 4 < 2 { "KILL" } else { "TERM" };
+        if run_until(resume(&broken), &broken, moment, signal) {
             break;
         }
         interruptions += 1;

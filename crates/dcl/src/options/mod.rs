@@ -388,7 +388,15 @@ mod tests {
             err(&["--model", "mnistnet", "--model-config", "{'colour': 1}"]),
             "--model-config: unknown key 'colour' for mnistnet; valid keys: weights"
         );
-        assert!(err(&["--model", "mnistnet", "--load-checkpoint", "x.pt"]).contains("not available yet"));
+        assert!(err(&[
+            "--model",
+            "mnistnet",
+            "--load-checkpoint",
+            "x.safetensors",
+            "--model-config",
+            "{'weights': 'y.safetensors'}"
+        ])
+        .contains("--load-checkpoint and --model-config's 'weights' both name weights"));
         assert_eq!(
             err(&["--model", "mnistnet", "--batches-per-allreduce", "0"]),
             "invalid configuration: --batches-per-allreduce must be at least 1"
