@@ -118,8 +118,8 @@ impl Learner {
         Ok(())
     }
 
-    /// Moves to `settings` keeping the optimiser's state where libtorch allows
-    /// ([`RegimeOptimizer::apply`]).
+    /// Moves to `settings`, keeping the optimiser's state unless the kind of optimiser
+    /// changes ([`RegimeOptimizer::apply`]).
     pub fn apply(&mut self, settings: impl Into<Hyperparameters>) -> Result<(), TrainError> {
         self.optimizer.apply(&self.vars, settings.into())
     }
