@@ -1,0 +1,125 @@
+/* Decoding one rectangle of a JPEG image with libjpeg(-turbo), for crates/dcl-data's
+ * decode/region.rs. Columns outside the rectangle are not inverse-transformed, upsampled or
+ * colour-converted (jpeg_crop_scanline), rows above it are only entropy-decoded
+ * (jpeg_skip_scanlines), and the decoder stops after its last row, so rows below it are not
+ * even entropy-decoded (single-scan files; progressive ones are entropy-decoded whole by
+ * jpeg_start_decompress).
+ *
+ * The pixels are those of decoding the whole image and cropping: fancy upsampling treats
+ * the first and last columns that it is given as the image's edges, so the columns handed to
+ * it start and end at least one pixel outside the rectangle. The libjpeg structures are used
+ * only through the system's jpeglib.h, never laid out by hand in Rust. */
+
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+
+/* Return values of dcl_jpeg_decode_region. */
+enum { DCL_JPEG_OK = 0, DCL_JPEG_TRUNCATED = 1, DCL_JPEG_ERROR = 2 };
+
+/* An error manager that jumps back instead of exiting, and records truncation. */
+struct error_manager {
+  struct jpeg_error_mgr pub;
+  jmp_buf escape;
+  /* Whether libjpeg warned that the data ended before the image (it then decodes on as if
+   * the rest were blank). Other warnings are ignored, as PIL ignores them. */
+  int truncated;
+};
+
+static void on_error(j_common_ptr cinfo) {
+  longjmp(((struct error_manager *)cinfo->err)->escape, 1);
+}
+
+static void on_message(j_common_ptr cinfo, int level) {
+  if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF)
+    ((struct error_manager *)cinfo->err)->truncated = 1;
+}
+
+/* Writes the pixels of `row` (`components` = 1 or 3 interleaved values each) to pixel `at`
+ * of the three planes of `out`, `count` pixels, a grey value into every plane. */
+static void planarise(const JSAMPLE *row, int components, uint8_t *out, size_t plane,
+                      size_t at, size_t count) {
+  uint8_t *red = out + at, *green = red + plane, *blue = green + plane;
+  if (components == 1) {
+    memcpy(red, row, count);
+    memcpy(green, row, count);
+    memcpy(blue, row, count);
+    return;
+  }
+  for (size_t i = 0; i < count; i++) {
+    red[i] = row[3 * i];
+    green[i] = row[3 * i + 1];
+    blue[i] = row[3 * i + 2];
+  }
+}
+
+/* Decodes the rectangle of rows [top, top + height) and columns [left, left + width) of the
+ * JPEG image in `data` (`len` bytes), scaled by 1/`reduction` in the DCT domain (1, 2, 4 or
+ * 8; the rectangle is in the scaled image's pixels), into `out`: three planes of `height` x
+ * `width` bytes (red, green, blue; a grayscale image's value in all three). RGB output as
+ * PIL's convert('RGB'): libjpeg's default (islow) IDCT and fancy upsampling. Only grayscale,
+ * YCbCr and RGB files: libjpeg refuses to convert the others to RGB.
+ *
+ * Returns DCL_JPEG_OK, DCL_JPEG_TRUNCATED when the data ended before the rows read did (the
+ * missing part then reads grey), or DCL_JPEG_ERROR with libjpeg's message (or why the
+ * rectangle or `out` does not fit) in `message`, `message_len` bytes with the NUL. */
+int dcl_jpeg_decode_region(const uint8_t *data, size_t len, int reduction, size_t top,
+                           size_t left, size_t height, size_t width, uint8_t *out,
+                           size_t out_len, char *message, size_t message_len) {
+  struct jpeg_decompress_struct cinfo;
+  struct error_manager errors;
+  cinfo.err = jpeg_std_error(&errors.pub);
+  errors.pub.error_exit = on_error;
+  errors.pub.emit_message = on_message;
+  errors.truncated = 0;
+  if (setjmp(errors.escape)) {
+    char text[JMSG_LENGTH_MAX];
+    (*cinfo.err->format_message)((j_common_ptr)&cinfo, text);
+    snprintf(message, message_len, "%s", text);
+    jpeg_destroy_decompress(&cinfo);
+    return DCL_JPEG_ERROR;
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_mem_src(&cinfo, data, (unsigned long)len);
+  jpeg_read_header(&cinfo, TRUE);
+  cinfo.out_color_space = cinfo.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : JCS_RGB;
+  cinfo.scale_num = 1;
+  cinfo.scale_denom = (unsigned int)reduction;
+  jpeg_start_decompress(&cinfo);
+
+  size_t plane = height * width;
+  if (height == 0 || width == 0 || top > cinfo.output_height ||
+      height > cinfo.output_height - top || left > cinfo.output_width ||
+      width > cinfo.output_width - left || out_len / 3 < plane) {
+    snprintf(message, message_len,
+             "cannot decode %zux%zu pixels at (%zu, %zu) of a %ux%u image into %zu bytes",
+             width, height, left, top, (unsigned)cinfo.output_width,
+             (unsigned)cinfo.output_height, out_len);
+    jpeg_destroy_decompress(&cinfo);
+    return DCL_JPEG_ERROR;
+  }
+  /* One column more on each side, where the image has one, then out to the iMCU columns
+   * holding them (jpeg_crop_scanline moves the start left). */
+  JDIMENSION crop_left = (JDIMENSION)(left > 0 ? left - 1 : left);
+  JDIMENSION crop_width =
+      (JDIMENSION)(left + width < cinfo.output_width ? left + width + 1 : left + width) -
+      crop_left;
+  jpeg_crop_scanline(&cinfo, &crop_left, &crop_width);
+  jpeg_skip_scanlines(&cinfo, (JDIMENSION)top);
+  JSAMPARRAY row = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE,
+                                              crop_width * cinfo.output_components, 1);
+  size_t skipped = (left - crop_left) * (size_t)cinfo.output_components;
+  for (size_t r = 0; r < height; r++) {
+    jpeg_read_scanlines(&cinfo, row, 1);
+    planarise(row[0] + skipped, cinfo.output_components, out, plane, r * width, width);
+  }
+  if (cinfo.output_scanline == cinfo.output_height)
+    jpeg_finish_decompress(&cinfo);
+  jpeg_destroy_decompress(&cinfo);
+  return errors.truncated ? DCL_JPEG_TRUNCATED : DCL_JPEG_OK;
+}
