@@ -4,12 +4,13 @@
 //! caller's per-sample RNG.
 //!
 //! Images of file-backed sources are decoded at the reduced size their crop needs (JPEG's
-//! DCT-domain scaling), drawn before decoding.
+//! DCT-domain scaling), and only over the window the transform reads, both drawn before
+//! decoding.
 
 use rand::Rng;
 
 use crate::scenario::{Resampling, View};
-use crate::{decode_scaled, read_shape, DataError, Image, ImageSource, Normalization, Transform};
+use crate::{decode_region, read_shape, DataError, Image, ImageSource, Normalization, Transform};
 
 /// The transform and normalisation of one split's images.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,8 +65,9 @@ impl Pipeline {
             Some(bytes) => {
                 let corrupt = |e| source.corrupt(index, e);
                 let draw = self.transform.draw(read_shape(&bytes).map_err(corrupt)?, rng);
-                let reduction = decode_scaled(&bytes, self.transform.min_decode_size(&draw), read).map_err(corrupt)?;
-                self.transform.apply_drawn(&draw, read, reduction, resized, shaped);
+                let min_size = self.transform.min_decode_size(&draw);
+                let placement = decode_region(&bytes, min_size, draw.window, read).map_err(corrupt)?;
+                self.transform.apply_drawn(&draw, read, placement, resized, shaped);
             }
             None => {
                 source.read(index, read)?;
