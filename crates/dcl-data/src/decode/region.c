@@ -40,30 +40,41 @@ static void on_message(j_common_ptr cinfo, int level) {
     ((struct error_manager *)cinfo->err)->truncated = 1;
 }
 
-/* Writes the pixels of `row` (`components` = 1 or 3 interleaved values each) to pixel `at`
- * of the three planes of `out`, `count` pixels, a grey value into every plane. */
-static void planarise(const JSAMPLE *row, int components, uint8_t *out, size_t plane,
-                      size_t at, size_t count) {
-  uint8_t *red = out + at, *green = red + plane, *blue = green + plane;
-  if (components == 1) {
-    memcpy(red, row, count);
-    memcpy(green, row, count);
-    memcpy(blue, row, count);
-    return;
-  }
-  for (size_t i = 0; i < count; i++) {
-    red[i] = row[3 * i];
-    green[i] = row[3 * i + 1];
-    blue[i] = row[3 * i + 2];
+/* Reads the `height` rows from the next one on, and writes the `width` pixels of each from
+ * column `left` to `out` as three planes: the values of a grayscale image into every plane,
+ * those of RGBX pixels (four bytes, which vectorises where three do not) into one each.
+ * Apart from `dcl_jpeg_decode_region`, whose setjmp keeps its variables out of registers. */
+__attribute__((noinline)) static void read_rows(j_decompress_ptr cinfo, JSAMPARRAY row,
+                                                size_t left, size_t height, size_t width,
+                                                uint8_t *out) {
+  size_t plane = height * width;
+  int components = cinfo->output_components;
+  for (size_t r = 0; r < height; r++) {
+    jpeg_read_scanlines(cinfo, row, 1);
+    const JSAMPLE *restrict pixels = row[0] + left * components;
+    uint8_t *restrict red = out + r * width;
+    uint8_t *restrict green = red + plane;
+    uint8_t *restrict blue = green + plane;
+    if (components == 1) {
+      memcpy(red, pixels, width);
+      memcpy(green, pixels, width);
+      memcpy(blue, pixels, width);
+      continue;
+    }
+    for (size_t i = 0; i < width; i++) {
+      red[i] = pixels[4 * i];
+      green[i] = pixels[4 * i + 1];
+      blue[i] = pixels[4 * i + 2];
+    }
   }
 }
 
 /* Decodes the rectangle of rows [top, top + height) and columns [left, left + width) of the
  * JPEG image in `data` (`len` bytes), scaled by 1/`reduction` in the DCT domain (1, 2, 4 or
  * 8; the rectangle is in the scaled image's pixels), into `out`: three planes of `height` x
- * `width` bytes (red, green, blue; a grayscale image's value in all three). RGB output as
- * PIL's convert('RGB'): libjpeg's default (islow) IDCT and fancy upsampling. Only grayscale,
- * YCbCr and RGB files: libjpeg refuses to convert the others to RGB.
+ * `width` bytes (red, green, blue; a grayscale image's value in all three), as PIL's
+ * convert('RGB'): libjpeg's default (islow) IDCT and fancy upsampling. Only grayscale, YCbCr
+ * and RGB files: libjpeg refuses to convert the others to RGB.
  *
  * Returns DCL_JPEG_OK, DCL_JPEG_TRUNCATED when the data ended before the rows read did (the
  * missing part then reads grey), or DCL_JPEG_ERROR with libjpeg's message (or why the
@@ -87,15 +98,14 @@ int dcl_jpeg_decode_region(const uint8_t *data, size_t len, int reduction, size_
   jpeg_create_decompress(&cinfo);
   jpeg_mem_src(&cinfo, data, (unsigned long)len);
   jpeg_read_header(&cinfo, TRUE);
-  cinfo.out_color_space = cinfo.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : JCS_RGB;
+  cinfo.out_color_space = cinfo.jpeg_color_space == JCS_GRAYSCALE ? JCS_GRAYSCALE : JCS_EXT_RGBX;
   cinfo.scale_num = 1;
   cinfo.scale_denom = (unsigned int)reduction;
   jpeg_start_decompress(&cinfo);
 
-  size_t plane = height * width;
   if (height == 0 || width == 0 || top > cinfo.output_height ||
       height > cinfo.output_height - top || left > cinfo.output_width ||
-      width > cinfo.output_width - left || out_len / 3 < plane) {
+      width > cinfo.output_width - left || out_len / 3 < height * width) {
     snprintf(message, message_len,
              "cannot decode %zux%zu pixels at (%zu, %zu) of a %ux%u image into %zu bytes",
              width, height, left, top, (unsigned)cinfo.output_width,
@@ -113,11 +123,7 @@ int dcl_jpeg_decode_region(const uint8_t *data, size_t len, int reduction, size_
   jpeg_skip_scanlines(&cinfo, (JDIMENSION)top);
   JSAMPARRAY row = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE,
                                               crop_width * cinfo.output_components, 1);
-  size_t skipped = (left - crop_left) * (size_t)cinfo.output_components;
-  for (size_t r = 0; r < height; r++) {
-    jpeg_read_scanlines(&cinfo, row, 1);
-    planarise(row[0] + skipped, cinfo.output_components, out, plane, r * width, width);
-  }
+  read_rows(&cinfo, row, left - crop_left, height, width, out);
   if (cinfo.output_scanline == cinfo.output_height)
     jpeg_finish_decompress(&cinfo);
   jpeg_destroy_decompress(&cinfo);
