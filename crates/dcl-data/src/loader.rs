@@ -51,6 +51,10 @@ impl LoaderSource {
                 &mut images,
             )?;
             let made = scratch.output_shape();
+            if shape.is_none() {
+                // Room for the whole batch: no copies and fresh pages as it grows.
+                images.reserve_exact(images.len() * (samples.len() - 1));
+            }
             if *shape.get_or_insert(made) != made {
                 return Err(DataError::Pipeline(format!(
                     "images of different sizes in one batch ({made:?} and {:?}): give --input-size",
