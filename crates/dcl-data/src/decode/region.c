@@ -7,8 +7,10 @@
  *
  * The pixels are those of decoding the whole image and cropping: fancy upsampling treats
  * the first and last columns that it is given as the image's edges, so the columns handed to
- * it start and end at least one pixel outside the rectangle. The libjpeg structures are used
- * only through the system's jpeglib.h, never laid out by hand in Rust. */
+ * it start and end at least one pixel outside the rectangle; jpeg_skip_scanlines decodes the
+ * rows that the upsampling of the first row kept needs itself (the unit tests compare every
+ * position). The libjpeg structures are used only through the system's jpeglib.h, never
+ * laid out by hand in Rust. */
 
 #include <setjmp.h>
 #include <stddef.h>
