@@ -4,17 +4,21 @@
 //! (`PIL.Image.convert('RGB')`): grayscale is replicated, alpha dropped, palettes expanded
 //! and CMYK converted as PIL converts it.
 //!
-//! JPEG goes through libjpeg-turbo's TurboJPEG API, the decoder PIL uses, so the pixels are
-//! PIL's; it also decodes at 1/2, 1/4 or 1/8 of the size in the DCT domain
-//! ([`decode_scaled`]), much faster than decoding whole and resizing. PNG goes through the
-//! `png` crate.
+//! JPEG goes through libjpeg-turbo, the decoder PIL uses, so the pixels are PIL's: its
+//! TurboJPEG API reads headers and decodes CMYK files; grayscale, YCbCr and RGB files go
+//! through its libjpeg API (a C shim, `decode/region.c`), which decodes only the rectangle a
+//! transform reads ([`decode_region`]). Both decode at 1/2, 1/4 or 1/8 of the size in the
+//! DCT domain ([`decode_scaled`]), much faster than decoding whole and resizing. PNG goes
+//! through the `png` crate.
 
 use std::cell::RefCell;
 use std::ffi::{c_int, c_ulong, CStr};
 
 use turbojpeg_sys as tj;
 
-use crate::Image;
+use crate::{Image, Window};
+
+mod region;
 
 /// Why bytes could not be decoded. `Display` is one line without the file's name, for the
 /// caller to prefix.
@@ -61,13 +65,59 @@ pub fn decode(bytes: &[u8], out: &mut Image) -> Result<(), DecodeError> {
 /// when none is; a PNG file whole. Returns the reduction `r`: the output is `ceil(height / r) x ceil(width / r)`, its
 /// pixel `(y, x)` covering the source pixels `[r y, r (y + 1)) x [r x, r (x + 1))`.
 pub fn decode_scaled(bytes: &[u8], min_size: [usize; 2], out: &mut Image) -> Result<usize, DecodeError> {
+    let everything = Window {
+        top: 0,
+        left: 0,
+        height: usize::MAX,
+        width: usize::MAX,
+    };
+    decode_region(bytes, min_size, everything, out).map(|placement| placement.reduction)
+}
+
+/// Where a decoded image lies in the image that the file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Placement {
+    /// The image was decoded at `1 / reduction` of its size, as [`decode_scaled`] says.
+    pub reduction: usize,
+    /// The decoded pixel (0, 0) is pixel (`top`, `left`) of the image at that size.
+    pub top: usize,
+    pub left: usize,
+}
+
+impl Placement {
+    /// All of an image, decoded at `1 / reduction` of its size.
+    pub fn whole(reduction: usize) -> Self {
+        Placement {
+            reduction,
+            top: 0,
+            left: 0,
+        }
+    }
+}
+
+/// Decodes the part of a JPEG or PNG file that `window` (in the full-size image's pixels,
+/// clipped to the image) needs, reduced as [`decode_scaled`] reduces, into `out`; returns
+/// where `out` lies in the image. Grayscale, YCbCr and RGB JPEG files are decoded only over
+/// the reduced pixels that the window touches (rows `floor(top / r)` to `ceil(bottom / r)`,
+/// columns alike), bit for bit as the same pixels of the whole decode; others whole.
+///
+/// The decoder stops after the window's last row only when the file ends with its
+/// end-of-image marker: a file that does not is decoded to its last row, so that a truncated
+/// file is reported whatever the window. (Below the window, a complete single-scan file can
+/// only hold entropy-coded data, whose damage libjpeg reports as warnings, ignored anyway.)
+pub fn decode_region(
+    bytes: &[u8],
+    min_size: [usize; 2],
+    window: Window,
+    out: &mut Image,
+) -> Result<Placement, DecodeError> {
     thread_local! {
         /// The decoder's interleaved output, before it becomes planar.
         static INTERLEAVED: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
     INTERLEAVED.with_borrow_mut(|buffer| match Format::of(bytes)? {
-        Format::Jpeg => decode_jpeg(bytes, min_size, buffer, out),
-        Format::Png => decode_png(bytes, buffer, out).map(|()| 1),
+        Format::Jpeg => decode_jpeg(bytes, min_size, window, buffer, out),
+        Format::Png => decode_png(bytes, buffer, out).map(|()| Placement::whole(1)),
     })
 }
 
@@ -99,9 +149,10 @@ const REDUCTIONS: [usize; 4] = [8, 4, 2, 1];
 fn decode_jpeg(
     bytes: &[u8],
     min_size: [usize; 2],
+    window: Window,
     buffer: &mut Vec<u8>,
     out: &mut Image,
-) -> Result<usize, DecodeError> {
+) -> Result<Placement, DecodeError> {
     let mut decompressor = Decompressor::new()?;
     let header = decompressor.header(bytes)?;
     let [height, width] = header.size;
@@ -114,20 +165,43 @@ fn decode_jpeg(
             size[0] >= min_size[0] && size[1] >= min_size[1] && (r == 1 || size != [height, width])
         })
         .unwrap_or(1);
-    let size = reduced(reduction);
-    let (pixel_format, stride) = match header.colorspace {
-        tj::TJCS_TJCS_GRAY => (tj::TJPF_TJPF_GRAY, 1),
-        tj::TJCS_TJCS_CMYK | tj::TJCS_TJCS_YCCK => (tj::TJPF_TJPF_CMYK, 4),
-        _ => (tj::TJPF_TJPF_RGB, 3),
-    };
-    buffer.resize(size[0] * size[1] * stride, 0);
-    decompressor.decompress(bytes, size, pixel_format, buffer)?;
-    match stride {
-        1 => planarise(buffer, 1, size, out, |p| [p[0]; 3]),
-        4 => planarise(buffer, 4, size, out, cmyk_to_rgb),
-        _ => planarise(buffer, 3, size, out, |p| [p[0], p[1], p[2]]),
+    if let tj::TJCS_TJCS_CMYK | tj::TJCS_TJCS_YCCK = header.colorspace {
+        let size = reduced(reduction);
+        buffer.resize(size[0] * size[1] * 4, 0);
+        decompressor.decompress(bytes, size, tj::TJPF_TJPF_CMYK, buffer)?;
+        planarise(buffer, 4, size, out, cmyk_to_rgb);
+        return Ok(Placement::whole(reduction));
     }
-    Ok(reduction)
+    let [top, left, rows, columns] = covering(window, header.size, reduction);
+    // To its last row unless the file ends as a complete one does (see `decode_region`).
+    let rows = if bytes.ends_with(&END_OF_IMAGE) {
+        rows
+    } else {
+        reduced(reduction)[0] - top
+    };
+    region::decode_rect(bytes, reduction, [top, left, rows, columns], out)?;
+    Ok(Placement { reduction, top, left })
+}
+
+/// The marker that ends a JPEG file.
+const END_OF_IMAGE: [u8; 2] = [0xFF, 0xD9];
+
+/// The rectangle (top, left, height, width) of the image of `size` (height, width) decoded
+/// at `1 / reduction` of it whose pixels `window` touches, the window clipped to the image;
+/// all of it when the window lies outside the image.
+fn covering(window: Window, size: [usize; 2], reduction: usize) -> [usize; 4] {
+    let span = |start: isize, length: usize, full: usize| {
+        let clip = |v: isize| v.clamp(0, full as isize) as usize;
+        let (first, end) = (clip(start), clip(start.saturating_add_unsigned(length)));
+        (first / reduction, end.div_ceil(reduction))
+    };
+    let (top, bottom) = span(window.top, window.height, size[0]);
+    let (left, right) = span(window.left, window.width, size[1]);
+    if top < bottom && left < right {
+        [top, left, bottom - top, right - left]
+    } else {
+        [0, 0, size[0].div_ceil(reduction), size[1].div_ceil(reduction)]
+    }
 }
 
 /// PIL's conversion of a CMYK JPEG pixel, as read by libjpeg (Adobe's inverted convention),
@@ -305,7 +379,7 @@ impl Decompressor {
 
 /// A fatal libjpeg error: truncation when the file lacks its end marker, else corruption.
 fn fatal(reason: String, bytes: &[u8]) -> DecodeError {
-    if bytes.ends_with(&[0xFF, 0xD9]) {
+    if bytes.ends_with(&END_OF_IMAGE) {
         DecodeError::Corrupt { format: "JPEG", reason }
     } else {
         DecodeError::Truncated("JPEG")

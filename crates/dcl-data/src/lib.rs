@@ -27,7 +27,7 @@ pub mod transform;
 pub use catalog::{DatasetInfo, Kind, DATASETS};
 pub use cifar::{Cifar, CifarFormat, InMemorySplit};
 pub use dataset::{Augment, ImageSet, Normalization, SplitDataset};
-pub use decode::{decode, decode_scaled, read_shape, DecodeError};
+pub use decode::{decode, decode_region, decode_scaled, read_shape, DecodeError, Placement};
 pub use error::DataError;
 pub use folder::{FileLayout, FileList, Splits};
 pub use image::{Image, Window};

@@ -56,6 +56,12 @@ impl LoaderSource {
                 self.keep_records.then_some(&mut records),
             )?;
             let made = scratch.output_shape();
+            if shape.is_none() {
+                // Room for the whole batch: no copies and fresh pages as it grows.
+                images.reserve_exact(images.len() * (samples.len() - 1));
+                #[cfg(target_os = "linux")]
+                advise_huge_pages(&mut images);
+            }
             if *shape.get_or_insert(made) != made {
                 return Err(DataError::Pipeline(format!(
                     "images of different sizes in one batch ({made:?} and {:?}): give --input-size",
@@ -75,6 +81,24 @@ impl LoaderSource {
             shape,
             records,
         })
+    }
+}
+
+/// Asks Linux to back the spare capacity of `buffer` with transparent huge pages (2 MB), where
+/// the system grants them to programs that ask (`madvise` mode, Debian's and Ubuntu's): a batch
+/// of 64 inputs of 3x224x224 (38.5 MB, in pages never touched before) then costs about 20
+/// page faults instead of about 9,400, which took about a tenth of the loader's time on
+/// photographs. Only advice: nothing changes where the system says no.
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(buffer: &mut Vec<f32>) {
+    const HUGE_PAGE: usize = 2 << 20;
+    let spare = buffer.spare_capacity_mut().as_mut_ptr_range();
+    let (start, end) = (spare.start as usize, spare.end as usize);
+    let (first, last) = (start.next_multiple_of(HUGE_PAGE), end / HUGE_PAGE * HUGE_PAGE);
+    if first < last {
+        // SAFETY: the range lies within the buffer's allocation, which stays put (its
+        // capacity is reserved); the advice changes no byte of it.
+        unsafe { libc::madvise(first as *mut libc::c_void, last - first, libc::MADV_HUGEPAGE) };
     }
 }
 

@@ -4,12 +4,13 @@
 //! caller's per-sample RNG.
 //!
 //! Images of file-backed sources are decoded at the reduced size their crop needs (JPEG's
-//! DCT-domain scaling), drawn before decoding.
+//! DCT-domain scaling), and only over the window the transform reads, both drawn before
+//! decoding.
 
 use rand::Rng;
 
 use crate::scenario::{Resampling, View};
-use crate::{decode_scaled, read_shape, DataError, DecodeError, Image, ImageSource, Normalization, Transform};
+use crate::{decode_region, read_shape, DataError, DecodeError, Image, ImageSource, Normalization, Transform};
 
 /// The transform and normalisation of one split's images.
 #[derive(Debug, Clone, PartialEq)]
@@ -184,7 +185,7 @@ impl Pipeline {
     }
 
     /// Runs the transform on `stored` into `shaped`; an encoded file is decoded at the
-    /// reduced size its crop needs, drawn before decoding.
+    /// reduced size its crop needs and only over the window it reads, drawn before decoding.
     fn shape(
         &self,
         stored: &Stored,
@@ -196,8 +197,9 @@ impl Pipeline {
         match stored {
             Stored::Encoded(bytes) => {
                 let draw = self.transform.draw(read_shape(bytes)?, rng);
-                let reduction = decode_scaled(bytes, self.transform.min_decode_size(&draw), decoded)?;
-                self.transform.apply_drawn(&draw, decoded, reduction, resized, shaped);
+                let min_size = self.transform.min_decode_size(&draw);
+                let placement = decode_region(bytes, min_size, draw.window, decoded)?;
+                self.transform.apply_drawn(&draw, decoded, placement, resized, shaped);
                 Ok(())
             }
             Stored::Pixels(image) => {

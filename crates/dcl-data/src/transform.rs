@@ -2,17 +2,19 @@
 //! every random choice drawn from a caller-supplied RNG (one per sample: seed, epoch, index).
 //!
 //! A transform runs in two steps, so that a JPEG can be decoded at a reduced size when its
-//! output needs fewer pixels than the file has (the trick of DALI and FFCV):
+//! output needs fewer pixels than the file has (the trick of DALI and FFCV), and only over
+//! the window that the transform reads:
 //! ```ignore
 //! let draw = transform.draw(decode::read_shape(&bytes)?, &mut rng);
-//! let reduction = decode::decode_scaled(&bytes, transform.min_decode_size(&draw), &mut image)?;
-//! transform.apply_drawn(&draw, &image, reduction, &mut scratch, &mut out);
+//! let placement = decode::decode_region(&bytes, transform.min_decode_size(&draw), draw.window, &mut image)?;
+//! transform.apply_drawn(&draw, &image, placement, &mut scratch, &mut out);
 //! ```
 //! [`Transform::apply`] does both on a full-size image; the same RNG gives the same draw
 //! either way, and at reduction 1 the same pixels.
 
 use rand::Rng;
 
+use crate::decode::Placement;
 use crate::image::Window;
 use crate::resize::{resize, Resize};
 use crate::Image;
@@ -116,7 +118,7 @@ impl Transform {
     }
 
     /// The smallest (height, width) at which the image of `draw` can be decoded without
-    /// losing output resolution, for [`decode_scaled`](crate::decode::decode_scaled): about
+    /// losing output resolution, for [`decode_region`](crate::decode::decode_region): about
     /// the size at which the crop becomes the output's size for the resizing transforms, the
     /// full size for the others.
     pub fn min_decode_size(&self, draw: &Draw) -> [usize; 2] {
@@ -132,26 +134,42 @@ impl Transform {
         }
     }
 
-    /// Applies the transform as drawn to `image`, the drawn-for image decoded at `1 /
-    /// reduction` of its size, into `out` (shape [`output_shape`](Self::output_shape)), with
-    /// `scratch` for intermediate pixels; reuses both buffers.
+    /// Applies the transform as drawn to `image`, the part of the drawn-for image that holds
+    /// `draw.window` (clipped to the image), decoded as `placement` says, into `out` (shape
+    /// [`output_shape`](Self::output_shape)), with `scratch` for intermediate pixels; reuses
+    /// both buffers. The output depends on the pixels of the window only, not on how much
+    /// more `image` holds.
     ///
     /// # Panics
-    /// If `reduction` is not 1 for a transform that does not resize (`Identity`, `Pad`,
+    /// If the reduction is not 1 for a transform that does not resize (`Identity`, `Pad`,
     /// `CropFlip`: their [`min_decode_size`](Self::min_decode_size) is the full size).
-    pub fn apply_drawn(&self, draw: &Draw, image: &Image, reduction: usize, scratch: &mut Image, out: &mut Image) {
+    pub fn apply_drawn(&self, draw: &Draw, image: &Image, placement: Placement, scratch: &mut Image, out: &mut Image) {
+        let Placement { reduction, top, left } = placement;
+        // Full-size rows and columns as the image's (fractional ones when reduced).
+        let row = |y: f64| y / reduction as f64 - top as f64;
+        let column = |x: f64| x / reduction as f64 - left as f64;
         let reduced = |v: usize| v as f64 / reduction as f64;
         let window = draw.window;
         match *self {
             Transform::Identity | Transform::Pad { .. } | Transform::CropFlip { .. } => {
                 assert_eq!(reduction, 1, "{self:?} needs the full-size image");
-                image.copy_window(window, out);
+                let shifted = Window {
+                    top: window.top - top as isize,
+                    left: window.left - left as isize,
+                    ..window
+                };
+                image.copy_window(shifted, out);
             }
             Transform::RandomResizedCrop { size, .. } => {
-                let source = [window.top as usize, window.left as usize, window.height, window.width];
+                let crop = [window.top as usize, window.left as usize, window.height, window.width];
                 let spec = Resize {
-                    source: source.map(reduced),
-                    ..Resize::crop(source, [size, size])
+                    source: [
+                        row(crop[0] as f64),
+                        column(crop[1] as f64),
+                        reduced(crop[2]),
+                        reduced(crop[3]),
+                    ],
+                    ..Resize::crop(crop, [size, size])
                 };
                 resize(image, &spec, scratch, out);
             }
@@ -165,7 +183,7 @@ impl Transform {
                     width: resized[1],
                 };
                 let crop = centred(whole, [size, size]);
-                let source = [0.0, 0.0, reduced(height), reduced(width)];
+                let source = [row(0.0), column(0.0), reduced(height), reduced(width)];
                 if size <= resized[0] && size <= resized[1] {
                     let keep = [crop.top as usize, crop.left as usize, size, size];
                     resize(
@@ -199,7 +217,7 @@ impl Transform {
     /// [`apply_drawn`](Self::apply_drawn).
     pub fn apply(&self, image: &Image, rng: &mut impl Rng, scratch: &mut Image, out: &mut Image) {
         let draw = self.draw(image.shape, rng);
-        self.apply_drawn(&draw, image, 1, scratch, out);
+        self.apply_drawn(&draw, image, Placement::whole(1), scratch, out);
     }
 }
 
@@ -293,7 +311,7 @@ mod tests {
 
     fn applied(transform: &Transform, image: &Image, draw: &Draw) -> Image {
         let (mut scratch, mut out) = (Image::default(), Image::default());
-        transform.apply_drawn(draw, image, 1, &mut scratch, &mut out);
+        transform.apply_drawn(draw, image, Placement::whole(1), &mut scratch, &mut out);
         assert_eq!(out.shape, transform.output_shape(image.shape));
         out
     }

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use dcl_data::{decode, decode_scaled, read_shape, resize, Draw, Image, Resize, Transform, Window};
+use dcl_data::{
+    decode, decode_scaled, read_shape, resize, DataError, Draw, Image, ImageSource, Normalization, Pipeline, Placement,
+    Resize, Transform, View, Window,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
@@ -196,7 +199,7 @@ fn random_resized_crop_geometry_matches_torchvision() {
             flip: case["flip"].as_bool().unwrap(),
         };
         let transform = Transform::random_resized_crop(usize_of(&case["size"]));
-        transform.apply_drawn(&draw, &input, 1, &mut scratch, &mut out);
+        transform.apply_drawn(&draw, &input, Placement::whole(1), &mut scratch, &mut out);
         let diff = max_diff(&format!("{draw:?}"), &out, &expected);
         assert!(diff <= TOLERANCE, "{draw:?}: max abs difference {diff}");
     }
@@ -240,8 +243,8 @@ fn reduced_decodes_give_nearly_the_same_outputs() {
         let mut rng = ChaCha8Rng::seed_from_u64(seed as u64);
         let draw = transform.draw(read_shape(&bytes).unwrap(), &mut rng);
         let reduction = decode_scaled(&bytes, transform.min_decode_size(&draw), &mut reduced).unwrap();
-        transform.apply_drawn(&draw, &reduced, reduction, &mut scratch, &mut out);
-        transform.apply_drawn(&draw, &full, 1, &mut scratch, &mut expected);
+        transform.apply_drawn(&draw, &reduced, Placement::whole(reduction), &mut scratch, &mut out);
+        transform.apply_drawn(&draw, &full, Placement::whole(1), &mut scratch, &mut expected);
         assert_eq!(out.shape, expected.shape);
         let total: u64 = out
             .pixels
@@ -260,4 +263,95 @@ fn reduced_decodes_give_nearly_the_same_outputs() {
         reductions.iter().any(|&r| r > 1),
         "no draw was decoded reduced: {reductions:?}"
     );
+}
+
+/// Encoded files in memory: a file-backed source, whose images the pipeline decodes itself.
+#[derive(Debug)]
+struct Files {
+    files: Vec<Vec<u8>>,
+    labels: Vec<u32>,
+}
+
+impl ImageSource for Files {
+    fn len(&self) -> usize {
+        self.files.len()
+    }
+
+    fn labels(&self) -> &[u32] {
+        &self.labels
+    }
+
+    fn fixed_shape(&self) -> Option<[usize; 3]> {
+        None
+    }
+
+    fn read(&self, index: usize, out: &mut Image) -> Result<(), DataError> {
+        decode(&self.files[index], out).map_err(|e| self.corrupt(index, e))
+    }
+
+    fn encoded(&self, index: usize) -> Result<Option<Vec<u8>>, DataError> {
+        Ok(Some(self.files[index].clone()))
+    }
+}
+
+/// The pipeline decodes only the window that each draw reads (and at a reduced size where
+/// it can): its outputs are those of decoding the whole file at that size, for the same draws.
+#[test]
+fn region_decoding_leaves_the_pipelines_outputs_unchanged() {
+    let names = [
+        "baseline.jpg",
+        "progressive.jpg",
+        "gray.jpg",
+        "full-chroma.jpg",
+        "cmyk.jpg",
+        "rgb.png",
+    ];
+    let source = Files {
+        files: names.iter().map(|&name| read(&Value::from(name))).collect(),
+        labels: vec![0; names.len()],
+    };
+    let (mut scratch, mut whole, mut resized, mut expected) = Default::default();
+    let mut out = Vec::new();
+    for transform in [
+        Transform::random_resized_crop(224),
+        Transform::random_resized_crop(64),
+        Transform::random_resized_crop(16),
+        Transform::resize_center_crop(64),
+        Transform::CropFlip { padding: 4 },
+        Transform::Pad { size: 40 },
+        Transform::Identity,
+    ] {
+        // Bytes as they are: mean 0, std 1/255.
+        let pipeline = Pipeline {
+            transform,
+            normalization: Normalization::uniform(0.0, 1.0 / 255.0),
+        };
+        let tables = pipeline.normalization.lookup_tables();
+        for (index, bytes) in source.files.iter().enumerate() {
+            for seed in 0..8 {
+                out.clear();
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                pipeline
+                    .extend(
+                        &source,
+                        index,
+                        &View::Identity,
+                        &mut rng,
+                        &mut scratch,
+                        &tables,
+                        &mut out,
+                        None,
+                    )
+                    .unwrap();
+                let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                let draw = transform.draw(read_shape(bytes).unwrap(), &mut rng);
+                let reduction = decode_scaled(bytes, transform.min_decode_size(&draw), &mut whole).unwrap();
+                transform.apply_drawn(&draw, &whole, Placement::whole(reduction), &mut resized, &mut expected);
+                let what = format!("{} {transform:?} {draw:?}", names[index]);
+                assert_eq!(scratch.output_shape(), expected.shape, "{what}");
+                let same = out.iter().zip(&expected.pixels).all(|(&v, &p)| v.round() == p as f32);
+                assert!(same && out.len() == expected.pixels.len(), "{what}: outputs differ");
+            }
+        }
+    }
 }
