@@ -68,6 +68,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--channels-last", action="store_true",
                         help="lay the model out channels-last, as dcl does (not what upstream does)")
+    parser.add_argument("--amp", choices=["off", "bf16", "fp16"], default="off",
+                        help="autocast the forward pass (fp16 with torch.amp.GradScaler), as dcl's --amp")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -85,12 +87,16 @@ def main():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     labels = torch.randint(args.classes, (args.batch_size,), device=device)
     synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=args.amp == "fp16")
 
     def step():
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(images), labels)
-        loss.backward()
-        optimizer.step()
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            loss = F.cross_entropy(model(images), labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
 
     for _ in range(args.warmup):
         step()
@@ -108,6 +114,7 @@ def main():
     if args.json:
         print(json.dumps({"engine": "pytorch", "torch": torch.__version__, "model": args.model, "input": args.input,
                           "device": args.device, "batch_size": args.batch_size, "threads": args.threads, "channels_last": args.channels_last,
+                          "amp": args.amp,
                           "images_per_second_median": median, "images_per_second": rates, "peak_rss_mb": peak_mb}))
     else:
         layout = "channels-last" if args.channels_last else "default layout"

@@ -16,7 +16,7 @@ pub struct BufferConfig {
     pub capacity: usize,
     pub num_classes: usize,
     /// Values per sample.
-    pub sample_len: usize,
+    pub sample_len: SampleLen,
     /// Values of the per-sample payload (0: none).
     pub payload_len: usize,
     pub policy: InsertionPolicy,
@@ -24,10 +24,30 @@ pub struct BufferConfig {
     pub seed: u64,
 }
 
+/// How many values the samples of a buffer have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SampleLen {
+    /// Every sample has this many values (a tensor): the slots are one preallocated block.
+    Fixed(usize),
+    /// Each sample has a length of its own (an encoded file): each slot holds its own
+    /// allocation, which a replacing sample reuses.
+    Variable,
+}
+
+impl std::fmt::Display for SampleLen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SampleLen::Fixed(len) => write!(f, "{len}"),
+            SampleLen::Variable => f.write_str("variable"),
+        }
+    }
+}
+
 impl BufferConfig {
     /// Refuses a configuration no buffer can run with, naming the problem.
     pub fn validate(&self) -> Result<(), BufferError> {
-        if self.capacity == 0 || self.num_classes == 0 || self.sample_len == 0 {
+        if self.capacity == 0 || self.num_classes == 0 || self.sample_len == SampleLen::Fixed(0) {
             return Err(BufferError::Config(format!(
                 "capacity ({}), classes ({}) and sample size ({}) must be positive",
                 self.capacity, self.num_classes, self.sample_len
@@ -57,17 +77,23 @@ pub enum BufferError {
     Config(String),
     #[error("rehearsal buffer: label {label} is out of range ({num_classes} classes)")]
     Label { label: u32, num_classes: usize },
-    #[error("rehearsal buffer: {values} values do not make whole samples of {sample_len}")]
-    Shape { values: usize, sample_len: usize },
+    #[error("rehearsal buffer: {values} values do not make whole samples of the buffer's length ({sample_len})")]
+    Shape { values: usize, sample_len: SampleLen },
     /// Another worker's buffer could not be reached.
     #[error("rehearsal buffer: {0}")]
     Transport(String),
+    /// A saved state that cannot be restored.
+    #[error("rehearsal buffer state: {0}")]
+    State(String),
 }
 
 /// Representatives drawn from a buffer, appended sample after sample.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Drawn<T> {
+    /// The values of every sample, one after the other.
     pub samples: Vec<T>,
+    /// The number of values of each sample.
+    pub lengths: Vec<u32>,
     pub labels: Vec<u32>,
     pub payloads: Vec<f32>,
     /// The rank of the worker whose buffer each representative came from, as a
@@ -86,9 +112,20 @@ impl<T> Drawn<T> {
         self.labels.is_empty()
     }
 
+    /// Each sample's values, in order.
+    pub fn records(&self) -> impl Iterator<Item = &[T]> {
+        let mut rest = &self.samples[..];
+        self.lengths.iter().map(move |&len| {
+            let (record, tail) = rest.split_at(len as usize);
+            rest = tail;
+            record
+        })
+    }
+
     /// Empties the lists, keeping their memory.
     pub fn clear(&mut self) {
         self.samples.clear();
+        self.lengths.clear();
         self.labels.clear();
         self.payloads.clear();
         self.origins.clear();
@@ -105,11 +142,49 @@ enum Placement {
     Skip,
 }
 
+/// The samples of the slots.
+#[derive(Debug, Clone)]
+pub(crate) enum Slots<T> {
+    /// `len` values per slot, slot after slot.
+    Fixed { len: usize, values: Vec<T> },
+    /// One allocation per slot.
+    Variable(Vec<Vec<T>>),
+}
+
+impl<T: Copy + Default> Slots<T> {
+    fn new(capacity: usize, sample_len: SampleLen) -> Self {
+        match sample_len {
+            SampleLen::Fixed(len) => Slots::Fixed {
+                len,
+                values: vec![T::default(); capacity * len],
+            },
+            SampleLen::Variable => Slots::Variable(vec![Vec::new(); capacity]),
+        }
+    }
+
+    pub(crate) fn get(&self, slot: usize) -> &[T] {
+        match self {
+            Slots::Fixed { len, values } => &values[slot * len..(slot + 1) * len],
+            Slots::Variable(slots) => &slots[slot],
+        }
+    }
+
+    fn set(&mut self, slot: usize, sample: &[T]) {
+        match self {
+            Slots::Fixed { len, values } => values[slot * *len..(slot + 1) * *len].copy_from_slice(sample),
+            Slots::Variable(slots) => {
+                slots[slot].clear();
+                slots[slot].extend_from_slice(sample);
+            }
+        }
+    }
+}
+
 /// A rehearsal buffer of samples of type `T` (`f32` or `u8`).
 #[derive(Debug, Clone)]
 pub struct RehearsalBuffer<T> {
     config: BufferConfig,
-    samples: Vec<T>,
+    samples: Slots<T>,
     payloads: Vec<f32>,
     /// Label of each occupied slot.
     labels: Vec<u32>,
@@ -128,12 +203,145 @@ pub struct RehearsalBuffer<T> {
     rng: ChaCha8Rng,
 }
 
+/// A buffer's state but its samples and payloads, as a checkpoint keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Bookkeeping {
+    labels: Vec<u32>,
+    eras: Vec<u32>,
+    era: u32,
+    occupied: Vec<u32>,
+    /// The slots of each class, in order (positions follow from it).
+    by_class: Vec<Vec<u32>>,
+    seen: u64,
+    seen_per_class: Vec<u64>,
+    rng_seed: [u8; 32],
+    rng_stream: u64,
+    /// The random stream's position (a u128, as decimal text).
+    rng_word_pos: String,
+}
+
 impl<T: Copy + Default> RehearsalBuffer<T> {
+    /// The slots, the payloads and the rest of the state.
+    pub(crate) fn parts(&self) -> (&Slots<T>, &[f32], Bookkeeping) {
+        let book = Bookkeeping {
+            labels: self.labels.clone(),
+            eras: self.eras.clone(),
+            era: self.era,
+            occupied: self.occupied.clone(),
+            by_class: self.by_class.clone(),
+            seen: self.seen,
+            seen_per_class: self.seen_per_class.clone(),
+            rng_seed: self.rng.get_seed(),
+            rng_stream: self.rng.get_stream(),
+            rng_word_pos: self.rng.get_word_pos().to_string(),
+        };
+        (&self.samples, &self.payloads, book)
+    }
+
+    /// The buffer of [`RehearsalBuffer::parts`], each slot `lengths[slot]` values of
+    /// `samples` in turn; refuses parts that do not make a consistent buffer (the algorithms
+    /// rely on it), naming the first inconsistency.
+    pub(crate) fn from_parts(
+        config: BufferConfig,
+        lengths: &[u32],
+        samples: &[T],
+        payloads: Vec<f32>,
+        book: Bookkeeping,
+    ) -> Result<Self, BufferError> {
+        config.validate().map_err(|e| BufferError::State(e.to_string()))?;
+        let broken = |what: &str| Err(BufferError::State(what.to_owned()));
+        let (capacity, classes) = (config.capacity, config.num_classes);
+        if lengths.len() != capacity || book.labels.len() != capacity || book.eras.len() != capacity {
+            return broken("slot lists of another length than the capacity");
+        }
+        if book.by_class.len() != classes || book.seen_per_class.len() != classes {
+            return broken("class lists of another length than the classes");
+        }
+        if Some(payloads.len()) != capacity.checked_mul(config.payload_len) {
+            return broken("payloads of another size than the slots'");
+        }
+        if lengths.iter().map(|&l| l as u64).sum::<u64>() != samples.len() as u64 {
+            return broken("sample lengths that do not add up to the samples");
+        }
+        if let SampleLen::Fixed(len) = config.sample_len {
+            if lengths.iter().any(|&l| l as usize != len) {
+                return broken("a sample of another length than the buffer's");
+            }
+        }
+        // Every occupied slot once, in its class's list at its label; nothing else listed.
+        let mut listed = vec![false; capacity];
+        let mut position = vec![0u32; capacity];
+        for (class, slots) in book.by_class.iter().enumerate() {
+            for (at, &slot) in slots.iter().enumerate() {
+                let s = slot as usize;
+                if s >= capacity || listed[s] || book.labels[s] as usize != class {
+                    return broken("class lists that disagree with the labels");
+                }
+                listed[s] = true;
+                position[s] = at as u32;
+            }
+        }
+        let mut occupied = vec![false; capacity];
+        for &slot in &book.occupied {
+            let s = slot as usize;
+            if s >= capacity || occupied[s] || !listed[s] {
+                return broken("occupied slots that disagree with the class lists");
+            }
+            occupied[s] = true;
+        }
+        if listed.iter().filter(|&&l| l).count() != book.occupied.len() {
+            return broken("class lists that hold free slots");
+        }
+        // Free slots are taken in order: the occupied ones are the first of their range.
+        let first_free = |range: std::ops::Range<usize>, stored: usize| range.take(stored).all(|s| occupied[s]);
+        let ordered = match config.policy {
+            InsertionPolicy::Upstream { .. } => (0..classes).all(|class| {
+                let (start, bucket) = upstream_bucket(capacity, classes, class);
+                let stored = book.by_class[class].len();
+                let in_bucket = book.by_class[class]
+                    .iter()
+                    .all(|&s| (start..start + bucket).contains(&(s as usize)));
+                stored <= bucket && in_bucket && first_free(start..start + bucket, stored)
+            }),
+            _ => first_free(0..capacity, book.occupied.len()),
+        };
+        if !ordered {
+            return broken("occupied slots out of the policy's order");
+        }
+        let word_pos: u128 = book
+            .rng_word_pos
+            .parse()
+            .map_err(|_| BufferError::State("a random stream position that is not a number".to_owned()))?;
+        let mut rng = ChaCha8Rng::from_seed(book.rng_seed);
+        rng.set_stream(book.rng_stream);
+        rng.set_word_pos(word_pos);
+        let mut slots = Slots::new(capacity, config.sample_len);
+        let mut start = 0;
+        for (slot, &len) in lengths.iter().enumerate() {
+            slots.set(slot, &samples[start..start + len as usize]);
+            start += len as usize;
+        }
+        Ok(RehearsalBuffer {
+            config,
+            samples: slots,
+            payloads,
+            labels: book.labels,
+            eras: book.eras,
+            era: book.era,
+            occupied: book.occupied,
+            by_class: book.by_class,
+            position,
+            seen: book.seen,
+            seen_per_class: book.seen_per_class,
+            rng,
+        })
+    }
+
     /// A buffer with every slot preallocated.
     pub fn new(config: BufferConfig) -> Result<Self, BufferError> {
         config.validate()?;
         Ok(RehearsalBuffer {
-            samples: vec![T::default(); config.capacity * config.sample_len],
+            samples: Slots::new(config.capacity, config.sample_len),
             payloads: vec![0.0; config.capacity * config.payload_len],
             labels: vec![0; config.capacity],
             eras: vec![0; config.capacity],
@@ -184,20 +392,49 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
         self.era = era;
     }
 
-    /// Offers a batch of samples (`labels.len()` samples of `sample_len` values, and as
-    /// many payloads when the buffer keeps them); the policy decides which are kept.
+    /// Offers a batch of samples of a fixed length (`labels.len()` samples of `sample_len`
+    /// values, and as many payloads when the buffer keeps them); the policy decides which
+    /// are kept.
     pub fn offer(&mut self, samples: &[T], labels: &[u32], payloads: &[f32]) -> Result<(), BufferError> {
-        let (n, len, plen) = (labels.len(), self.config.sample_len, self.config.payload_len);
-        if samples.len() != n * len {
+        let shape_error = || BufferError::Shape {
+            values: samples.len(),
+            sample_len: self.config.sample_len,
+        };
+        let SampleLen::Fixed(len) = self.config.sample_len else {
+            return Err(shape_error());
+        };
+        if samples.len() != labels.len() * len {
+            return Err(shape_error());
+        }
+        let lengths = vec![len as u32; labels.len()];
+        self.offer_records(samples, &lengths, labels, payloads)
+    }
+
+    /// Offers a batch of samples given one after the other in `samples`, sample `i` being
+    /// `lengths[i]` values long (which a buffer of fixed-length samples checks).
+    pub fn offer_records(
+        &mut self,
+        samples: &[T],
+        lengths: &[u32],
+        labels: &[u32],
+        payloads: &[f32],
+    ) -> Result<(), BufferError> {
+        let (n, plen) = (labels.len(), self.config.payload_len);
+        let total: usize = lengths.iter().map(|&l| l as usize).sum();
+        let fits = |&l: &u32| match self.config.sample_len {
+            SampleLen::Fixed(len) => l as usize == len,
+            SampleLen::Variable => true,
+        };
+        if lengths.len() != n || total != samples.len() || !lengths.iter().all(fits) {
             return Err(BufferError::Shape {
                 values: samples.len(),
-                sample_len: len,
+                sample_len: self.config.sample_len,
             });
         }
         if payloads.len() != n * plen {
             return Err(BufferError::Shape {
                 values: payloads.len(),
-                sample_len: plen,
+                sample_len: SampleLen::Fixed(plen),
             });
         }
         if let Some(&label) = labels.iter().find(|&&l| l as usize >= self.config.num_classes) {
@@ -206,7 +443,10 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
                 num_classes: self.config.num_classes,
             });
         }
-        for (i, &label) in labels.iter().enumerate() {
+        let mut start = 0;
+        for (i, (&label, &len)) in labels.iter().zip(lengths).enumerate() {
+            let sample = &samples[start..start + len as usize];
+            start += len as usize;
             self.seen += 1;
             self.seen_per_class[label as usize] += 1;
             let slot = match self.place(label) {
@@ -223,7 +463,7 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
             self.assign(slot, label);
             let s = slot as usize;
             self.eras[s] = self.era;
-            self.samples[s * len..(s + 1) * len].copy_from_slice(&samples[i * len..(i + 1) * len]);
+            self.samples.set(s, sample);
             self.payloads[s * plen..(s + 1) * plen].copy_from_slice(&payloads[i * plen..(i + 1) * plen]);
         }
         Ok(())
@@ -283,9 +523,10 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
 
     /// Appends slot `slot` to `out`.
     pub fn copy_slot(&self, slot: usize, out: &mut Drawn<T>) {
-        let (len, plen) = (self.config.sample_len, self.config.payload_len);
-        out.samples
-            .extend_from_slice(&self.samples[slot * len..(slot + 1) * len]);
+        let plen = self.config.payload_len;
+        let sample = self.samples.get(slot);
+        out.samples.extend_from_slice(sample);
+        out.lengths.push(sample.len() as u32);
         out.payloads
             .extend_from_slice(&self.payloads[slot * plen..(slot + 1) * plen]);
         out.labels.push(self.labels[slot]);
@@ -388,7 +629,7 @@ mod tests {
         BufferConfig {
             capacity,
             num_classes,
-            sample_len: 2,
+            sample_len: SampleLen::Fixed(2),
             payload_len: 0,
             policy,
             seed,
@@ -658,5 +899,45 @@ mod tests {
             .to_string()
             .contains("num_candidates (5) must be at most the batch size (4)"));
         assert!(RehearsalBuffer::<f32>::new(config(0, 2, InsertionPolicy::Reservoir, 0)).is_err());
+        // A fixed length refuses records of another length.
+        assert!(matches!(
+            buffer.offer_records(&[0.0; 3], &[3], &[1], &[]),
+            Err(BufferError::Shape { .. })
+        ));
+    }
+
+    #[test]
+    fn records_of_any_length_are_kept_whole_and_replaced_in_their_slot() {
+        let mut buffer = RehearsalBuffer::<u8>::new(BufferConfig {
+            sample_len: SampleLen::Variable,
+            ..config(3, 2, InsertionPolicy::Reservoir, 0)
+        })
+        .unwrap();
+        // Record i is i + 1 bytes of value i.
+        let record = |i: u8| vec![i; i as usize + 1];
+        let offer = |buffer: &mut RehearsalBuffer<u8>, ids: &[u8]| {
+            let values: Vec<u8> = ids.iter().flat_map(|&i| record(i)).collect();
+            let lengths: Vec<u32> = ids.iter().map(|&i| i as u32 + 1).collect();
+            let labels: Vec<u32> = ids.iter().map(|&i| u32::from(i % 2)).collect();
+            buffer.offer_records(&values, &lengths, &labels, &[]).unwrap();
+        };
+        offer(&mut buffer, &[0, 5, 2]);
+        for ids in [[9, 1, 4], [3, 8, 6], [7, 10, 11]] {
+            offer(&mut buffer, &ids);
+        }
+        let mut drawn = Drawn::default();
+        buffer.sample(3, &mut drawn);
+        assert_eq!(drawn.len(), 3);
+        assert_eq!(drawn.samples.len(), drawn.lengths.iter().sum::<u32>() as usize);
+        for (values, &label) in drawn.records().zip(&drawn.labels) {
+            let id = values[0];
+            assert_eq!(values, record(id), "a record comes back whole, whatever it replaced");
+            assert_eq!(label, u32::from(id % 2));
+        }
+        // Variable records need their lengths.
+        assert!(matches!(
+            buffer.offer(&[1, 2], &[0], &[]),
+            Err(BufferError::Shape { .. })
+        ));
     }
 }

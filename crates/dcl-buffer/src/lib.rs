@@ -10,10 +10,11 @@
 
 mod buffer;
 mod policy;
+mod state;
 mod timing;
 mod transport;
 
-pub use buffer::{BufferConfig, BufferError, Drawn, RehearsalBuffer};
+pub use buffer::{BufferConfig, BufferError, Drawn, RehearsalBuffer, SampleLen};
 pub use policy::InsertionPolicy;
 pub use timing::{StepTimings, TimingStage};
 pub use transport::{LocalTransport, Transport};

@@ -32,7 +32,7 @@ pub use error::DataError;
 pub use folder::{FileLayout, FileList, Splits};
 pub use image::{Image, Window};
 pub use loader::{shard, HostBatch, Loader, LoaderConfig, LoaderSource};
-pub use pipeline::Pipeline;
+pub use pipeline::{Pipeline, Records, Scratch};
 pub use resize::{resize, Resize};
 pub use scenario::{
     ClassOrder, Resampling, SampleRef, Scenario, ScenarioError, ScenarioOptions, ScenarioSpec, Task, TaskIdentity, View,

@@ -17,7 +17,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::pipeline::{Pipeline, Scratch};
+use crate::pipeline::{Pipeline, Records, Scratch};
 use crate::scenario::{SampleRef, View};
 use crate::{DataError, ImageSource};
 
@@ -28,6 +28,9 @@ pub struct LoaderSource {
     pub set: Arc<dyn ImageSource>,
     pub views: Arc<Vec<View>>,
     pub pipeline: Pipeline,
+    /// Whether batches carry each sample's stored form ([`HostBatch::records`]), for a
+    /// rehearsal buffer that stores samples before their transform.
+    pub keep_records: bool,
 }
 
 impl LoaderSource {
@@ -37,6 +40,7 @@ impl LoaderSource {
     fn assemble(&self, samples: &[SampleRef], seed: u64, scratch: &mut Scratch) -> Result<HostBatch, DataError> {
         let tables = self.pipeline.normalization.lookup_tables();
         let mut images = Vec::new();
+        let mut records = Records::default();
         let mut shape = None;
         for &sample in samples {
             let mut rng = ChaCha8Rng::seed_from_u64(sample_seed(seed, sample));
@@ -49,6 +53,7 @@ impl LoaderSource {
                 scratch,
                 &tables,
                 &mut images,
+                self.keep_records.then_some(&mut records),
             )?;
             let made = scratch.output_shape();
             if shape.is_none() {
@@ -70,7 +75,12 @@ impl LoaderSource {
             .iter()
             .map(|s| self.set.labels()[s.index as usize] as i64)
             .collect();
-        Ok(HostBatch { images, labels, shape })
+        Ok(HostBatch {
+            images,
+            labels,
+            shape,
+            records,
+        })
     }
 }
 
@@ -137,6 +147,8 @@ pub struct HostBatch {
     pub labels: Vec<i64>,
     /// Batch size, channels, height, width.
     pub shape: [usize; 4],
+    /// Each sample's stored form, when the source keeps them (else empty).
+    pub records: Records,
 }
 
 /// How a [`Loader`] walks its indices.
@@ -325,6 +337,7 @@ mod tests {
                 transform: crate::Transform::Identity,
                 normalization,
             },
+            keep_records: false,
         }
     }
 

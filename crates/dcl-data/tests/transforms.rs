@@ -340,6 +340,7 @@ fn region_decoding_leaves_the_pipelines_outputs_unchanged() {
                         &mut scratch,
                         &tables,
                         &mut out,
+                        None,
                     )
                     .unwrap();
                 let mut rng = ChaCha8Rng::seed_from_u64(seed);

@@ -48,14 +48,15 @@ pub fn write_line(line: &str) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
-/// A rehearsal buffer as the workers share it.
-pub type SharedBuffer = Arc<Mutex<RehearsalBuffer<f32>>>;
+/// A rehearsal buffer as the workers share it: samples as bytes (a tensor's values in native
+/// byte order, or an encoded file), which only their owner interprets.
+pub type SharedBuffer = Arc<Mutex<RehearsalBuffer<u8>>>;
 
 /// This rank's buffer, served to the other ranks, and the draws over every rank's buffer.
 pub trait BufferService: Send + Sync {
     /// A transport drawing uniformly without duplicates over the union of every rank's
     /// buffer; `seed` drives its choice of how many samples come from which rank.
-    fn client(&self, seed: u64) -> Box<dyn Transport<f32>>;
+    fn client(&self, seed: u64) -> Box<dyn Transport<u8>>;
     /// Stops serving. Every rank calls it after its last draw; it returns once every rank
     /// has called it, so that no draw is left unanswered.
     fn stop(self: Box<Self>);
@@ -68,7 +69,7 @@ struct LocalService {
 }
 
 impl BufferService for LocalService {
-    fn client(&self, _seed: u64) -> Box<dyn Transport<f32>> {
+    fn client(&self, _seed: u64) -> Box<dyn Transport<u8>> {
         Box::new(LocalTransport::new(Arc::clone(&self.buffer), self.rank))
     }
     fn stop(self: Box<Self>) {}

@@ -38,6 +38,8 @@ const REQUEST: i32 = 1;
 const HEADER: i32 = 2;
 const LABELS: i32 = 3;
 const SAMPLES: i32 = 4;
+const LENGTHS: i32 = 5;
+const PAYLOADS: i32 = 6;
 /// The request that stops a server.
 const STOP: u64 = u64::MAX;
 /// The longest a server sleeps between two polls for requests: a draw waits for it, every
@@ -116,13 +118,15 @@ fn serve(comm: &SimpleCommunicator, buffer: &SharedBuffer) {
         client.send_with_tag(&[drawn.len() as u64][..], HEADER);
         if !drawn.is_empty() {
             client.send_with_tag(&drawn.labels[..], LABELS);
+            client.send_with_tag(&drawn.lengths[..], LENGTHS);
             client.send_with_tag(&drawn.samples[..], SAMPLES);
+            client.send_with_tag(&drawn.payloads[..], PAYLOADS);
         }
     }
 }
 
 impl BufferService for MpiBufferService {
-    fn client(&self, seed: u64) -> Box<dyn Transport<f32>> {
+    fn client(&self, seed: u64) -> Box<dyn Transport<u8>> {
         Box::new(GlobalClient {
             requests: Arc::clone(&self.requests),
             steps: Arc::clone(&self.steps),
@@ -203,8 +207,8 @@ impl GlobalClient {
     }
 }
 
-impl Transport<f32> for GlobalClient {
-    fn draw(&mut self, count: usize, before_era: Option<u32>, out: &mut Drawn<f32>) -> Result<(), BufferError> {
+impl Transport<u8> for GlobalClient {
+    fn draw(&mut self, count: usize, before_era: Option<u32>, out: &mut Drawn<u8>) -> Result<(), BufferError> {
         if self.ended {
             return Err(BufferError::Transport("another rank stopped drawing".into()));
         }
@@ -254,7 +258,9 @@ impl Transport<f32> for GlobalClient {
             let header = self.receive::<u64>(peer, HEADER);
             if header[0] > 0 {
                 out.labels.extend(self.receive::<u32>(peer, LABELS));
-                out.samples.extend(self.receive::<f32>(peer, SAMPLES));
+                out.lengths.extend(self.receive::<u32>(peer, LENGTHS));
+                out.samples.extend(self.receive::<u8>(peer, SAMPLES));
+                out.payloads.extend(self.receive::<f32>(peer, PAYLOADS));
                 out.origins.resize(out.labels.len(), peer as u32);
             }
         }

@@ -87,6 +87,12 @@ pub struct RunConfig {
     pub batches_per_allreduce: usize,
     /// All-reduce gradients in half precision.
     pub fp16_allreduce: bool,
+    /// Mixed precision of the forward pass (`--amp`).
+    #[serde(default)]
+    pub amp: crate::Precision,
+    /// Keep every epoch's checkpoint, not only the latest two.
+    #[serde(default)]
+    pub save_all_checkpoints: bool,
     /// Restrict the training loss to the classes seen so far.
     pub use_mask: bool,
     pub seed: u64,
@@ -184,6 +190,8 @@ pub(crate) mod tests {
             warmup_epochs: 0.0,
             batches_per_allreduce: 1,
             fp16_allreduce: false,
+            amp: crate::Precision::Fp32,
+            save_all_checkpoints: false,
             use_mask: false,
             seed: 42,
             threads: 0,

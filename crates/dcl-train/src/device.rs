@@ -104,6 +104,27 @@ impl DeviceChoice {
     }
 }
 
+extern "C" {
+    fn dcl_pin_memory(
+        tensor: *const torch_sys::C_tensor,
+        out: *mut *mut torch_sys::C_tensor,
+        error: *mut std::ffi::c_char,
+        len: usize,
+    ) -> std::ffi::c_int;
+}
+
+/// A copy of the host tensor `tensor` in page-locked memory (needs a CUDA device), from which
+/// copies to the device run asynchronously.
+pub fn pinned(tensor: &tch::Tensor) -> Result<tch::Tensor, TrainError> {
+    let mut out = std::ptr::null_mut();
+    // SAFETY: `tensor` is live for the call; on success the shim hands over a new tensor.
+    crate::amp::checked("pinning host memory", |error, len| unsafe {
+        dcl_pin_memory(tensor.as_ptr(), &mut out, error, len)
+    })?;
+    // SAFETY: `out` was allocated with `new` as tch's own tensors are, and is owned by no one else.
+    Ok(unsafe { tch::Tensor::from_ptr(out) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

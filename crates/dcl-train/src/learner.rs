@@ -7,6 +7,8 @@ use dcl_models::{Model, ModelConfig, ModelInput};
 use tch::nn;
 use tch::{Device, Reduction, Tensor};
 
+use crate::amp::{self, GradScaler, Precision};
+use crate::checkpoint;
 use crate::optimizer::RegimeOptimizer;
 use crate::regime::Hyperparameters;
 use crate::TrainError;
@@ -34,6 +36,11 @@ pub struct Learner {
     /// Half-precision staging: this rank's gradients and their sum.
     local_half: Vec<u16>,
     summed_half: Vec<u16>,
+    device: Device,
+    /// The precision of the forward pass (`--amp`).
+    precision: Precision,
+    /// Loss scaling, for float16.
+    scaler: Option<GradScaler>,
 }
 
 impl Learner {
@@ -78,7 +85,19 @@ impl Learner {
             fp16_allreduce: false,
             local_half: Vec::new(),
             summed_half: Vec::new(),
+            device,
+            precision: Precision::Fp32,
+            scaler: None,
         })
+    }
+
+    /// Runs forward passes in `precision` (with loss scaling for float16); refused where the
+    /// device cannot.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<(), TrainError> {
+        precision.check(self.device)?;
+        self.precision = precision;
+        self.scaler = (precision == Precision::Fp16).then(|| GradScaler::new(self.device));
+        Ok(())
     }
 
     /// Compresses gradients to half precision for the all-reduce (half the bytes).
@@ -99,8 +118,8 @@ impl Learner {
         Ok(())
     }
 
-    /// Moves to `settings` keeping the optimiser's state where libtorch allows
-    /// ([`RegimeOptimizer::apply`]).
+    /// Moves to `settings`, keeping the optimiser's state unless the kind of optimiser
+    /// changes ([`RegimeOptimizer::apply`]).
     pub fn apply(&mut self, settings: impl Into<Hyperparameters>) -> Result<(), TrainError> {
         self.optimizer.apply(&self.vars, settings.into())
     }
@@ -133,15 +152,20 @@ impl Learner {
         mask: Option<&Tensor>,
         class_weights: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor), TrainError> {
-        let (loss, logits) = masked_loss(&self.model.forward_t(images, true), labels, mask, class_weights)?;
+        let (loss, logits) = amp::autocast(self.precision, self.device, || {
+            masked_loss(&self.model.forward_t(images, true), labels, mask, class_weights)
+        })?;
         if self.pending == 0 {
             self.optimizer.zero_grad();
         }
+        let mut objective = loss.shallow_clone();
         if self.accumulation > 1 {
-            loss.f_div_scalar(self.accumulation as f64)?.f_backward()?;
-        } else {
-            loss.f_backward()?;
+            objective = objective.f_div_scalar(self.accumulation as f64)?;
         }
+        if let Some(scaler) = &self.scaler {
+            objective = scaler.scale_loss(&objective)?;
+        }
+        objective.f_backward()?;
         self.pending += 1;
         if self.pending == self.accumulation {
             self.step()?;
@@ -167,12 +191,23 @@ impl Learner {
         self.step()
     }
 
-    /// Averages the accumulated gradients over the ranks and takes the optimiser step.
+    /// Averages the accumulated gradients over the ranks and takes the optimiser step (with
+    /// loss scaling: unscales them first, and skips the step if any is not finite, on every
+    /// rank alike since they all hold the same average).
     fn step(&mut self) -> Result<(), TrainError> {
         if self.world.size() > 1 {
             self.average_gradients()?;
         }
-        self.optimizer.step();
+        let finite = match &mut self.scaler {
+            Some(scaler) => {
+                let grads: Vec<Tensor> = self.vars.trainable_variables().iter().map(Tensor::grad).collect();
+                scaler.unscale_and_update(&grads)?
+            }
+            None => true,
+        };
+        if finite {
+            self.optimizer.step();
+        }
         self.pending = 0;
         Ok(())
     }
@@ -202,6 +237,54 @@ impl Learner {
         tch::no_grad(|| unflatten(&self.summed_gradients, &grads, scale))
     }
 
+    /// What a checkpoint keeps of the learner, as host copies: the variables (weights and
+    /// buffers) by name, the optimiser's state and hyper-parameters, the loss scale.
+    pub fn snapshot(&self) -> Result<LearnerState, TrainError> {
+        let mut weights: Vec<(String, Tensor)> = self.vars.variables().into_iter().collect();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        let (optimizer, hyper) = self.optimizer.state();
+        Ok(LearnerState {
+            weights: checkpoint::host_copies(weights)?,
+            optimizer: checkpoint::host_copies(optimizer)?,
+            hyper,
+            loss_scale: self.scaler.as_ref().map(GradScaler::state),
+        })
+    }
+
+    /// Restores what [`Learner::snapshot`] returned; refuses variables of other names or
+    /// shapes than the model's.
+    pub fn restore(&mut self, state: &LearnerState) -> Result<(), TrainError> {
+        let variables = self.vars.variables();
+        if variables.len() != state.weights.len() {
+            return Err(TrainError::Config(format!(
+                "the checkpoint holds {} variables, the model {}",
+                state.weights.len(),
+                variables.len()
+            )));
+        }
+        tch::no_grad(|| -> Result<(), TrainError> {
+            for (name, value) in &state.weights {
+                let Some(var) = variables.get(name) else {
+                    return Err(TrainError::Config(format!("the model has no variable '{name}'")));
+                };
+                if var.size() != value.size() {
+                    return Err(TrainError::Config(format!(
+                        "variable '{name}' has shape {:?} in the checkpoint, {:?} in the model",
+                        value.size(),
+                        var.size()
+                    )));
+                }
+                var.shallow_clone().f_copy_(value)?;
+            }
+            Ok(())
+        })?;
+        self.optimizer.load_state(&state.optimizer, &state.hyper)?;
+        if let (Some(scaler), Some(scale)) = (&mut self.scaler, state.loss_scale) {
+            scaler.restore(scale);
+        }
+        Ok(())
+    }
+
     /// What building the model said, if anything (the weights file it loaded).
     pub fn notice(&self) -> Option<&str> {
         self.notice.as_deref()
@@ -213,15 +296,25 @@ impl Learner {
         self.model.set_progress(fraction);
     }
 
-    /// The logits of a batch in evaluation mode (dropout off), without gradients.
-    pub fn predict(&self, images: &Tensor) -> Tensor {
-        tch::no_grad(|| self.model.forward_t(images, false))
+    /// The logits (float32) of a batch in evaluation mode (dropout off), without gradients.
+    pub fn predict(&self, images: &Tensor) -> Result<Tensor, TrainError> {
+        let logits =
+            tch::no_grad(|| amp::autocast(self.precision, self.device, || Ok(self.model.forward_t(images, false))))?;
+        Ok(logits.f_to_kind(tch::Kind::Float)?)
     }
 
     /// The variables, for checks and checkpoints.
     pub fn variables(&self) -> &nn::VarStore {
         &self.vars
     }
+}
+
+/// What a checkpoint keeps of a [`Learner`].
+pub struct LearnerState {
+    pub weights: Vec<(String, Tensor)>,
+    pub optimizer: Vec<(String, Tensor)>,
+    pub hyper: serde_json::Value,
+    pub loss_scale: Option<(f64, i64)>,
 }
 
 /// Writes the values of `tensors`, one after the other in logical order, into `out`

@@ -1,6 +1,8 @@
 //! Training for dcl: the task/epoch loop, evaluation, the metrics of a run, and the
 //! files a run leaves in its results directory.
 
+pub mod amp;
+pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod error;
@@ -17,6 +19,7 @@ pub mod schedule;
 pub mod trainer;
 pub mod writers;
 
+pub use amp::Precision;
 pub use config::{AgentConfig, LrScaling, RunConfig};
 pub use device::DeviceChoice;
 pub use error::TrainError;
@@ -25,7 +28,7 @@ pub use metrics::{EpochRecord, EvalRecord, Figures, RunRecord, Summary};
 pub use model_regimes::{default_regime, BaseFlags};
 pub use observer::TrainObserver;
 pub use regime::{Hyperparameters, OptimizerDetails, OptimizerKind, OptimizerSettings, Regime, RegimeEntry};
-pub use rehearsal::{BufferSize, DrawCounts, PipelineMode, PolicyName, RehearsalConfig, ReplaySource};
+pub use rehearsal::{BufferSize, DrawCounts, PipelineMode, PolicyName, RehearsalConfig, ReplaySource, StoreMode};
 pub use results::{RunDir, RunIdentity, RunStatus};
 pub use trainer::{train, Trainer};
 pub use writers::SummaryFile;

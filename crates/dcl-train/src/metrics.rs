@@ -62,7 +62,7 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// Everything measured during a run (so far).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct RunRecord {
     pub num_tasks: usize,
     /// Epochs of training per task.

@@ -18,9 +18,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer, StepTimings, TimingStage};
-use dcl_data::HostBatch;
+use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer, SampleLen, StepTimings, TimingStage};
+use dcl_data::{HostBatch, Pipeline, Scratch};
 use dcl_dist::{BufferService, Communicator};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
@@ -102,6 +104,22 @@ pub struct RehearsalConfig {
     /// (upstream's per-class weights; off by default, as upstream found them to collapse on
     /// ImageNet).
     pub class_weights: bool,
+    /// What the buffer keeps of a sample.
+    #[serde(default)]
+    pub store: StoreMode,
+}
+
+/// What the buffer keeps of a sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreMode {
+    /// The network input the pipeline made (augmented and normalised floats), replayed as it
+    /// was (upstream).
+    #[default]
+    Tensor,
+    /// The sample before the transform (the encoded file, or the 8-bit pixels of an image
+    /// held in memory), augmented afresh at every replay.
+    Raw,
 }
 
 /// Which stored samples representatives are drawn from.
@@ -131,7 +149,7 @@ impl DrawCounts {
         }
     }
 
-    fn add(&mut self, drawn: &Drawn<f32>) {
+    fn add(&mut self, drawn: &Drawn<u8>) {
         for &rank in &drawn.origins {
             self.per_rank[rank as usize] += 1;
         }
@@ -162,7 +180,7 @@ impl DrawCounts {
 }
 
 /// The rehearsal of a window of steps (an epoch): timings of this worker, draws of all.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RehearsalWindow {
     pub timing: StepTimings,
     pub draws: DrawCounts,
@@ -205,9 +223,24 @@ pub struct StepBatch {
 }
 
 impl StepBatch {
+    /// The batch with every tensor [`staged`](crate::trainer::staged) for `device`.
+    pub fn staged(self, device: tch::Device) -> Result<Self, TrainError> {
+        use crate::trainer::staged;
+        Ok(StepBatch {
+            images: staged(self.images, device)?,
+            labels: staged(self.labels, device)?,
+            fresh: self.fresh,
+            representatives: self
+                .representatives
+                .map(|(images, labels)| Ok::<_, TrainError>((staged(images, device)?, staged(labels, device)?)))
+                .transpose()?,
+            class_weights: self.class_weights.map(|w| staged(w, device)).transpose()?,
+        })
+    }
+
     /// A minibatch without representatives, as a collate function's result.
     pub fn plain(batch: HostBatch) -> Result<Self, TrainError> {
-        let (images, labels) = crate::trainer::tensors_of(&batch);
+        let (images, labels) = crate::trainer::tensors_of(&batch)?;
         Ok(StepBatch {
             images,
             labels,
@@ -222,7 +255,7 @@ impl StepBatch {
 /// workers, and the timings of the current window.
 pub struct Rehearsal {
     config: RehearsalConfig,
-    buffer: Arc<Mutex<RehearsalBuffer<f32>>>,
+    buffer: Arc<Mutex<RehearsalBuffer<u8>>>,
     service: Box<dyn BufferService>,
     /// The current window, filled by the loader thread.
     window: Arc<Mutex<RehearsalWindow>>,
@@ -268,7 +301,10 @@ impl Rehearsal {
         let buffer_config = |capacity| BufferConfig {
             capacity,
             num_classes,
-            sample_len: image_shape.iter().product(),
+            sample_len: match config.store {
+                StoreMode::Tensor => SampleLen::Fixed(image_shape.iter().product::<usize>() * size_of::<f32>()),
+                StoreMode::Raw => SampleLen::Variable,
+            },
             payload_len: 0,
             policy,
             seed: seed ^ 0x5245_4845_4152_5345,
@@ -297,12 +333,21 @@ impl Rehearsal {
         })
     }
 
+    /// Whether the loader must hand over each sample's stored form with its batch.
+    pub fn needs_records(&self) -> bool {
+        self.config.store == StoreMode::Raw
+    }
+
     /// The collate function of a training pass over task `task`: runs on the loader thread.
-    /// `seed` drives the pass's choice of which worker's buffer each representative comes from.
+    /// `seed` drives the pass's choice of which worker's buffer each representative comes
+    /// from; with raw storage, representatives go through `pipeline` again, their random
+    /// choices seeded by `augment_seed`, the step and their place in the draw.
     pub fn collate(
         &self,
         task: usize,
         seed: u64,
+        pipeline: &Pipeline,
+        augment_seed: u64,
     ) -> impl FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send + 'static {
         let buffer = Arc::clone(&self.buffer);
         let mut transport = self.service.client(seed);
@@ -321,6 +366,7 @@ impl Rehearsal {
         buffer.lock().expect("buffer lock poisoned").begin_era(task as u32);
         let [c, h, w] = self.image_shape;
         let mut drawn = Drawn::default();
+        let mut replay = Replay::new(self.config.store, pipeline.clone(), augment_seed, c * h * w);
         move |fresh: HostBatch| {
             let mut clock = Stopwatch::new();
             drawn.clear();
@@ -328,6 +374,8 @@ impl Rehearsal {
             clock.lap(TimingStage::Sample);
             let reps = drawn.len();
             let rep_labels: Vec<i64> = drawn.labels.iter().map(|&l| l as i64).collect();
+            let rep_images = replay.images(&drawn)?;
+            clock.lap(TimingStage::RepresentativesCopy);
             let batch = match mode {
                 PipelineMode::Standard => {
                     let n = fresh.labels.len() + reps;
@@ -335,12 +383,12 @@ impl Rehearsal {
                     images.extend_from_slice(&fresh.images);
                     let mut labels = fresh.labels.clone();
                     clock.lap(TimingStage::BatchCopy);
-                    images.extend_from_slice(&drawn.samples);
+                    images.extend_from_slice(rep_images);
                     labels.extend_from_slice(&rep_labels);
                     let shape = [n as i64, c as i64, h as i64, w as i64];
                     let batch = StepBatch {
-                        images: host_tensor(&images, &shape),
-                        labels: host_tensor(&labels, &[n as i64]),
+                        images: host_tensor(&images, &shape)?,
+                        labels: host_tensor(&labels, &[n as i64])?,
                         fresh: fresh.labels.len(),
                         representatives: None,
                         class_weights: None,
@@ -349,15 +397,17 @@ impl Rehearsal {
                     batch
                 }
                 PipelineMode::Flyweight => {
-                    let representatives = (reps > 0).then(|| {
+                    let representatives = if reps > 0 {
                         let shape = [reps as i64, c as i64, h as i64, w as i64];
-                        (
-                            host_tensor(&drawn.samples, &shape),
-                            host_tensor(&rep_labels, &[reps as i64]),
-                        )
-                    });
+                        Some((
+                            host_tensor(rep_images, &shape)?,
+                            host_tensor(&rep_labels, &[reps as i64])?,
+                        ))
+                    } else {
+                        None
+                    };
                     clock.lap(TimingStage::RepresentativesCopy);
-                    let (images, labels) = crate::trainer::tensors_of(&fresh);
+                    let (images, labels) = crate::trainer::tensors_of(&fresh)?;
                     clock.lap(TimingStage::BatchCopy);
                     StepBatch {
                         images,
@@ -371,7 +421,13 @@ impl Rehearsal {
             let labels: Vec<u32> = fresh.labels.iter().map(|&l| l as u32).collect();
             let weights = {
                 let mut buffer = buffer.lock().expect("buffer lock poisoned");
-                buffer.offer(&fresh.images, &labels, &[])?;
+                match replay.store {
+                    StoreMode::Tensor => buffer.offer(as_bytes(&fresh.images), &labels, &[])?,
+                    StoreMode::Raw => {
+                        let records = &fresh.records;
+                        buffer.offer_records(&records.bytes, &records.lengths, &labels, &[])?
+                    }
+                }
                 class_weights.then(|| inverse_frequency(buffer.seen_per_class()))
             };
             clock.lap(TimingStage::BufferUpdate);
@@ -380,10 +436,27 @@ impl Rehearsal {
             shared.timing.steps += 1;
             shared.draws.add(&drawn);
             Ok(StepBatch {
-                class_weights: weights.map(|w| host_tensor(&w, &[w.len() as i64])),
+                class_weights: weights.map(|w| host_tensor(&w, &[w.len() as i64])).transpose()?,
                 ..batch
             })
         }
+    }
+
+    /// A copy of this worker's buffer (to save in the background: one copy of its memory)
+    /// and the totals of the run so far: what a checkpoint keeps of rehearsal.
+    pub fn snapshot(&self) -> (RehearsalBuffer<u8>, RehearsalWindow) {
+        let buffer = self.buffer.lock().expect("buffer lock poisoned").clone();
+        (buffer, self.total.clone())
+    }
+
+    /// Restores what [`Rehearsal::snapshot`] returned (the service goes on serving the
+    /// restored buffer).
+    pub fn restore(&mut self, buffer: &[u8], total: RehearsalWindow) -> Result<(), TrainError> {
+        let mut guard = self.buffer.lock().expect("buffer lock poisoned");
+        let config = *guard.config();
+        *guard = RehearsalBuffer::load(&mut &buffer[..], Some(&config))?;
+        self.total = total;
+        Ok(())
     }
 
     /// Ends rehearsal after the last training pass (every worker calls it): returns the
@@ -461,6 +534,77 @@ fn inverse_frequency(seen: &[u64]) -> Vec<f32> {
         .collect()
 }
 
+/// Turns drawn samples back into network inputs.
+struct Replay {
+    store: StoreMode,
+    pipeline: Pipeline,
+    tables: [[f32; 256]; 3],
+    scratch: Scratch,
+    augment_seed: u64,
+    /// Values of one network input.
+    input_len: usize,
+    /// Draws so far in the pass.
+    step: u64,
+    images: Vec<f32>,
+}
+
+impl Replay {
+    fn new(store: StoreMode, pipeline: Pipeline, augment_seed: u64, input_len: usize) -> Self {
+        Replay {
+            store,
+            tables: pipeline.normalization.lookup_tables(),
+            pipeline,
+            scratch: Scratch::default(),
+            augment_seed,
+            input_len,
+            step: 0,
+            images: Vec::new(),
+        }
+    }
+
+    /// The network inputs of `drawn`, one after the other: stored tensors as they are, raw
+    /// samples through the pipeline with fresh random choices.
+    fn images(&mut self, drawn: &Drawn<u8>) -> Result<&[f32], TrainError> {
+        self.images.clear();
+        match self.store {
+            StoreMode::Tensor => self.images.extend(
+                drawn
+                    .samples
+                    .chunks_exact(size_of::<f32>())
+                    .map(|b| f32::from_ne_bytes(b.try_into().expect("4 bytes"))),
+            ),
+            StoreMode::Raw => {
+                for (i, record) in drawn.records().enumerate() {
+                    let seed = self.augment_seed ^ (self.step << 32 | i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+                    self.pipeline.extend_from_record(
+                        record,
+                        &mut rng,
+                        &mut self.scratch,
+                        &self.tables,
+                        &mut self.images,
+                    )?;
+                }
+            }
+        }
+        self.step += 1;
+        if self.images.len() != drawn.len() * self.input_len {
+            return Err(TrainError::Config(format!(
+                "rehearsal: replayed samples of {} values where the network takes {}: give --input-size",
+                self.images.len() / drawn.len().max(1),
+                self.input_len
+            )));
+        }
+        Ok(&self.images)
+    }
+}
+
+/// The bytes of `values` in native order, as the buffer keeps tensors.
+fn as_bytes(values: &[f32]) -> &[u8] {
+    // SAFETY: any f32 is 4 initialised bytes, and u8 has no alignment requirement.
+    unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) }
+}
+
 /// Measures consecutive stages.
 struct Stopwatch {
     last: Instant,
@@ -507,7 +651,16 @@ mod tests {
                 transform: dcl_data::Transform::Identity,
                 normalization: Normalization::uniform(0.0, 1.0 / 255.0),
             },
+            keep_records: false,
         }
+    }
+
+    /// Collates passes over the tagged set for `rehearsal`.
+    fn collate(
+        rehearsal: &Rehearsal,
+        task: usize,
+    ) -> impl FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send + 'static {
+        rehearsal.collate(task, 0, &tagged_set().pipeline, 0)
     }
 
     fn config(mode: PipelineMode, replay: ReplaySource) -> RehearsalConfig {
@@ -521,6 +674,7 @@ mod tests {
             global_sampling: true,
             replay,
             class_weights: false,
+            store: StoreMode::Tensor,
         }
     }
 
@@ -554,9 +708,27 @@ mod tests {
 
     /// Runs tasks of classes {0..5} then {5..10} through the pipeline; returns per step the
     /// decoded samples, the fresh count and the task.
-    fn run(mode: PipelineMode, replay: ReplaySource, batch_size: usize) -> Vec<(Vec<(i64, i64, i64)>, usize, usize)> {
-        let source = tagged_set();
-        let rehearsal = new_rehearsal(config(mode, replay), batch_size).unwrap();
+    /// Per step: the decoded samples, the fresh count and the task.
+    type Steps = Vec<(Vec<(i64, i64, i64)>, usize, usize)>;
+
+    fn run(mode: PipelineMode, replay: ReplaySource, batch_size: usize) -> Steps {
+        run_storing(StoreMode::Tensor, mode, replay, batch_size)
+    }
+
+    /// [`run`], the buffer keeping samples as `store` says.
+    fn run_storing(store: StoreMode, mode: PipelineMode, replay: ReplaySource, batch_size: usize) -> Steps {
+        let rehearsal = new_rehearsal(
+            RehearsalConfig {
+                store,
+                ..config(mode, replay)
+            },
+            batch_size,
+        )
+        .unwrap();
+        let source = LoaderSource {
+            keep_records: rehearsal.needs_records(),
+            ..tagged_set()
+        };
         let mut steps = Vec::new();
         for task in 0..2 {
             let samples = refs((0..200u32).filter(|i| (i % 10 < 5) == (task == 0)));
@@ -567,7 +739,7 @@ mod tests {
                 workers: 0,
                 augment_seed: 0,
             };
-            for batch in Loader::spawn(source.clone(), samples, loader_config, rehearsal.collate(task, 0)) {
+            for batch in Loader::spawn(source.clone(), samples, loader_config, collate(&rehearsal, task)) {
                 let (decoded, fresh) = samples_of(&batch.unwrap().unwrap());
                 steps.push((decoded, fresh, task));
             }
@@ -600,6 +772,16 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn raw_storage_replays_the_samples_that_tensor_storage_replays() {
+        for mode in MODES {
+            // Through the identity transform, a raw sample replays as its tensor did.
+            let raw = run_storing(StoreMode::Raw, mode, ReplaySource::PastTasks, 8);
+            assert_eq!(raw, run(mode, ReplaySource::PastTasks, 8), "{mode:?}");
+            assert!(raw.iter().any(|(s, f, _)| s.len() > *f));
         }
     }
 
@@ -668,7 +850,7 @@ mod tests {
             workers: 0,
             augment_seed: 0,
         };
-        let steps = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0)).count();
+        let steps = Loader::spawn(tagged_set(), samples, loader_config, collate(&rehearsal, 0)).count();
         let window = rehearsal.take_window(&SingleProcess);
         assert_eq!(window.timing.steps, steps as u64);
         // 6 representatives per step once the buffer holds 6; the first step draws nothing.
@@ -704,7 +886,7 @@ mod tests {
                 workers: 0,
                 augment_seed: 0,
             };
-            Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0))
+            Loader::spawn(tagged_set(), samples, loader_config, collate(&rehearsal, 0))
                 .map(|b| {
                     b.unwrap()
                         .unwrap()
@@ -776,7 +958,7 @@ mod tests {
             workers: 0,
             augment_seed: 0,
         };
-        let mut loader = Loader::spawn(tagged_set(), samples, loader_config, rehearsal.collate(0, 0));
+        let mut loader = Loader::spawn(tagged_set(), samples, loader_config, collate(&rehearsal, 0));
         assert!(loader.next().is_some());
         drop(loader); // joins the loader thread; must not hang
         assert!(

@@ -1,6 +1,7 @@
 //! The training loop: tasks in sequence, epochs within a task, evaluation on every task
 //! seen so far after each epoch.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -11,7 +12,9 @@ use dcl_dist::Communicator;
 use dcl_models::ModelInput;
 use tch::{Device, Kind, Reduction, Tensor};
 
+use crate::checkpoint::{self, Checkpointer, Loaded, Position, Snapshot};
 use crate::guard::guarded;
+use crate::learner::LearnerState;
 use crate::learner::{class_mask, Learner};
 use crate::rehearsal::{Rehearsal, StepBatch};
 use crate::{EpochRecord, EvalRecord, RunConfig, RunRecord, TrainError, TrainObserver};
@@ -20,11 +23,11 @@ use crate::{EpochRecord, EvalRecord, RunConfig, RunRecord, TrainError, TrainObse
 const PREFETCH_BATCHES: usize = 4;
 
 /// The (images, labels) tensors of a host batch; runs on the loader thread.
-pub fn tensors_of(batch: &HostBatch) -> (Tensor, Tensor) {
+pub fn tensors_of(batch: &HostBatch) -> Result<(Tensor, Tensor), TrainError> {
     let shape = batch.shape.map(|d| d as i64);
-    let images = host_tensor(&batch.images, &shape);
-    let labels = host_tensor(&batch.labels, &[batch.labels.len() as i64]);
-    (images, labels)
+    let images = host_tensor(&batch.images, &shape)?;
+    let labels = host_tensor(&batch.labels, &[batch.labels.len() as i64])?;
+    Ok((images, labels))
 }
 
 /// A new CPU tensor of `shape` holding a copy of `values`.
@@ -32,9 +35,11 @@ pub fn tensors_of(batch: &HostBatch) -> (Tensor, Tensor) {
 /// Unlike `Tensor::from_slice`, which zero-fills through libtorch's intra-op thread pool
 /// before copying, this issues no parallel libtorch operation. A loader thread that ran
 /// one would start a second OpenMP team whose spinning threads steal the cores of the
-/// training step: measured on mnistnet, 4.4 ms steps became 6-7 ms.
-pub fn host_tensor<T: tch::kind::Element>(values: &[T], shape: &[i64]) -> Tensor {
-    let tensor = Tensor::empty(shape, (T::KIND, Device::Cpu));
+/// training step: measured on mnistnet, 4.4 ms steps became 6-7 ms. Memory that cannot be had
+/// is an error (the loader thread must not panic).
+pub fn host_tensor<T: tch::kind::Element>(values: &[T], shape: &[i64]) -> Result<Tensor, TrainError> {
+    let tensor = Tensor::f_empty(shape, (T::KIND, Device::Cpu))
+        .map_err(|e| crate::guard::torch_error("the loader", &e.to_string()))?;
     assert_eq!(
         tensor.numel(),
         values.len(),
@@ -46,7 +51,23 @@ pub fn host_tensor<T: tch::kind::Element>(values: &[T], shape: &[i64]) -> Tensor
     unsafe {
         std::ptr::copy_nonoverlapping(values.as_ptr(), tensor.data_ptr() as *mut T, values.len());
     }
-    tensor
+    Ok(tensor)
+}
+
+/// `tensor` in page-locked host memory when it is bound for a CUDA `device`, so that its copy
+/// there runs asynchronously (the training thread queues the step behind it at once); as it is
+/// otherwise. Runs on the loader thread.
+pub fn staged(tensor: Tensor, device: Device) -> Result<Tensor, TrainError> {
+    if device.is_cuda() {
+        crate::device::pinned(&tensor)
+    } else {
+        Ok(tensor)
+    }
+}
+
+/// A host tensor on `device`: asynchronously from [`staged`] memory.
+fn on_device(tensor: &Tensor, device: Device) -> Result<Tensor, TrainError> {
+    Ok(tensor.f_to_device_(device, tensor.kind(), true, false)?)
 }
 
 /// A seed for one (task, epoch) pass, derived from the run's seed (SplitMix64 mixing),
@@ -74,6 +95,10 @@ pub struct Trainer<'a> {
     learner: Learner,
     rehearsal: Option<Rehearsal>,
     masks: Masks,
+    /// Writes a checkpoint after every epoch, when set.
+    checkpointer: Option<Checkpointer>,
+    /// The last epoch a resumed run had completed, and its record then.
+    resumed: Option<(Position, RunRecord)>,
 }
 
 impl<'a> Trainer<'a> {
@@ -109,6 +134,7 @@ impl<'a> Trainer<'a> {
         )?;
         learner.set_accumulation(config.batches_per_allreduce);
         learner.set_fp16_allreduce(config.fp16_allreduce);
+        learner.set_precision(config.amp)?;
         let rehearsal = match &config.agent.rehearsal {
             Some(rehearsal_config) => {
                 let train_len = config
@@ -138,6 +164,70 @@ impl<'a> Trainer<'a> {
             world,
             learner,
             rehearsal,
+            checkpointer: None,
+            resumed: None,
+        })
+    }
+
+    /// Writes a checkpoint into `results_dir/checkpoints` after every epoch (each rank its
+    /// part), keeping the latest two, or every one with `keep_all`.
+    pub fn save_checkpoints(&mut self, results_dir: &Path, keep_all: bool) {
+        self.checkpointer = Some(Checkpointer::new(
+            results_dir,
+            self.world.rank(),
+            self.world.size(),
+            keep_all,
+        ));
+    }
+
+    /// Continues the run from `checkpoint`: [`Trainer::run`] then starts with the epoch after
+    /// the checkpoint's, from its weights, optimiser state, buffers and record.
+    pub fn resume(&mut self, checkpoint: Loaded) -> Result<(), TrainError> {
+        let Loaded {
+            state,
+            weights,
+            optimizer,
+            buffer,
+            ..
+        } = checkpoint;
+        self.learner.restore(&LearnerState {
+            weights,
+            optimizer,
+            hyper: state.optimizer,
+            loss_scale: state.loss_scale,
+        })?;
+        match (&mut self.rehearsal, buffer, state.rehearsal) {
+            (Some(rehearsal), Some(buffer), Some(total)) => rehearsal.restore(&buffer, total)?,
+            (None, None, None) => {}
+            _ => {
+                return Err(TrainError::Config(
+                    "the checkpoint's rehearsal state does not match the run's agent".to_owned(),
+                ))
+            }
+        }
+        self.resumed = Some((state.position, state.record));
+        Ok(())
+    }
+
+    /// The checkpoint of the epoch at `position` that ends with `record`.
+    fn snapshot(&self, position: Position, record: &RunRecord) -> Result<Snapshot, TrainError> {
+        let learner = self.learner.snapshot()?;
+        let mut state = checkpoint::state_at(position, self.world.size(), record.clone());
+        state.optimizer = learner.hyper;
+        state.loss_scale = learner.loss_scale;
+        let (buffer, totals) = match &self.rehearsal {
+            Some(rehearsal) => {
+                let (buffer, totals) = rehearsal.snapshot();
+                (Some(buffer), Some(totals))
+            }
+            None => (None, None),
+        };
+        state.rehearsal = totals;
+        Ok(Snapshot {
+            state,
+            weights: learner.weights,
+            optimizer: learner.optimizer,
+            buffer,
         })
     }
 
@@ -165,6 +255,21 @@ impl<'a> Trainer<'a> {
     /// configuration: each trains on its own shard of every pass, gradients are averaged
     /// every step, evaluation is sharded too, and every figure of the record is the global one.
     pub fn run(mut self, observer: &mut dyn TrainObserver) -> Result<RunRecord, TrainError> {
+        let outcome = self.run_epochs(observer);
+        // Complete the checkpoint being written (every rank stops at the same point when
+        // interrupted; after another error, a world of several ranks leaves it unfinished).
+        if let Some(checkpointer) = &mut self.checkpointer {
+            if outcome.is_ok() || self.world.size() == 1 || matches!(outcome, Err(TrainError::Interrupted)) {
+                checkpointer.finish(&*self.world)?;
+            }
+        }
+        let mut record = outcome?;
+        record.rehearsal = self.rehearsal.map(|r| r.finish(&*self.world));
+        Ok(record)
+    }
+
+    /// The epochs of [`Trainer::run`].
+    fn run_epochs(&mut self, observer: &mut dyn TrainObserver) -> Result<RunRecord, TrainError> {
         let (config, world) = (self.config, Arc::clone(&self.world));
         let (rank, size) = (world.rank(), world.size());
         let [train_pipeline, test_pipeline] = self.pipelines.clone();
@@ -172,35 +277,71 @@ impl<'a> Trainer<'a> {
             set: Arc::clone(&self.data.train),
             views: Arc::clone(&self.scenario.views),
             pipeline: train_pipeline,
+            keep_records: self.rehearsal.as_ref().is_some_and(Rehearsal::needs_records),
         };
         let test_source = LoaderSource {
             set: Arc::clone(&self.data.test),
             views: Arc::clone(&self.scenario.views),
             pipeline: test_pipeline,
+            keep_records: false,
         };
         let regime = &config.optimizer_regime;
         let started = Instant::now();
-        let mut record = RunRecord {
-            num_tasks: self.scenario.tasks.len(),
-            epochs_per_task: config.epochs,
-            world_size: size,
-            ..Default::default()
+        // Where to start: after the resumed checkpoint's epoch, or at the beginning.
+        let (first, mut record) = match self.resumed.take() {
+            Some((done, record)) if done.epoch + 1 < config.epochs => (
+                Position {
+                    epoch: done.epoch + 1,
+                    ..done
+                },
+                record,
+            ),
+            Some((done, record)) => (
+                Position {
+                    task: done.task + 1,
+                    epoch: 0,
+                },
+                record,
+            ),
+            None => (
+                Position { task: 0, epoch: 0 },
+                RunRecord {
+                    num_tasks: self.scenario.tasks.len(),
+                    epochs_per_task: config.epochs,
+                    world_size: size,
+                    ..Default::default()
+                },
+            ),
         };
-        for (task_id, task) in self.scenario.tasks.iter().enumerate() {
-            if task_id > 0 && config.agent.reset_state_dict {
-                self.learner.reset_weights();
+        let earlier_seconds = record.wall_seconds;
+        for (task_id, task) in self.scenario.tasks.iter().enumerate().skip(first.task) {
+            let first_epoch = if task_id == first.task { first.epoch } else { 0 };
+            // A task resumed after its first epoch keeps the optimiser state restored.
+            if first_epoch == 0 {
+                if task_id > 0 && config.agent.reset_state_dict {
+                    self.learner.reset_weights();
+                }
+                self.learner.reset_optimizer(regime.settings_at(0))?;
             }
-            self.learner.reset_optimizer(regime.settings_at(0))?;
-            for epoch in 0..config.epochs {
+            for epoch in first_epoch..config.epochs {
+                // Dropout's draws derive from the pass, so that a resumed pass repeats them.
+                tch::manual_seed(pass_seed(config.seed ^ 0x6472_6F70_6F75_74, task_id, epoch) as i64);
                 self.learner.apply(regime.settings_at(epoch))?;
                 self.learner.set_progress(epoch as f64 / config.epochs as f64);
-                let collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self.rehearsal {
+                let augment_seed = pass_seed(config.seed ^ 0x0061_7567_6D65_6E74, task_id, epoch);
+                let mut collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self
+                    .rehearsal
+                {
                     Some(rehearsal) => {
                         let seed = pass_seed(config.seed ^ 0x6C6F_6261_6C00, task_id, epoch).wrapping_add(rank as u64);
-                        Box::new(rehearsal.collate(task_id, seed))
+                        // Replays differ per rank: each rank offers its own augmentations.
+                        let replay_seed = augment_seed ^ 0x7265_706C_6179_u64.wrapping_add(rank as u64);
+                        Box::new(rehearsal.collate(task_id, seed, &train_source.pipeline, replay_seed))
                     }
                     None => Box::new(StepBatch::plain),
                 };
+                let device = self.device;
+                let collate = move |batch| collate(batch)?.staged(device);
                 let samples = shard(
                     &task.train,
                     Some(pass_seed(config.seed, task_id, epoch)),
@@ -216,7 +357,7 @@ impl<'a> Trainer<'a> {
                         shuffle_seed: None,
                         prefetch: PREFETCH_BATCHES,
                         workers: config.dataloader_workers,
-                        augment_seed: pass_seed(config.seed ^ 0x6175_676D_656E_74, task_id, epoch),
+                        augment_seed,
                     },
                     collate,
                 );
@@ -277,15 +418,20 @@ impl<'a> Trainer<'a> {
                 };
                 observer.epoch_finished(&epoch_record);
                 record.epochs.push(epoch_record);
-                record.wall_seconds = started.elapsed().as_secs_f64();
+                record.wall_seconds = earlier_seconds + started.elapsed().as_secs_f64();
                 if let Some(rehearsal) = &self.rehearsal {
                     record.rehearsal = Some(rehearsal.report(&*world));
                 }
                 observer.evaluated(&record)?;
+                if self.checkpointer.is_some() {
+                    let snapshot = self.snapshot(Position { task: task_id, epoch }, &record)?;
+                    if let Some(checkpointer) = &mut self.checkpointer {
+                        checkpointer.save(snapshot, &*world)?;
+                    }
+                }
             }
         }
-        record.wall_seconds = started.elapsed().as_secs_f64();
-        record.rehearsal = self.rehearsal.map(|r| r.finish(&*world));
+        record.wall_seconds = earlier_seconds + started.elapsed().as_secs_f64();
         Ok(record)
     }
 }
@@ -479,14 +625,14 @@ fn train_pass(
         }
         let fresh = batch.fresh;
         let batch_size = guarded("the training step", || {
+            let (images, labels) = (on_device(&batch.images, device)?, on_device(&batch.labels, device)?);
             let (images, labels) = match batch.representatives {
-                None => (batch.images, batch.labels),
+                None => (images, labels),
                 Some((rep_images, rep_labels)) => (
-                    Tensor::f_cat(&[batch.images, rep_images], 0)?,
-                    Tensor::f_cat(&[batch.labels, rep_labels], 0)?,
+                    Tensor::f_cat(&[images, on_device(&rep_images, device)?], 0)?,
+                    Tensor::f_cat(&[labels, on_device(&rep_labels, device)?], 0)?,
                 ),
             };
-            let (images, labels) = (images.f_to_device(device)?, labels.f_to_device(device)?);
             let class_weights = batch.class_weights.map(|w| w.f_to_device(device)).transpose()?;
             learner.set_lr(lr_at(step));
             let (loss, logits) = learner.train_step(&images, &labels, mask, class_weights.as_ref())?;
@@ -528,9 +674,15 @@ fn evaluate(
     loader_config: LoaderConfig,
     masks: &TestMasks,
 ) -> Result<Totals, TrainError> {
-    let loader = Loader::spawn(source.clone(), samples.to_vec(), loader_config, |batch: HostBatch| {
-        tensors_of(&batch)
-    });
+    let loader = Loader::spawn(
+        source.clone(),
+        samples.to_vec(),
+        loader_config,
+        move |batch: HostBatch| {
+            let (images, labels) = tensors_of(&batch)?;
+            Ok((staged(images, device)?, staged(labels, device)?))
+        },
+    );
     guarded("evaluation", || {
         tch::no_grad(|| evaluate_batches(learner, device, loader, samples.len(), masks))
     })
@@ -540,7 +692,7 @@ fn evaluate(
 fn evaluate_batches(
     learner: &Learner,
     device: Device,
-    loader: Loader<(Tensor, Tensor)>,
+    loader: Loader<Result<(Tensor, Tensor), TrainError>>,
     samples: usize,
     masks: &TestMasks,
 ) -> Result<Totals, TrainError> {
@@ -549,9 +701,9 @@ fn evaluate_batches(
     let mut top5 = Tensor::zeros([], (Kind::Int64, device));
     let mut task_il = Tensor::zeros([], (Kind::Int64, device));
     for batch in loader {
-        let (images, labels) = batch?;
-        let (images, labels) = (images.f_to_device(device)?, labels.f_to_device(device)?);
-        let raw = learner.predict(&images);
+        let (images, labels) = batch??;
+        let (images, labels) = (on_device(&images, device)?, on_device(&labels, device)?);
+        let raw = learner.predict(&images)?;
         let logits = match masks.protocol {
             Some(mask) => raw.f_add(mask)?,
             None => raw.shallow_clone(),
@@ -643,14 +795,14 @@ mod tests {
 
     #[test]
     fn host_tensors_hold_the_values_in_shape() {
-        let images = host_tensor(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[1, 2, 3]);
+        let images = host_tensor(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[1, 2, 3]).unwrap();
         assert_eq!(images.size(), vec![1, 2, 3]);
         assert_eq!(images.kind(), Kind::Float);
         assert_eq!(
             Vec::<f32>::try_from(images.flatten(0, -1)).unwrap(),
             vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
         );
-        let labels = host_tensor(&[7i64, 0, 9], &[3]);
+        let labels = host_tensor(&[7i64, 0, 9], &[3]).unwrap();
         assert_eq!(Vec::<i64>::try_from(&labels).unwrap(), vec![7, 0, 9]);
     }
 

@@ -86,6 +86,8 @@ fn config(seed: u64, epochs: usize) -> RunConfig {
         warmup_epochs: 0.0,
         batches_per_allreduce: 1,
         fp16_allreduce: false,
+        amp: dcl_train::Precision::Fp32,
+        save_all_checkpoints: false,
         use_mask: false,
         seed,
         threads: 1,

@@ -48,6 +48,7 @@ pub fn run_step(args: StepArgs) -> Result<()> {
         device,
         std::sync::Arc::new(dcl_dist::SingleProcess),
     )?;
+    learner.set_precision(args.amp)?;
     let [c, h, w] = input.image_shape.map(|d| d as i64);
     let b = args.batch_size as i64;
     let images = Tensor::randn([b, c, h, w], (Kind::Float, device));
@@ -77,7 +78,7 @@ pub fn run_step(args: StepArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::json!({"engine": "dcl", "device": format!("{device:?}"), "model": args.model, "model_config": args.model_config,
-                "input": args.input, "batch_size": args.batch_size, "threads": args.threads,
+                "input": args.input, "batch_size": args.batch_size, "threads": args.threads, "amp": args.amp.to_string(),
                 "images_per_second_median": median, "images_per_second": rates, "peak_rss_mb": peak_mb})
         );
     } else {
@@ -121,6 +122,7 @@ pub fn run_loader(args: LoaderArgs) -> Result<()> {
         set: Arc::clone(&data.train),
         views: Arc::new(vec![View::Identity]),
         pipeline,
+        keep_records: false,
     };
     let samples: Vec<SampleRef> = (0..data.train.len() as u32)
         .map(|index| SampleRef { index, view: 0 })
@@ -182,7 +184,7 @@ pub fn run_buffer(args: BufferArgs) -> Result<()> {
     let mut buffer = RehearsalBuffer::<f32>::new(BufferConfig {
         capacity,
         num_classes,
-        sample_len,
+        sample_len: dcl_buffer::SampleLen::Fixed(sample_len),
         payload_len: 0,
         policy,
         seed: 0,
@@ -244,6 +246,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
     );
     tch::set_num_threads(args.threads as i32);
     tch::manual_seed(0);
+    let device = args.device.resolve_here(0)?;
     let info = dcl_data::catalog::find("mnist")?;
     let data = info.load(&args.dataset_dir, false)?;
     let source = LoaderSource {
@@ -253,6 +256,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
             transform: dcl_data::Transform::Identity,
             normalization: data.normalization,
         },
+        keep_records: false,
     };
     let samples: Vec<SampleRef> = (0..data.train.len() as u32)
         .map(|index| SampleRef { index, view: 0 })
@@ -272,6 +276,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         global_sampling: true,
         replay: ReplaySource::All,
         class_weights: false,
+        store: dcl_train::StoreMode::Tensor,
     };
     let rehearsal = Rehearsal::new(
         config,
@@ -287,9 +292,14 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         &ModelConfig::default(),
         INPUT,
         SGD,
-        tch::Device::Cpu,
+        device,
         Arc::new(dcl_dist::SingleProcess),
     )?;
+    let synchronize = || {
+        if let tch::Device::Cuda(index) = device {
+            tch::Cuda::synchronize(index as i64);
+        }
+    };
 
     // Times `steps` steps of a pass (after 10 warm-up steps), in milliseconds.
     let mut time_steps = |loader: Loader<Result<StepBatch, dcl_train::TrainError>>| -> Result<Vec<f64>> {
@@ -298,12 +308,19 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         for step in 0..args.steps + 10 {
             let started = Instant::now();
             let Some(batch) = loader.next() else { break };
-            let batch = batch??;
+            let batch = batch??.staged(device)?;
+            let on_device = |t: &Tensor| t.to_device_(device, t.kind(), true, false);
+            let (images, labels) = (on_device(&batch.images), on_device(&batch.labels));
             let (images, labels) = match batch.representatives {
-                None => (batch.images, batch.labels),
-                Some((ri, rl)) => (Tensor::cat(&[batch.images, ri], 0), Tensor::cat(&[batch.labels, rl], 0)),
+                None => (images, labels),
+                Some((ri, rl)) => (
+                    Tensor::cat(&[images, on_device(&ri)], 0),
+                    Tensor::cat(&[labels, on_device(&rl)], 0),
+                ),
             };
             let _step = learner.train_step(&images, &labels, None, None)?;
+            // A step is over when the device has finished it.
+            synchronize();
             if step >= 10 {
                 times.push(started.elapsed().as_secs_f64() * 1e3);
             }
@@ -319,7 +336,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
     };
     let (mut with, mut plain) = (Vec::new(), Vec::new());
     for round in 0..args.rounds as u64 {
-        let collate = rehearsal.collate(0, round);
+        let collate = rehearsal.collate(0, round, &source.pipeline, 0);
         with.extend(time_steps(Loader::spawn(
             source.clone(),
             samples.clone(),
@@ -348,35 +365,36 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
     use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
 
-    use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer, Transport};
+    use dcl_buffer::{BufferConfig, Drawn, InsertionPolicy, RehearsalBuffer, SampleLen, Transport};
 
     ensure!(
-        args.sample_len >= 3 && args.draws > 0 && args.fill > 0,
-        "--sample-len must be at least 3, --draws and --fill at least 1"
+        args.sample_len >= 1 && args.draws > 0 && args.fill > 0,
+        "--sample-len, --draws and --fill must be at least 1"
     );
     let world: Arc<dyn dcl_dist::Communicator> = dcl_dist::init()?.0.into();
     let (rank, size) = (world.rank(), world.size());
     let fill = args.fill * (rank + 1);
-    let mut buffer = RehearsalBuffer::<f32>::new(BufferConfig {
+    let mut buffer = RehearsalBuffer::<u8>::new(BufferConfig {
         capacity: fill.div_ceil(10) * 10,
         num_classes: 10,
-        sample_len: args.sample_len,
-        payload_len: 0,
+        sample_len: SampleLen::Variable,
+        payload_len: 1,
         policy: InsertionPolicy::Reservoir,
         seed: rank as u64,
     })?;
     let labels: Vec<u32> = (0..fill as u32).map(|i| i % 10).collect();
-    // Sample i of rank r: [r, i, label, label, …].
-    let samples: Vec<f32> = labels
-        .iter()
-        .enumerate()
-        .flat_map(|(i, &l)| {
-            [rank as f32, i as f32]
-                .into_iter()
-                .chain(std::iter::repeat_n(l as f32, args.sample_len - 2))
-        })
-        .collect();
-    buffer.offer(&samples, &labels, &[])?;
+    // Sample i of rank r, a record of its own length: r, i (4 bytes, little-endian), then
+    // its label `sample_len + i % 3` times; its payload: i.
+    let record_len = |i: u32| 5 + args.sample_len + i as usize % 3;
+    let mut samples = Vec::new();
+    for (i, &label) in (0u32..).zip(&labels) {
+        samples.push(rank as u8);
+        samples.extend_from_slice(&i.to_le_bytes());
+        samples.extend(std::iter::repeat_n(label as u8, record_len(i) - 5));
+    }
+    let lengths: Vec<u32> = (0..fill as u32).map(|i| record_len(i) as u32).collect();
+    let payloads: Vec<f32> = (0..fill).map(|i| i as f32).collect();
+    buffer.offer_records(&samples, &lengths, &labels, &payloads)?;
     let buffer = Arc::new(Mutex::new(buffer));
     let service = world.serve_buffer(Arc::clone(&buffer));
 
@@ -396,16 +414,21 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
             first_draw_ranks = drawn.origins.iter().collect::<HashSet<_>>().len();
         }
         let mut seen = HashSet::new();
-        for ((sample, &label), &origin) in drawn
-            .samples
-            .chunks(args.sample_len)
+        for (((sample, &label), &origin), &payload) in drawn
+            .records()
             .zip(&drawn.labels)
             .zip(&drawn.origins)
+            .zip(&drawn.payloads)
         {
-            from_rank[sample[0] as usize] += 1;
-            misattributed += u64::from(origin as f32 != sample[0]);
-            duplicates += u64::from(!seen.insert((sample[0] as u32, sample[1] as u32)));
-            torn += u64::from(sample[2..].iter().any(|&v| v != label as f32));
+            let (source, i) = (sample[0], u32::from_le_bytes(sample[1..5].try_into()?));
+            from_rank[source as usize] += 1;
+            misattributed += u64::from(origin != u32::from(source));
+            duplicates += u64::from(!seen.insert((source, i)));
+            torn += u64::from(
+                sample.len() != record_len(i)
+                    || sample[5..].iter().any(|&v| u32::from(v) != label)
+                    || payload != i as f32,
+            );
         }
     }
     let global_rate = (args.draws * args.representatives) as f64 / started.elapsed().as_secs_f64();
@@ -499,4 +522,82 @@ pub fn run_allreduce(args: AllreduceArgs) -> Result<()> {
 #[cfg(not(feature = "mpi"))]
 pub fn run_allreduce(_args: AllreduceArgs) -> Result<()> {
     anyhow::bail!("this dcl was built without MPI (cargo feature mpi)")
+}
+
+/// A checkpoint of `args.model` after 3 SGD steps and of a full buffer of `args.buffer`
+/// float samples: the time the training thread spends on the snapshot (device-to-host copies,
+/// the buffer's bytes), the background write (files synced, renamed) and the size on disk.
+pub fn run_checkpoint(args: crate::cli::CheckpointArgs) -> Result<()> {
+    use dcl_buffer::{BufferConfig, InsertionPolicy, RehearsalBuffer, SampleLen};
+    use dcl_train::checkpoint::{self, Checkpointer, Position, Snapshot};
+
+    ensure!(args.buffer > 0, "--buffer must be at least 1");
+    tch::set_num_threads(args.threads as i32);
+    tch::manual_seed(0);
+    let input = ModelInput {
+        image_shape: args.input,
+        num_classes: args.classes,
+    };
+    let device = tch::Device::Cpu;
+    let mut learner = Learner::new(
+        &args.model,
+        &ModelConfig::default(),
+        input,
+        SGD,
+        device,
+        std::sync::Arc::new(dcl_dist::SingleProcess),
+    )?;
+    let [c, h, w] = args.input.map(|d| d as i64);
+    let images = Tensor::randn([2, c, h, w], (Kind::Float, device));
+    let labels = Tensor::randint(args.classes as i64, [2], (Kind::Int64, device));
+    for _ in 0..3 {
+        let _step = learner.train_step(&images, &labels, None, None)?;
+    }
+    let sample_bytes = args.input.iter().product::<usize>() * 4;
+    let mut buffer = RehearsalBuffer::<u8>::new(BufferConfig {
+        capacity: args.buffer,
+        num_classes: args.classes,
+        sample_len: SampleLen::Fixed(sample_bytes),
+        payload_len: 0,
+        policy: InsertionPolicy::Reservoir,
+        seed: 0,
+    })?;
+    let sample: Vec<u8> = (0..sample_bytes).map(|i| (i * 7919 % 251) as u8).collect();
+    for i in 0..args.buffer {
+        buffer.offer(&sample, &[(i % args.classes) as u32], &[])?;
+    }
+
+    let started = Instant::now();
+    let learner_state = learner.snapshot()?;
+    let buffer = buffer.clone();
+    let mut state = checkpoint::state_at(Position { task: 0, epoch: 0 }, 1, Default::default());
+    state.optimizer = learner_state.hyper;
+    let snapshot = Snapshot {
+        state,
+        weights: learner_state.weights,
+        optimizer: learner_state.optimizer,
+        buffer: Some(buffer),
+    };
+    let stall = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let mut checkpointer = Checkpointer::new(&args.dir, 0, 1, false);
+    checkpointer.save(snapshot, &dcl_dist::SingleProcess)?;
+    checkpointer.finish(&dcl_dist::SingleProcess)?;
+    let write = started.elapsed().as_secs_f64();
+    let written = args.dir.join("checkpoints/task-000-epoch-000");
+    let size: u64 = std::fs::read_dir(&written)?
+        .map(|e| Ok(e?.metadata()?.len()))
+        .sum::<std::io::Result<u64>>()?;
+    std::fs::remove_dir_all(&args.dir)?;
+    println!(
+        "checkpoint of {} ({}) + {} buffered samples: {:.1} MB; training thread {:.2} s (snapshot), background write {:.2} s ({:.0} MB/s)",
+        args.model,
+        args.input.map(|d| d.to_string()).join("x"),
+        args.buffer,
+        size as f64 / 1e6,
+        stall,
+        write,
+        size as f64 / 1e6 / write
+    );
+    Ok(())
 }

@@ -52,6 +52,10 @@ pub struct TrainArgs {
     /// Replace the results of an earlier run in the same directory.
     #[arg(long)]
     pub overwrite: bool,
+    /// Continue the run whose results are in DIR from its last checkpoint, with the settings
+    /// of its config.json (the same number of workers).
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
     /// No progress bars: one line per epoch (for logs and CI).
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -59,6 +63,16 @@ pub struct TrainArgs {
     /// the job ends with an error naming the rank(s) that stopped answering.
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = positive_seconds)]
     pub comm_timeout: f64,
+}
+
+/// The options of `dcl train` as they are when none is given.
+pub fn default_train_options() -> TrainOptions {
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        options: TrainOptions,
+    }
+    Probe::try_parse_from(["dcl"]).expect("no option is required").options
 }
 
 /// An image shape written `CxHxW` (`3x32x32`).
@@ -119,6 +133,28 @@ pub enum BenchCommand {
     Sampling(SamplingArgs),
     /// Under mpirun: dcl's gradient all-reduce (mean) against a bare MPI all-reduce.
     Allreduce(AllreduceArgs),
+    /// Time a checkpoint of a model (after a few steps: with optimiser state) and a full
+    /// rehearsal buffer: the training thread's snapshot, the background write, the size.
+    Checkpoint(CheckpointArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    #[arg(long, default_value = "resnet50")]
+    pub model: String,
+    /// Input shape CxHxW (also the buffer's sample shape).
+    #[arg(long, default_value = "3x224x224", value_parser = image_shape)]
+    pub input: [usize; 3],
+    #[arg(long, default_value_t = 1000)]
+    pub classes: usize,
+    /// Samples in the (full) buffer, stored as tensors.
+    #[arg(long, default_value_t = 10_000)]
+    pub buffer: usize,
+    /// Where to write the checkpoint (a results directory; created, then removed).
+    #[arg(long, default_value = "bench-checkpoint")]
+    pub dir: PathBuf,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
 }
 
 #[derive(Debug, Args)]
@@ -169,7 +205,8 @@ pub struct SamplingArgs {
     /// Samples in rank r's buffer: (r + 1) x this.
     #[arg(long, default_value_t = 100)]
     pub fill: usize,
-    /// Values per sample (784: MNIST-shaped).
+    /// Bytes of each sample beyond its 5-byte header (784: MNIST-sized); samples differ in
+    /// length by up to 2 bytes, as encoded files do.
     #[arg(long, default_value_t = 784)]
     pub sample_len: usize,
     /// Fail unless every rank's share is within 10 % of its share of the samples, no draw
@@ -184,6 +221,9 @@ pub struct RehearsalArgs {
     /// B: fresh samples per step.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Where the steps run: auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu", value_parser = clap::value_parser!(dcl_train::DeviceChoice))]
+    pub device: dcl_train::DeviceChoice,
     /// R: representatives per step.
     #[arg(long, default_value_t = 64)]
     pub representatives: usize,
@@ -250,6 +290,9 @@ pub struct StepArgs {
     pub device: dcl_train::DeviceChoice,
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// Mixed precision, as `dcl train --amp`: off, bf16 or fp16.
+    #[arg(long, default_value = "off", value_parser = clap::value_parser!(dcl_train::Precision))]
+    pub amp: dcl_train::Precision,
     /// Intra-op CPU threads of libtorch.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,

@@ -23,10 +23,13 @@ use dcl_dist::{write_line, Communicator};
 use crate::train::Stopped;
 
 fn main() {
-    // Die quietly on a closed pipe (`dcl models | head`), as command-line tools do.
-    // SAFETY: restoring a signal's default disposition installs no handler code.
+    // Die quietly on a closed pipe (`dcl models | head`), as command-line tools do. A file
+    // size limit (`ulimit -f`) makes writes fail with an error the run reports, rather than
+    // killing the process mid-write.
+    // SAFETY: restoring a signal's default disposition, or ignoring it, installs no handler code.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     let cli = cli::Cli::parse();
     let result = match cli.command {
@@ -38,6 +41,7 @@ fn main() {
         cli::Command::Bench(cli::BenchCommand::Rehearsal(args)) => bench::run_rehearsal(args),
         cli::Command::Bench(cli::BenchCommand::Loader(args)) => bench::run_loader(args),
         cli::Command::Bench(cli::BenchCommand::Sampling(args)) => bench::run_sampling(args),
+        cli::Command::Bench(cli::BenchCommand::Checkpoint(args)) => bench::run_checkpoint(args),
         cli::Command::Bench(cli::BenchCommand::Allreduce(args)) => bench::run_allreduce(args),
         cli::Command::Watch { dir } => watchdog::run(dir),
     };

@@ -68,18 +68,27 @@ pub fn run(args: TrainArgs, world: Arc<dyn Communicator>, interrupt: &Interrupt)
         }
         return Ok(());
     }
-    let prepared = agree(&*world, prepare(&args, &*world))?;
+    let prepared = match &args.resume {
+        Some(dir) => prepare_resume(&args, dir, &*world),
+        None => prepare(&args, &*world),
+    };
     let Prepared {
         config,
         notices,
         default_results_dir,
         data,
         scenario,
-    } = prepared;
-    let trainer = agree(
+    } = agree(&*world, prepared)?;
+    let mut trainer = agree(
         &*world,
         Trainer::new(&config, &data, &scenario, Arc::clone(&world)).map_err(anyhow::Error::from),
     )?;
+    let resumed = match &args.resume {
+        Some(dir) => agree(&*world, resume(&mut trainer, dir, &*world))?,
+        None => None,
+    };
+    // Where rank 0 writes the results (a default name gets its final form there).
+    let mut results_dir = config.results_dir.clone();
 
     let mut display = ProgressDisplay::new(args.quiet, scenario.tasks.len(), config.epochs);
     let mut observer = RunObserver {
@@ -91,7 +100,17 @@ pub fn run(args: TrainArgs, world: Arc<dyn Communicator>, interrupt: &Interrupt)
         for notice in notices.iter().map(String::as_str).chain(trainer.notice()) {
             dcl_dist::write_line(&format!("note: {notice}"));
         }
-        let results = Results::create(&config, default_results_dir, args.overwrite)?;
+        let results = match &args.resume {
+            Some(_) => Results::reopen(&config, resumed.clone().unwrap_or_default())?,
+            None => Results::create(&config, default_results_dir, args.overwrite)?,
+        };
+        if let Some(record) = &resumed {
+            dcl_dist::write_line(&format!(
+                "note: resuming after task {} epoch {}, from the run's last checkpoint",
+                record.epochs.last().map_or(0, |e| e.task + 1),
+                record.epochs.last().map_or(0, |e| e.epoch + 1)
+            ));
+        }
         dcl_dist::write_line(&format!(
             "dcl {}: {} ({}) on {}, {} task(s) x {} epoch(s), {} worker(s) on {}; results in {}",
             dcl_train::DCL_VERSION,
@@ -107,8 +126,12 @@ pub fn run(args: TrainArgs, world: Arc<dyn Communicator>, interrupt: &Interrupt)
             },
             results.dir.path().display()
         ));
+        results_dir = results.dir.path().to_owned();
         observer.results = Some(results);
     }
+    // Every rank writes its part of each checkpoint into the directory rank 0 created.
+    let results_dir = broadcast_path(&*world, &results_dir);
+    trainer.save_checkpoints(&results_dir, config.save_all_checkpoints);
     let outcome = trainer.run(&mut observer);
     let results = observer.results.take();
     match outcome {
@@ -176,12 +199,23 @@ fn resolve(args: &TrainArgs, world: &dyn Communicator) -> Result<options::Resolv
 fn prepare(args: &TrainArgs, world: &dyn Communicator) -> Result<Prepared> {
     let dataset_dir_is_default = args.options.dataset_dir == Path::new(DEFAULT_DATASET_DIR);
     let default_results_dir = args.options.results_dir.is_none();
-    let options::Resolved { config, mut notices } = resolve(args, world)?;
+    let options::Resolved { config, notices } = resolve(args, world)?;
     // A default name is made unique when the directory is created, so only a chosen one can
     // be taken already.
     if world.is_root() && !default_results_dir {
         RunDir::check_available(&config.results_dir, args.overwrite)?;
     }
+    load(config, notices, default_results_dir, dataset_dir_is_default, world)
+}
+
+/// Loads and splits the data of `config`.
+fn load(
+    config: RunConfig,
+    mut notices: Vec<String>,
+    default_results_dir: bool,
+    dataset_dir_is_default: bool,
+    world: &dyn Communicator,
+) -> Result<Prepared> {
     let dataset = dcl_data::catalog::find(&config.dataset)?;
     let data = dataset.load(&config.dataset_dir, dataset_dir_is_default)?;
     let scenario_options = ScenarioOptions {
@@ -207,6 +241,82 @@ fn prepare(args: &TrainArgs, world: &dyn Communicator) -> Result<Prepared> {
         data,
         scenario,
     })
+}
+
+/// The configuration of the run in `dir` (its `config.json`) and its data, to resume it.
+/// Every setting comes from there but where the data set lies (`--dataset-dir`, which does
+/// not change the run); other run options are refused.
+fn prepare_resume(args: &TrainArgs, dir: &Path, world: &dyn Communicator) -> Result<Prepared> {
+    let given = serde_json::to_value(&args.options)?;
+    let defaults = serde_json::to_value(crate::cli::default_train_options())?;
+    let extra: Vec<String> = match (&given, &defaults) {
+        (serde_json::Value::Object(given), serde_json::Value::Object(defaults)) => given
+            .iter()
+            .filter(|(key, value)| *key != "dataset_dir" && defaults.get(*key) != Some(value))
+            .map(|(key, _)| format!("--{}", key.replace('_', "-")))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if !extra.is_empty() || args.yaml_config.is_some() {
+        return Err(anyhow!(
+            "--resume continues the run in {} with the settings of its config.json; drop {}",
+            dir.display(),
+            if extra.is_empty() {
+                "--yaml-config".to_owned()
+            } else {
+                extra.join(", ")
+            }
+        ));
+    }
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        anyhow!(
+            "--resume {}: no run to resume there ({}: {e})",
+            dir.display(),
+            path.display()
+        )
+    })?;
+    let mut config: RunConfig = serde_json::from_str(&text).map_err(|e| {
+        anyhow!(
+            "--resume: {} is not the configuration of a dcl run: {e}",
+            path.display()
+        )
+    })?;
+    config.results_dir = dir.to_owned();
+    if given.get("dataset_dir") != defaults.get("dataset_dir") {
+        config.dataset_dir = args.options.dataset_dir.clone();
+    }
+    load(config, Vec::new(), false, false, world)
+}
+
+/// Continues `trainer` from the latest checkpoint of the run in `dir`, if it wrote one;
+/// returns the record it had then.
+fn resume(trainer: &mut Trainer, dir: &Path, world: &dyn Communicator) -> Result<Option<RunRecord>> {
+    if world.is_root() {
+        dcl_train::checkpoint::remove_unfinished(dir)?;
+    }
+    world.barrier();
+    let Some(checkpoint) = dcl_train::checkpoint::latest(dir, world.rank(), world.size())? else {
+        return Ok(None);
+    };
+    let record = checkpoint.state.record.clone();
+    trainer.resume(checkpoint)?;
+    Ok(Some(record))
+}
+
+/// Rank 0's `path` on every rank (a collective call).
+fn broadcast_path(world: &dyn Communicator, path: &Path) -> PathBuf {
+    if world.size() == 1 {
+        return path.to_owned();
+    }
+    let bytes = path.as_os_str().as_encoded_bytes();
+    let mut length = [bytes.len() as f32];
+    world.broadcast(0, &mut length);
+    let mut values: Vec<f32> = bytes.iter().map(|&b| f32::from(b)).collect();
+    values.resize(length[0] as usize, 0.0);
+    world.broadcast(0, &mut values);
+    let bytes: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+    PathBuf::from(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Makes every rank agree on whether a step succeeded everywhere (a collective call). The
@@ -264,13 +374,37 @@ impl Results {
             },
             dir,
         };
-        results.write(&results.last, RunStatus::Running, None)?;
-        watchdog::spawn(results.dir.path());
-        let dir = results.dir.path().to_owned();
+        results.start()?;
+        Ok(results)
+    }
+
+    /// Takes over the results directory of a run to resume (its `config.json` stays), writes
+    /// its `record` so far as `running`, and starts the watchdog.
+    fn reopen(config: &RunConfig, record: RunRecord) -> Result<Self> {
+        let dir = RunDir::open(&config.results_dir);
+        let text = std::fs::read_to_string(dir.path().join("config.json"))?;
+        let results = Results {
+            identity: RunIdentity::new(&text, config.seed),
+            last: RunRecord {
+                epochs_per_task: config.epochs,
+                ..record
+            },
+            dir,
+        };
+        results.start()?;
+        Ok(results)
+    }
+
+    /// Writes the `running` summary, starts the watchdog and marks the run failed on a
+    /// fatal error.
+    fn start(&self) -> Result<()> {
+        self.write(&self.last, RunStatus::Running, None)?;
+        watchdog::spawn(self.dir.path());
+        let dir = self.dir.path().to_owned();
         dcl_dist::on_fatal(move |message| {
             let _ = RunDir::open(&dir).settle(RunStatus::Failed, message);
         });
-        Ok(results)
+        Ok(())
     }
 
     fn write(&self, record: &RunRecord, status: RunStatus, error: Option<&str>) -> Result<(), TrainError> {

@@ -14,15 +14,7 @@ use common::{dcl_command, read_json, stderr};
 /// Generates the layouts (4 classes, 6 images per class and split) into `dir`, or only
 /// those named in `only`.
 fn layouts(dir: &Path, only: &str) {
-    let venv = std::env::var("VIRTUAL_ENV").expect("VIRTUAL_ENV is not set: run scripts/setup.sh");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dcl-data/tests/reference/make_layouts.py");
-    let output = Command::new(Path::new(&venv).join("bin/python"))
-        .arg(script)
-        .arg(dir)
-        .args(["--classes", "4", "--per-class", "6", "--only", only])
-        .output()
-        .expect("the venv's python runs");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    layouts_of(dir, only, 4, 6);
 }
 
 /// `dcl train` of a small ResNet for one epoch on `dataset` in `data`, into `results`.
@@ -129,6 +121,66 @@ fn photographs_train_the_same_with_any_number_of_loader_workers() {
     let alone = run("0");
     assert_eq!(alone, run("1"), "random crops depend on the sample, not the thread");
     assert_eq!(alone, run("3"));
+}
+
+/// Generates `classes` classes of `per_class` images per split of `only` into `dir`.
+fn layouts_of(dir: &Path, only: &str, classes: usize, per_class: usize) {
+    let venv = std::env::var("VIRTUAL_ENV").expect("VIRTUAL_ENV is not set: run scripts/setup.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dcl-data/tests/reference/make_layouts.py");
+    let output = Command::new(Path::new(&venv).join("bin/python"))
+        .arg(script)
+        .arg(dir)
+        .args(["--classes", &classes.to_string(), "--per-class", &per_class.to_string()])
+        .args(["--only", only])
+        .output()
+        .expect("the venv's python runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn upstreams_imagenet100_scenario_rehearses_raw_jpegs_reproducibly_with_any_worker_count() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    layouts_of(&data, "imagenet100small", 100, 1);
+    let run = |name: &str, extra: &[&str]| -> Value {
+        let results = root.path().join(name);
+        let args = [
+            &[
+                "--input-size",
+                "32",
+                "--tasksets-config",
+                "{'scenario': 'class', 'initial_increment': 40, 'increment': 30}",
+                "--agent",
+                "er",
+            ][..],
+            extra,
+        ]
+        .concat();
+        let output = train(&data, "imagenet100small", &results, &args);
+        summary_of(&results, &output, name)
+    };
+    let raw = "{'buffer_size': 30, 'num_representatives': 10, 'store': 'raw'}";
+    let alone = run("raw-0", &["--agent-config", raw, "--dataloader-workers", "0"]);
+    // Upstream's ImageNet-100 split: 40 classes, then 30 and 30.
+    assert_eq!(alone["num_tasks"], 3);
+    let images: Vec<u64> = (0..3)
+        .map(|t| alone["epochs"][t]["train_images"].as_u64().unwrap())
+        .collect();
+    assert_eq!(images, vec![40, 30, 30]);
+    assert_eq!(alone["epochs"][2]["eval"][2]["samples"], 30);
+    assert_eq!(alone["rehearsal"]["store"], "raw");
+    let drawn: u64 = alone["rehearsal"]["draws"]["per_class"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    // Batches of 8: 4 steps in each of tasks 2 and 3.
+    assert_eq!(drawn, 10 * (4 + 4), "10 representatives in each step of tasks 2 and 3");
+    // Replayed JPEGs are decoded and cropped afresh, the same whatever thread loads the batch.
+    let pooled = run("raw-2", &["--agent-config", raw, "--dataloader-workers", "2"]);
+    assert_eq!(alone["accuracy_matrix"], pooled["accuracy_matrix"]);
+    assert_eq!(alone["epochs"][2]["train_loss"], pooled["epochs"][2]["train_loss"]);
 }
 
 /// The first JPEG file of folder `dir`.

@@ -345,8 +345,9 @@ fn an_error_under_mpirun_is_printed_once_and_whole() {
 #[test]
 fn two_rank_rehearsal_shares_one_budget_draws_from_both_buffers_past_tasks_only_and_repeats_exactly() {
     let root = tempfile::tempdir().unwrap();
-    let run_once = |name: &str| {
+    let run_once = |name: &str, store: &str| {
         let results = root.path().join(name);
+        let agent_config = format!("{{'buffer_size': 201, 'num_representatives': 16, 'store': '{store}'}}");
         run(train(
             2,
             &results,
@@ -362,20 +363,29 @@ fn two_rank_rehearsal_shares_one_budget_draws_from_both_buffers_past_tasks_only_
                 "--agent",
                 "er",
                 "--agent-config",
-                "{'buffer_size': 201, 'num_representatives': 16}",
+                &agent_config,
                 "--tasksets-config",
                 "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
             ],
         ));
         summary(&results)
     };
-    let first = run_once("a");
-    let second = run_once("b");
+    let first = run_once("a", "tensor");
+    let second = run_once("b", "tensor");
     assert_eq!(
         first["accuracy_matrix"], second["accuracy_matrix"],
         "the same seed on 2 ranks gave two results"
     );
     assert_eq!(first["epochs"][4]["train_loss"], second["epochs"][4]["train_loss"]);
+    // MNIST has no random transform: raw samples (variable-length records over MPI) replay
+    // as the stored tensors did, to the last bit.
+    let raw = run_once("raw", "raw");
+    assert_eq!(
+        first["accuracy_matrix"], raw["accuracy_matrix"],
+        "raw storage changed the run"
+    );
+    assert_eq!(first["epochs"][4]["train_loss"], raw["epochs"][4]["train_loss"]);
+    assert_eq!(raw["rehearsal"]["store"], "raw");
     // The global budget, split over the ranks' buffers exactly (not rounded down to 200).
     let rehearsal = &first["rehearsal"];
     assert_eq!(rehearsal["world_capacity"], 201);
@@ -417,4 +427,74 @@ fn two_rank_rehearsal_shares_one_budget_draws_from_both_buffers_past_tasks_only_
         );
         assert!(per_class[..2 * task].iter().sum::<u64>() > 0);
     }
+}
+
+#[test]
+fn a_two_rank_job_that_loses_a_rank_resumes_as_a_whole_and_ends_as_the_uninterrupted_one() {
+    let root = tempfile::tempdir().unwrap();
+    let args = [
+        "--model",
+        "mlp",
+        "--epochs",
+        "2",
+        "--train-samples",
+        "3000",
+        "--seed",
+        "5",
+        "--agent",
+        "er",
+        "--agent-config",
+        "{'buffer_size': 201, 'num_representatives': 16}",
+        "--tasksets-config",
+        "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
+    ];
+    let whole = root.path().join("whole");
+    run(train(2, &whole, &args));
+    let broken = root.path().join("broken");
+    let mut job = train(2, &broken, &args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the launcher runs");
+    // Kill rank 1 once the job has written a checkpoint of the second task.
+    let started = Instant::now();
+    while !broken.join("checkpoints/task-001-epoch-000").exists() {
+        assert!(
+            job.try_wait().unwrap().is_none(),
+            "the job ended before its second task"
+        );
+        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ranks = rank_pids(&broken);
+    assert_eq!(ranks.len(), 2, "found ranks {ranks:?}");
+    signal(ranks[1], "-KILL");
+    let status = job.wait().unwrap();
+    assert!(!status.success(), "the job succeeded without a rank");
+    for pid in rank_pids(&broken) {
+        signal(pid, "-KILL");
+    }
+    let mut resume = Command::new(mpirun());
+    resume
+        .args(["-np", "2", env!("CARGO_BIN_EXE_dcl"), "train", "--quiet", "--resume"])
+        .arg(&broken)
+        .env("OMP_WAIT_POLICY", "PASSIVE")
+        .envs(common::portable_env());
+    run(resume);
+    let (a, b) = (summary(&whole), summary(&broken));
+    assert_eq!(b["status"], "complete");
+    assert_eq!(a["accuracy_matrix"], b["accuracy_matrix"], "the resumed job differs");
+    for (x, y) in a["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(b["epochs"].as_array().unwrap())
+    {
+        assert_eq!(x["train_loss"], y["train_loss"]);
+        assert_eq!(x["rehearsal_draws"], y["rehearsal_draws"]);
+    }
+    assert_eq!(
+        a["rehearsal"]["world_class_counts"],
+        b["rehearsal"]["world_class_counts"]
+    );
 }

@@ -1,7 +1,7 @@
 //! `--agent` and `--agent-config`: the agent and its typed configuration.
 
 use anyhow::{bail, Result};
-use dcl_train::{AgentConfig, BufferSize, PipelineMode, PolicyName, RehearsalConfig, ReplaySource};
+use dcl_train::{AgentConfig, BufferSize, PipelineMode, PolicyName, RehearsalConfig, ReplaySource, StoreMode};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -41,6 +41,8 @@ struct ErConfig {
     replay: ReplaySource,
     #[serde(default)]
     class_weights: bool,
+    #[serde(default)]
+    store: StoreMode,
 }
 
 /// dcl's defaults for rehearsal (see the README for why).
@@ -183,6 +185,7 @@ pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Optio
         global_sampling: config.global_sampling.or(alias.global_sampling).unwrap_or(true),
         replay: config.replay,
         class_weights: config.class_weights,
+        store: config.store,
     };
     let notice = (!alias.notice.is_empty()).then(|| alias_notice(alias.notice, &rehearsal));
     Ok((

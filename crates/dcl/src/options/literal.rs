@@ -192,7 +192,35 @@ impl Parser {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+        /// Random text and upstream's literals with random edits parse or fail with one line.
+        #[test]
+        fn any_text_parses_or_fails_with_one_line(
+            base in prop::sample::select(vec![
+                "{'scenario': 'class', 'initial_increment': 40, 'increment': 30}",
+                "[{'epoch': 0, 'optimizer': 'SGD', 'lr': 0.1, 'momentum': 0.9}, {'epoch': 30, 'lr': 1e-2}]",
+                "{'rehearsal_ratio': 20, 'global_sampling': True, 'x': None, 'y': (1, -2.5e3)}",
+            ]),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<char>()), 0..4),
+            random in "\\PC{0,30}",
+        ) {
+            let mut chars: Vec<char> = base.chars().collect();
+            for (at, c) in edits {
+                let i = at.index(chars.len());
+                chars[i] = c;
+            }
+            for text in [chars.into_iter().collect::<String>(), random] {
+                if let Err(error) = parse(&text) {
+                    prop_assert!(!error.contains('\n'), "{error}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn reads_the_upstream_readme_examples() {

@@ -56,6 +56,11 @@ pub struct TrainOptions {
     /// the rank's local rank) or cuda:N.
     #[arg(long, default_value = "auto", value_parser = clap::value_parser!(dcl_train::DeviceChoice))]
     pub device: dcl_train::DeviceChoice,
+    /// Mixed precision: autocast the forward pass to bf16 (`--amp` alone) or fp16 (with dynamic
+    /// loss scaling; CUDA only); off by default. Weights and optimiser state stay fp32.
+    #[arg(long, value_name = "PRECISION", num_args = 0..=1, default_value = "off", default_missing_value = "bf16",
+          value_parser = clap::value_parser!(dcl_train::Precision))]
+    pub amp: dcl_train::Precision,
     /// Augmentation of the training images: none (upstream's, for CIFAR), crop_flip (a random
     /// crop after zero padding of 4 and a horizontal flip).
     #[arg(long, default_value = "none", value_parser = augment_flag)]
@@ -134,10 +139,11 @@ pub struct TrainOptions {
     #[arg(long, visible_alias = "save-dir", value_name = "DIR")]
     #[serde(alias = "save_dir")]
     pub results_dir: Option<PathBuf>,
-    /// Resume from a checkpoint (not available yet).
+    /// Start from the weights of a checkpoint: a dcl checkpoint directory, or a safetensors
+    /// state dict (as `--model-config "{'weights': FILE}"`). To continue a run, see --resume.
     #[arg(long, value_name = "FILE")]
     pub load_checkpoint: Option<PathBuf>,
-    /// Keep a checkpoint per epoch (not available yet).
+    /// Keep every epoch's checkpoint (under RESULTS/checkpoints), not only the latest two.
     #[arg(long)]
     pub save_all_checkpoints: bool,
     /// Compress gradients to fp16 for the all-reduce (data-parallel runs; half the bytes).
@@ -206,6 +212,18 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         .ok_or_else(|| anyhow!("--model is required (valid models: {})", dcl_models::model_names()))?;
     dcl_models::find(&model)?;
     let mut model_config = options.model_config;
+    if let Some(path) = &options.load_checkpoint {
+        if model_config.contains_key("weights") {
+            bail!("--load-checkpoint and --model-config's 'weights' both name weights: give one");
+        }
+        // A dcl checkpoint directory holds its weights in model.safetensors.
+        let file = if path.is_dir() {
+            path.join("model.safetensors")
+        } else {
+            path.clone()
+        };
+        model_config.insert("weights".into(), Value::String(file.to_string_lossy().into_owned()));
+    }
     // Upstream's convnext reads the end of its cosine schedule from the model config.
     let lr_min = match model_config.remove("lr_min") {
         None => None,
@@ -229,15 +247,6 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
     let dataset = dcl_data::catalog::find(&options.dataset)?;
     let (agent, notice) = agent::parse(&options.agent, &options.agent_config)?;
     let (scenario, concatenate_tasksets) = tasksets::parse(&options.tasksets_config)?;
-    if let Some(path) = &options.load_checkpoint {
-        bail!(
-            "--load-checkpoint {}: checkpoints are not available yet (roadmap: checkpoint/resume)",
-            path.display()
-        );
-    }
-    if options.save_all_checkpoints {
-        bail!("--save-all-checkpoints: checkpoints are not available yet (roadmap: checkpoint/resume)");
-    }
 
     for (flag, value) in [
         ("--lr", options.lr),
@@ -288,6 +297,8 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         warmup_epochs: options.warmup_epochs,
         batches_per_allreduce: options.batches_per_allreduce,
         fp16_allreduce: options.fp16_allreduce,
+        amp: options.amp,
+        save_all_checkpoints: options.save_all_checkpoints,
         use_mask: options.use_mask,
         seed: options.seed,
         threads: options.threads.map_or(0, |n| n as usize),
@@ -377,7 +388,15 @@ mod tests {
             err(&["--model", "mnistnet", "--model-config", "{'colour': 1}"]),
             "--model-config: unknown key 'colour' for mnistnet; valid keys: weights"
         );
-        assert!(err(&["--model", "mnistnet", "--load-checkpoint", "x.pt"]).contains("not available yet"));
+        assert!(err(&[
+            "--model",
+            "mnistnet",
+            "--load-checkpoint",
+            "x.safetensors",
+            "--model-config",
+            "{'weights': 'y.safetensors'}"
+        ])
+        .contains("--load-checkpoint and --model-config's 'weights' both name weights"));
         assert_eq!(
             err(&["--model", "mnistnet", "--batches-per-allreduce", "0"]),
             "invalid configuration: --batches-per-allreduce must be at least 1"

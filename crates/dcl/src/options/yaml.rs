@@ -90,7 +90,37 @@ pub fn overlay(options: &mut Map<String, Value>, section: &Map<String, Value>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        /// Random files and a valid one with random edits load or fail with one line.
+        #[test]
+        fn any_file_loads_or_fails_with_one_line(
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            random in prop::collection::vec(any::<u8>(), 0..80),
+        ) {
+            let valid = b"base:\n  model: resnet18\n  epochs: 2\n  agent_config: {rehearsal_ratio: 20}\nfast:\n  lr: 0.1\n";
+            let mut edited = valid.to_vec();
+            for (at, byte) in edits {
+                let i = at.index(edited.len());
+                edited[i] = byte;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            for bytes in [edited, random] {
+                let path = dir.path().join("config.yaml");
+                std::fs::write(&path, &bytes).unwrap();
+                for section in [None, Some("base"), Some("fast")] {
+                    if let Err(error) = load_section(&path, section) {
+                        let text = format!("{error:#}");
+                        prop_assert!(!text.contains('\n'), "{text}");
+                    }
+                }
+            }
+        }
+    }
 
     fn map(value: Value) -> Map<String, Value> {
         match value {

@@ -1,0 +1,404 @@
+//! Checkpoints: at the end of every epoch, everything a run needs to continue exactly as if it
+//! had not stopped, in `RESULTS/checkpoints/task-TTT-epoch-EEE/`:
+//!
+//! - `model.safetensors`: the weights and buffers under the model's reference `state_dict()`
+//!   names (loadable with `safetensors.torch.load_file` and `model.load_state_dict`);
+//! - `optimizer.safetensors`: the optimiser's state tensors (momentum, moment estimates, steps);
+//! - `buffer-rank-R.bin`: each rank's rehearsal buffer ([`dcl_buffer::RehearsalBuffer::save`]);
+//! - `state.json`: where the run stands (task, epoch), its record so far, the optimiser's
+//!   hyper-parameters, the loss scale, and the rehearsal totals.
+//!
+//! Every other random choice derives from (seed, task, epoch, step), so no random generator
+//! state is saved. A checkpoint is written into a temporary directory, every file fsynced, then
+//! renamed into place: a reader sees a whole checkpoint or none. The latest two are kept
+//! (every one with `--save-all-checkpoints`). Writing happens on a background thread, from host
+//! copies taken at the end of the epoch.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tch::{Device, Tensor};
+
+use dcl_buffer::RehearsalBuffer;
+use dcl_dist::Communicator;
+
+use crate::metrics::RunRecord;
+use crate::rehearsal::RehearsalWindow;
+use crate::TrainError;
+
+/// The version of the checkpoint layout.
+const FORMAT: u32 = 1;
+const PREFIX: &str = "task-";
+const TEMPORARY: &str = ".tmp-";
+
+/// Where a run stands: the epoch it completed last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Position {
+    pub task: usize,
+    pub epoch: usize,
+}
+
+impl Position {
+    fn dir_name(self) -> String {
+        format!("{PREFIX}{:03}-epoch-{:03}", self.task, self.epoch)
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        let rest = name.strip_prefix(PREFIX)?;
+        let (task, epoch) = rest.split_once("-epoch-")?;
+        Some(Position {
+            task: task.parse().ok()?,
+            epoch: epoch.parse().ok()?,
+        })
+    }
+}
+
+/// The small part of a checkpoint, `state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub format: u32,
+    pub dcl_version: String,
+    pub world_size: usize,
+    pub position: Position,
+    pub record: RunRecord,
+    pub optimizer: Value,
+    /// The loss scale and its growth tracker (`--amp fp16`).
+    pub loss_scale: Option<(f64, i64)>,
+    /// The rehearsal totals of the run so far.
+    pub rehearsal: Option<RehearsalWindow>,
+}
+
+/// A checkpoint in host memory.
+pub struct Snapshot {
+    pub state: State,
+    pub weights: Vec<(String, Tensor)>,
+    pub optimizer: Vec<(String, Tensor)>,
+    /// This rank's buffer.
+    pub buffer: Option<RehearsalBuffer<u8>>,
+}
+
+/// Host copies of `tensors` (contiguous, on the CPU), to write while training goes on.
+pub fn host_copies(tensors: Vec<(String, Tensor)>) -> Result<Vec<(String, Tensor)>, TrainError> {
+    tensors
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.f_to_device(Device::Cpu)?.f_contiguous()?.f_detach_copy()?)))
+        .collect()
+}
+
+/// Writes the checkpoints of one rank of a run.
+///
+/// Each rank writes its part into the checkpoint's temporary directory in the background
+/// (rank 0: all but the other ranks' buffers). Once every rank's part is written, rank 0
+/// renames the directory into place: at once in a world of one, else when the ranks next
+/// meet ([`Checkpointer::finish`], at the next checkpoint or the end of the run).
+pub struct Checkpointer {
+    root: PathBuf,
+    rank: usize,
+    world_size: usize,
+    keep_all: bool,
+    writing: Option<(Position, JoinHandle<Result<(), TrainError>>)>,
+}
+
+impl Checkpointer {
+    /// Checkpoints under `results_dir/checkpoints` for rank `rank` of `world_size`; with
+    /// `keep_all`, none is ever removed.
+    pub fn new(results_dir: &Path, rank: usize, world_size: usize, keep_all: bool) -> Self {
+        Checkpointer {
+            root: results_dir.join("checkpoints"),
+            rank,
+            world_size,
+            keep_all,
+            writing: None,
+        }
+    }
+
+    /// Starts writing `snapshot` in the background once the previous checkpoint is complete (a
+    /// collective call).
+    pub fn save(&mut self, snapshot: Snapshot, world: &dyn Communicator) -> Result<(), TrainError> {
+        self.finish(world)?;
+        let (root, rank, keep_all) = (self.root.clone(), self.rank, self.keep_all);
+        let alone = self.world_size == 1;
+        let position = snapshot.state.position;
+        let writer = std::thread::Builder::new()
+            .name("dcl-checkpoint".into())
+            .spawn(move || {
+                write_part(&root, rank, &snapshot)?;
+                if alone {
+                    commit(&root, position, keep_all)?;
+                }
+                Ok(())
+            })
+            .map_err(io(&self.root))?;
+        self.writing = Some((position, writer));
+        Ok(())
+    }
+
+    /// Completes the checkpoint being written, if any (a collective call): waits for every
+    /// rank's part, then rank 0 renames it into place. Fails on every rank when one failed.
+    pub fn finish(&mut self, world: &dyn Communicator) -> Result<(), TrainError> {
+        let Some((position, writer)) = self.writing.take() else {
+            return Ok(());
+        };
+        let written = writer.join().expect("the checkpoint writer panicked");
+        if self.world_size == 1 {
+            return written;
+        }
+        let mut failures = [f64::from(u8::from(written.is_err()))];
+        world.all_reduce_sum_f64(&mut failures);
+        written?;
+        if failures[0] > 0.0 {
+            return Err(TrainError::Config(format!(
+                "another rank could not write its part of checkpoint {}",
+                position.dir_name()
+            )));
+        }
+        if self.rank == 0 {
+            commit(&self.root, position, self.keep_all)?;
+        }
+        world.barrier();
+        Ok(())
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
+    move |source| TrainError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Writes this rank's part of `snapshot` into the checkpoint's temporary directory.
+fn write_part(root: &Path, rank: usize, snapshot: &Snapshot) -> Result<(), TrainError> {
+    let temporary = root.join(format!("{TEMPORARY}{}", snapshot.state.position.dir_name()));
+    std::fs::create_dir_all(&temporary).map_err(io(&temporary))?;
+    if let Some(buffer) = &snapshot.buffer {
+        let path = temporary.join(format!("buffer-rank-{rank}.bin"));
+        let mut file = BufWriter::with_capacity(1 << 20, File::create(&path).map_err(io(&path))?);
+        buffer.save(&mut file).map_err(io(&path))?;
+        let file = file.into_inner().map_err(|e| io(&path)(e.into_error()))?;
+        file.sync_all().map_err(io(&path))?;
+    }
+    if rank != 0 {
+        return Ok(());
+    }
+    let model = temporary.join("model.safetensors");
+    Tensor::write_safetensors(&snapshot.weights, &model)?;
+    sync(&model)?;
+    let optimizer = temporary.join("optimizer.safetensors");
+    Tensor::write_safetensors(&snapshot.optimizer, &optimizer)?;
+    sync(&optimizer)?;
+    let mut state = serde_json::to_vec_pretty(&snapshot.state).expect("a state is serialisable");
+    state.push(b'\n');
+    write_file(&temporary.join("state.json"), &state)
+}
+
+/// Renames the complete checkpoint at `position` into place and removes the ones beyond the
+/// latest two (but with `keep_all`).
+fn commit(root: &Path, position: Position, keep_all: bool) -> Result<(), TrainError> {
+    let temporary = root.join(format!("{TEMPORARY}{}", position.dir_name()));
+    let final_dir = root.join(position.dir_name());
+    sync(&temporary)?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).map_err(io(&final_dir))?;
+    }
+    std::fs::rename(&temporary, &final_dir).map_err(io(&final_dir))?;
+    sync(root)?;
+    if !keep_all {
+        prune(root, 2)?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let mut file = BufWriter::new(File::create(path).map_err(io(path))?);
+    file.write_all(bytes).map_err(io(path))?;
+    let file = file.into_inner().map_err(|e| io(path)(e.into_error()))?;
+    file.sync_all().map_err(io(path))
+}
+
+/// Flushes a file or a directory (its entries) to disk.
+fn sync(path: &Path) -> Result<(), TrainError> {
+    File::open(path).and_then(|f| f.sync_all()).map_err(io(path))
+}
+
+/// The committed checkpoints under `root`, oldest first.
+fn committed(root: &Path) -> Vec<(Position, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(Position, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| Some((Position::parse(e.file_name().to_str()?)?, e.path())))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Removes all but the latest `keep` checkpoints.
+fn prune(root: &Path, keep: usize) -> Result<(), TrainError> {
+    let all = committed(root);
+    for (_, dir) in &all[..all.len().saturating_sub(keep)] {
+        std::fs::remove_dir_all(dir).map_err(io(dir))?;
+    }
+    Ok(())
+}
+
+/// Removes the unfinished checkpoints under `root` (of a run killed while writing one).
+pub fn remove_unfinished(root: &Path) -> Result<(), TrainError> {
+    let root = root.join("checkpoints");
+    let Ok(entries) = std::fs::read_dir(&root) else {
+        return Ok(());
+    };
+    for entry in entries.filter_map(Result::ok) {
+        if entry.file_name().to_string_lossy().starts_with(TEMPORARY) {
+            std::fs::remove_dir_all(entry.path()).map_err(io(&entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
+/// A checkpoint read back for rank `rank`.
+pub struct Loaded {
+    pub dir: PathBuf,
+    pub state: State,
+    pub weights: Vec<(String, Tensor)>,
+    pub optimizer: Vec<(String, Tensor)>,
+    pub buffer: Option<Vec<u8>>,
+}
+
+/// The latest checkpoint of the run in `results_dir`, for rank `rank` of `world_size`;
+/// `None` when the run wrote none yet.
+pub fn latest(results_dir: &Path, rank: usize, world_size: usize) -> Result<Option<Loaded>, TrainError> {
+    let Some((_, dir)) = committed(&results_dir.join("checkpoints")).pop() else {
+        return Ok(None);
+    };
+    let bad = |what: String| TrainError::Config(format!("checkpoint {}: {what}", dir.display()));
+    let text = std::fs::read_to_string(dir.join("state.json")).map_err(io(&dir.join("state.json")))?;
+    let state: State = serde_json::from_str(&text).map_err(|e| bad(format!("state.json: {e}")))?;
+    if state.format != FORMAT {
+        return Err(bad(format!("format {} (this dcl reads {FORMAT})", state.format)));
+    }
+    if state.world_size != world_size {
+        return Err(bad(format!(
+            "written by {} worker(s); resume it with as many (mpirun -np {}), not {world_size}",
+            state.world_size, state.world_size
+        )));
+    }
+    let read = |name: &str| Tensor::read_safetensors(dir.join(name)).map_err(|e| bad(format!("{name}: {e}")));
+    let buffer_path = dir.join(format!("buffer-rank-{rank}.bin"));
+    let buffer = match std::fs::read(&buffer_path) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io(&buffer_path)(e)),
+    };
+    Ok(Some(Loaded {
+        weights: read("model.safetensors")?,
+        optimizer: read("optimizer.safetensors")?,
+        buffer,
+        state,
+        dir,
+    }))
+}
+
+/// A new state for `position`.
+pub fn state_at(position: Position, world_size: usize, record: RunRecord) -> State {
+    State {
+        format: FORMAT,
+        dcl_version: crate::DCL_VERSION.to_owned(),
+        world_size,
+        position,
+        record,
+        optimizer: Value::Null,
+        loss_scale: None,
+        rehearsal: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// A complete checkpoint of a tiny run at task 1, epoch 0, in a fresh results directory.
+    fn written() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot = Snapshot {
+            state: state_at(Position { task: 1, epoch: 0 }, 1, RunRecord::default()),
+            weights: vec![("fc.weight".to_owned(), Tensor::from_slice(&[1.0f32, 2.0]))],
+            optimizer: vec![(
+                "fc.weight.momentum_buffer".to_owned(),
+                Tensor::from_slice(&[0.5f32, 0.25]),
+            )],
+            buffer: None,
+        };
+        let mut checkpointer = Checkpointer::new(dir.path(), 0, 1, false);
+        checkpointer.save(snapshot, &dcl_dist::SingleProcess).unwrap();
+        checkpointer.finish(&dcl_dist::SingleProcess).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_written_checkpoint_reads_back_and_only_the_latest_two_stay() {
+        let dir = written();
+        let loaded = latest(dir.path(), 0, 1).unwrap().expect("a checkpoint");
+        assert_eq!(loaded.state.position, Position { task: 1, epoch: 0 });
+        assert_eq!(loaded.weights[0].0, "fc.weight");
+        assert_eq!(Vec::<f32>::try_from(&loaded.optimizer[0].1).unwrap(), vec![0.5, 0.25]);
+        assert_eq!(loaded.buffer, None);
+        let mut checkpointer = Checkpointer::new(dir.path(), 0, 1, false);
+        for epoch in 1..4 {
+            let snapshot = Snapshot {
+                state: state_at(Position { task: 1, epoch }, 1, RunRecord::default()),
+                weights: Vec::new(),
+                optimizer: Vec::new(),
+                buffer: None,
+            };
+            checkpointer.save(snapshot, &dcl_dist::SingleProcess).unwrap();
+        }
+        checkpointer.finish(&dcl_dist::SingleProcess).unwrap();
+        let kept: Vec<Position> = committed(&dir.path().join("checkpoints"))
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(
+            kept,
+            vec![Position { task: 1, epoch: 2 }, Position { task: 1, epoch: 3 }]
+        );
+        assert!(latest(dir.path(), 0, 2)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("written by 1 worker(s)"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Damaged files of a checkpoint read or fail with one line, never a panic.
+        #[test]
+        fn damaged_checkpoints_fail_with_one_line(
+            file in prop::sample::select(vec!["state.json", "model.safetensors", "optimizer.safetensors"]),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            keep in 0.0..=1.0f64,
+        ) {
+            let dir = written();
+            let path = dir.path().join("checkpoints/task-001-epoch-000").join(file);
+            let mut bytes = std::fs::read(&path).unwrap();
+            for (at, value) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = value;
+            }
+            bytes.truncate((keep * bytes.len() as f64).ceil() as usize);
+            std::fs::write(&path, bytes).unwrap();
+            if let Err(error) = latest(dir.path(), 0, 1) {
+                let text = error.to_string();
+                prop_assert!(!text.contains('\n'), "{text}");
+            }
+        }
+    }
+}
