@@ -156,6 +156,20 @@ impl RunDir {
         unreachable!("an unbounded range ends only by returning")
     }
 
+    /// The process of the run in this directory when it is still going on this host (its
+    /// summary says `running` and its process lives), so that no second process takes it over.
+    pub fn live_process(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.path.join("summary.json")).ok()?;
+        let summary: Value = serde_json::from_str(&text).ok()?;
+        let run: RunIdentity = serde_json::from_value(summary.get("run")?.clone()).ok()?;
+        let here = RunIdentity::new("", 0).host;
+        // A process that has exited but is not reaped yet (a zombie) is not going.
+        let alive = std::fs::read_to_string(format!("/proc/{}/stat", run.pid))
+            .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')));
+        (summary.get("status")? == "running" && run.host == here && alive && run.pid != std::process::id())
+            .then_some(run.pid)
+    }
+
     /// The directory of an existing run.
     pub fn open(path: &Path) -> Self {
         RunDir { path: path.to_owned() }

@@ -325,7 +325,7 @@ impl<'a> Trainer<'a> {
             }
             for epoch in first_epoch..config.epochs {
                 // Dropout's draws derive from the pass, so that a resumed pass repeats them.
-                tch::manual_seed(pass_seed(config.seed ^ 0x6472_6F70_6F75_74, task_id, epoch) as i64);
+                tch::manual_seed(pass_seed(config.seed ^ 0x0064_726F_706F_7574, task_id, epoch) as i64);
                 self.learner.apply(regime.settings_at(epoch))?;
                 self.learner.set_progress(epoch as f64 / config.epochs as f64);
                 let augment_seed = pass_seed(config.seed ^ 0x0061_7567_6D65_6E74, task_id, epoch);

@@ -268,6 +268,14 @@ fn prepare_resume(args: &TrainArgs, dir: &Path, world: &dyn Communicator) -> Res
             }
         ));
     }
+    if world.is_root() {
+        if let Some(pid) = RunDir::open(dir).live_process() {
+            return Err(anyhow!(
+                "--resume {}: the run is still going (process {pid}); stop it first",
+                dir.display()
+            ));
+        }
+    }
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(|e| {
         anyhow!(

@@ -257,6 +257,22 @@ print(sorted(state))
         "with the settings of its config.json; drop --epochs",
     );
     refused(&mut resume(&root.path().join("absent")), "no run to resume there");
+    // A run that is still going is not taken over.
+    let live = root.path().join("live");
+    let mut child = split_mnist(&live)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !live.join("summary.json").exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    refused(
+        &mut resume(&live),
+        &format!("the run is still going (process {})", child.id()),
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
     let latest = checkpoints.join("task-004-epoch-001");
     let state = latest.join("state.json");
     let text = std::fs::read_to_string(&state).unwrap();
