@@ -47,6 +47,11 @@ fn train(data: &Path, results: &Path, extra: &[&str]) -> Output {
 /// the default batch of 64 is only 79 steps, too few for mnistnet and its two dropouts.
 /// Two threads, so that the result is the same on every 2-core machine.
 fn train_small(results: &Path, train_samples: &str, seed: &str) -> Output {
+    train_small_with(results, train_samples, seed, &[])
+}
+
+/// [`train_small`] with `extra` flags.
+fn train_small_with(results: &Path, train_samples: &str, seed: &str, extra: &[&str]) -> Output {
     let flags = [
         "--batch-size",
         "8",
@@ -57,7 +62,7 @@ fn train_small(results: &Path, train_samples: &str, seed: &str) -> Output {
         "--seed",
         seed,
     ];
-    train(&dataset_dir(), results, &flags)
+    train(&dataset_dir(), results, &[&flags[..], extra].concat())
 }
 
 #[test]
@@ -96,22 +101,12 @@ fn one_epoch_on_5000_real_images_learns_mnist_and_writes_the_results_contract() 
 fn bf16_autocast_learns_on_the_cpu_and_fp16_asks_for_a_gpu() {
     let root = tempfile::tempdir().unwrap();
     let results = root.path().join("bf16");
-    let flags = [
-        "--batch-size",
-        "8",
-        "--threads",
-        "2",
-        "--train-samples",
+    let output = train_small_with(
+        &results,
         "5000",
-        "--test-samples",
-        "2000",
-        "--seed",
         "1",
-        "--device",
-        "cpu",
-        "--amp",
-    ];
-    let output = train(&dataset_dir(), &results, &flags);
+        &["--test-samples", "2000", "--device", "cpu", "--amp"],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let summary = read_json(&results.join("summary.json"));
     let accuracy = summary["final_average_accuracy"].as_f64().unwrap();

@@ -43,6 +43,24 @@ fn resume(results: &Path) -> Command {
     command
 }
 
+/// Starts a Split-MNIST run into `results`, its output discarded, and waits until `file`
+/// (relative to `results`) exists.
+fn start_until(results: &Path, file: &str) -> Child {
+    let mut child = split_mnist(results)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !results.join(file).exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before writing {file}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
+}
+
 /// What must not change across interruptions: every figure but timings.
 fn figures(summary: &Value) -> Value {
     let epochs: Vec<Value> = summary["epochs"]
@@ -135,18 +153,9 @@ fn a_run_killed_again_and_again_and_resumed_ends_as_the_uninterrupted_one() {
     assert!(output.status.success(), "{}", stderr(&output));
     let expected = figures(&read_json(&whole.join("summary.json")));
 
-    // The first start is killed once its results directory exists; then resumes, each killed
-    // at a growing moment (kill -9 and SIGTERM in turn), until one completes.
+    // The first start is killed soon after its results directory exists.
     let broken = root.path().join("broken");
-    let mut child = split_mnist(&broken)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !broken.join("config.json").exists() {
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before it started");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut child = start_until(&broken, "config.json");
     std::thread::sleep(Duration::from_millis(200));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -259,14 +268,7 @@ print(sorted(state))
     refused(&mut resume(&root.path().join("absent")), "no run to resume there");
     // A run that is still going is not taken over.
     let live = root.path().join("live");
-    let mut child = split_mnist(&live)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !live.join("summary.json").exists() {
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut child = start_until(&live, "summary.json");
     refused(
         &mut resume(&live),
         &format!("the run is still going (process {})", child.id()),
@@ -296,18 +298,7 @@ fn a_checkpoint_that_cannot_be_written_fails_the_run_and_leaves_the_previous_one
     let output = split_mnist(&whole).output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     let run = root.path().join("run");
-    let mut child = split_mnist(&run)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !run.join("checkpoints/task-000-epoch-001").exists() {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before its second checkpoint"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let mut child = start_until(&run, "checkpoints/task-000-epoch-001");
     child.kill().unwrap();
     child.wait().unwrap();
     // Resumed, then limited to files smaller than a buffer file (the disk is full, as far as
