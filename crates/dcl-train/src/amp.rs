@@ -6,14 +6,14 @@
 //! `autocast` calls functions libtorch 2.11 deprecates (a warning per call), and tch does not
 //! wrap GradScaler's fused unscale-and-check.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int};
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-use crate::TrainError;
+use crate::{shim, TrainError};
 
 /// The precision of the forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -76,8 +76,6 @@ impl Precision {
     }
 }
 
-const ERROR_LEN: usize = 512;
-
 extern "C" {
     fn dcl_autocast_enter(cuda: c_int, half: c_int, was_enabled: *mut c_int, error: *mut c_char, len: usize) -> c_int;
     fn dcl_autocast_exit(cuda: c_int, was_enabled: c_int, error: *mut c_char, len: usize) -> c_int;
@@ -91,15 +89,9 @@ extern "C" {
     ) -> c_int;
 }
 
-/// Calls a shim function that reports failure with a message.
+/// Calls a shim function ([`shim::call`]); its failure is a libtorch error while doing `what`.
 pub(crate) fn checked(what: &str, call: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), TrainError> {
-    let mut error = [0 as c_char; ERROR_LEN];
-    if call(error.as_mut_ptr(), ERROR_LEN) == 0 {
-        return Ok(());
-    }
-    // SAFETY: the shim wrote a NUL-terminated message (snprintf) into the buffer.
-    let message = unsafe { CStr::from_ptr(error.as_ptr()) }.to_string_lossy();
-    Err(crate::guard::torch_error(what, &message))
+    shim::call(call).map_err(|message| crate::guard::torch_error(what, &message))
 }
 
 /// Runs `f` with autocast to `precision` on `device` (directly for float32).

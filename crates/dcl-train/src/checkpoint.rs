@@ -28,6 +28,7 @@ use dcl_dist::Communicator;
 
 use crate::metrics::RunRecord;
 use crate::rehearsal::RehearsalWindow;
+use crate::results::io;
 use crate::TrainError;
 
 /// The version of the checkpoint layout.
@@ -164,23 +165,14 @@ impl Checkpointer {
     }
 }
 
-fn io(path: &Path) -> impl Fn(std::io::Error) -> TrainError + '_ {
-    move |source| TrainError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
 /// Writes this rank's part of `snapshot` into the checkpoint's temporary directory.
 fn write_part(root: &Path, rank: usize, snapshot: &Snapshot) -> Result<(), TrainError> {
     let temporary = root.join(format!("{TEMPORARY}{}", snapshot.state.position.dir_name()));
     std::fs::create_dir_all(&temporary).map_err(io(&temporary))?;
     if let Some(buffer) = &snapshot.buffer {
-        let path = temporary.join(format!("buffer-rank-{rank}.bin"));
-        let mut file = BufWriter::with_capacity(1 << 20, File::create(&path).map_err(io(&path))?);
-        buffer.save(&mut file).map_err(io(&path))?;
-        let file = file.into_inner().map_err(|e| io(&path)(e.into_error()))?;
-        file.sync_all().map_err(io(&path))?;
+        write_file(&temporary.join(format!("buffer-rank-{rank}.bin")), |file| {
+            buffer.save(file)
+        })?;
     }
     if rank != 0 {
         return Ok(());
@@ -193,7 +185,7 @@ fn write_part(root: &Path, rank: usize, snapshot: &Snapshot) -> Result<(), Train
     sync(&optimizer)?;
     let mut state = serde_json::to_vec_pretty(&snapshot.state).expect("a state is serialisable");
     state.push(b'\n');
-    write_file(&temporary.join("state.json"), &state)
+    write_file(&temporary.join("state.json"), |file| file.write_all(&state))
 }
 
 /// Renames the complete checkpoint at `position` into place and removes the ones beyond the
@@ -213,9 +205,13 @@ fn commit(root: &Path, position: Position, keep_all: bool) -> Result<(), TrainEr
     Ok(())
 }
 
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let mut file = BufWriter::new(File::create(path).map_err(io(path))?);
-    file.write_all(bytes).map_err(io(path))?;
+/// Creates `path` with what `contents` writes, then syncs it to disk.
+fn write_file(
+    path: &Path,
+    contents: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+) -> Result<(), TrainError> {
+    let mut file = BufWriter::with_capacity(1 << 20, File::create(path).map_err(io(path))?);
+    contents(&mut file).map_err(io(path))?;
     let file = file.into_inner().map_err(|e| io(path)(e.into_error()))?;
     file.sync_all().map_err(io(path))
 }
@@ -267,7 +263,8 @@ pub struct Loaded {
     pub state: State,
     pub weights: Vec<(String, Tensor)>,
     pub optimizer: Vec<(String, Tensor)>,
-    pub buffer: Option<Vec<u8>>,
+    /// This rank's buffer file, opened, when the checkpoint has one.
+    pub buffer: Option<File>,
 }
 
 /// The latest checkpoint of the run in `results_dir`, for rank `rank` of `world_size`;
@@ -290,8 +287,8 @@ pub fn latest(results_dir: &Path, rank: usize, world_size: usize) -> Result<Opti
     }
     let read = |name: &str| Tensor::read_safetensors(dir.join(name)).map_err(|e| bad(format!("{name}: {e}")));
     let buffer_path = dir.join(format!("buffer-rank-{rank}.bin"));
-    let buffer = match std::fs::read(&buffer_path) {
-        Ok(bytes) => Some(bytes),
+    let buffer = match File::open(&buffer_path) {
+        Ok(file) => Some(file),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(&buffer_path)(e)),
     };
@@ -349,7 +346,7 @@ mod tests {
         assert_eq!(loaded.state.position, Position { task: 1, epoch: 0 });
         assert_eq!(loaded.weights[0].0, "fc.weight");
         assert_eq!(Vec::<f32>::try_from(&loaded.optimizer[0].1).unwrap(), vec![0.5, 0.25]);
-        assert_eq!(loaded.buffer, None);
+        assert!(loaded.buffer.is_none());
         let mut checkpointer = Checkpointer::new(dir.path(), 0, 1, false);
         for epoch in 1..4 {
             let snapshot = Snapshot {

@@ -16,6 +16,7 @@ pub mod regime;
 pub mod rehearsal;
 pub mod results;
 pub mod schedule;
+mod shim;
 pub mod trainer;
 pub mod writers;
 

@@ -449,12 +449,13 @@ impl Rehearsal {
         (buffer, self.total.clone())
     }
 
-    /// Restores what [`Rehearsal::snapshot`] returned (the service goes on serving the
-    /// restored buffer).
-    pub fn restore(&mut self, buffer: &[u8], total: RehearsalWindow) -> Result<(), TrainError> {
+    /// Restores the buffer saved from [`Rehearsal::snapshot`], read from `buffer` (a
+    /// checkpoint's file, streamed), and the totals (the service goes on serving the restored
+    /// buffer).
+    pub fn restore(&mut self, buffer: impl std::io::Read, total: RehearsalWindow) -> Result<(), TrainError> {
         let mut guard = self.buffer.lock().expect("buffer lock poisoned");
         let config = *guard.config();
-        *guard = RehearsalBuffer::load(&mut &buffer[..], Some(&config))?;
+        *guard = RehearsalBuffer::load(&mut std::io::BufReader::with_capacity(1 << 20, buffer), Some(&config))?;
         self.total = total;
         Ok(())
     }

@@ -84,7 +84,8 @@ fn holds_a_run(dir: &Path) -> bool {
     RESULT_FILES.iter().any(|name| dir.join(name).is_file())
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
+/// The error of an I/O operation on `path`.
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
     move |source| TrainError::Io {
         path: path.to_owned(),
         source,

@@ -197,7 +197,7 @@ impl<'a> Trainer<'a> {
             loss_scale: state.loss_scale,
         })?;
         match (&mut self.rehearsal, buffer, state.rehearsal) {
-            (Some(rehearsal), Some(buffer), Some(total)) => rehearsal.restore(&buffer, total)?,
+            (Some(rehearsal), Some(buffer), Some(total)) => rehearsal.restore(buffer, total)?,
             (None, None, None) => {}
             _ => {
                 return Err(TrainError::Config(

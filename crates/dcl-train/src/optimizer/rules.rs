@@ -4,7 +4,7 @@
 //! `value` of `addcmul`/`addcdiv`, nor a way to set a gradient to none: those come from the C++
 //! shim csrc/optimizer.cpp.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int};
 
 use tch::{TchError, Tensor};
 
@@ -152,8 +152,6 @@ fn clone(tensor: &Tensor) -> Result<Tensor, TchError> {
     Ok(copy)
 }
 
-const ERROR_LEN: usize = 512;
-
 extern "C" {
     fn dcl_add_(
         tensor: *const torch_sys::C_tensor,
@@ -189,15 +187,10 @@ extern "C" {
     fn dcl_clear_gradient(tensor: *const torch_sys::C_tensor);
 }
 
-/// Calls a shim function; its failure is libtorch's message as tch's error.
+/// Calls a shim function ([`crate::shim::call`]); its failure is libtorch's message as tch's
+/// error.
 fn checked(call: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), TchError> {
-    let mut error = [0 as c_char; ERROR_LEN];
-    if call(error.as_mut_ptr(), ERROR_LEN) == 0 {
-        return Ok(());
-    }
-    // SAFETY: the shim wrote a NUL-terminated message (snprintf) into the buffer.
-    let message = unsafe { CStr::from_ptr(error.as_ptr()) }.to_string_lossy();
-    Err(TchError::Torch(message.into_owned()))
+    crate::shim::call(call).map_err(TchError::Torch)
 }
 
 /// `tensor.add_(other, alpha=alpha)`.
