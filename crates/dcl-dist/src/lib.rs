@@ -55,8 +55,9 @@ pub type SharedBuffer = Arc<Mutex<RehearsalBuffer<u8>>>;
 /// This rank's buffer, served to the other ranks, and the draws over every rank's buffer.
 pub trait BufferService: Send + Sync {
     /// A transport drawing uniformly without duplicates over the union of every rank's
-    /// buffer; `seed` drives its choice of how many samples come from which rank.
-    fn client(&self, seed: u64) -> Box<dyn Transport<u8>>;
+    /// buffer; `seed` and the draw's step (from `first_step` on: a pass resumed there) drive
+    /// its choice of how many samples come from which rank.
+    fn client(&self, seed: u64, first_step: u64) -> Box<dyn Transport<u8>>;
     /// Stops serving. Every rank calls it after its last draw; it returns once every rank
     /// has called it, so that no draw is left unanswered.
     fn stop(self: Box<Self>);
@@ -69,7 +70,7 @@ struct LocalService {
 }
 
 impl BufferService for LocalService {
-    fn client(&self, _seed: u64) -> Box<dyn Transport<u8>> {
+    fn client(&self, _seed: u64, _first_step: u64) -> Box<dyn Transport<u8>> {
         Box::new(LocalTransport::new(Arc::clone(&self.buffer), self.rank))
     }
     fn stop(self: Box<Self>) {}

@@ -126,7 +126,7 @@ fn serve(comm: &SimpleCommunicator, buffer: &SharedBuffer) {
 }
 
 impl BufferService for MpiBufferService {
-    fn client(&self, seed: u64) -> Box<dyn Transport<u8>> {
+    fn client(&self, seed: u64, first_step: u64) -> Box<dyn Transport<u8>> {
         Box::new(GlobalClient {
             requests: Arc::clone(&self.requests),
             steps: Arc::clone(&self.steps),
@@ -135,7 +135,7 @@ impl BufferService for MpiBufferService {
             rank: self.requests.0.rank() as usize,
             size: self.requests.0.size() as usize,
             seed,
-            step: 0,
+            step: first_step,
             ended: false,
         })
     }

@@ -93,6 +93,10 @@ pub struct RunConfig {
     /// Keep every epoch's checkpoint, not only the latest two.
     #[serde(default)]
     pub save_all_checkpoints: bool,
+    /// Also checkpoint every N training steps of the run (batches; each pass's count rounded
+    /// up to whole optimiser steps under `batches_per_allreduce`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every_steps: Option<usize>,
     /// Restrict the training loss to the classes seen so far.
     pub use_mask: bool,
     pub seed: u64,
@@ -136,6 +140,14 @@ impl RunConfig {
         }
         if self.test_samples == Some(0) {
             return Err(TrainError::Config("--test-samples must be at least 1".into()));
+        }
+        if let Some(every) = self.checkpoint_every_steps {
+            if every == 0 || every % self.batches_per_allreduce != 0 {
+                return Err(TrainError::Config(format!(
+                    "--checkpoint-every-steps must be a positive multiple of --batches-per-allreduce ({}), not {every}",
+                    self.batches_per_allreduce
+                )));
+            }
         }
         let task_incremental = matches!(
             self.scenario,
@@ -192,6 +204,7 @@ pub(crate) mod tests {
             fp16_allreduce: false,
             amp: crate::Precision::Fp32,
             save_all_checkpoints: false,
+            checkpoint_every_steps: None,
             use_mask: false,
             seed: 42,
             threads: 0,

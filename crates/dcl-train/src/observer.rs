@@ -7,6 +7,9 @@ use crate::{EpochRecord, RunRecord, TrainError};
 pub trait TrainObserver {
     /// A task's epoch starts, with `num_batches` training batches.
     fn epoch_started(&mut self, _task: usize, _epoch: usize, _num_batches: usize) {}
+    /// The epoch just started resumes after its first `batches_done` batches (a checkpoint
+    /// within it).
+    fn epoch_resumed(&mut self, _batches_done: usize) {}
     /// A training batch of `images` samples finished; `loss` is its loss every
     /// `log_interval` batches and `None` in between.
     fn batch_finished(&mut self, _images: usize, _loss: Option<f64>) {}

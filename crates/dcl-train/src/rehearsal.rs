@@ -26,6 +26,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use crate::checkpoint::CheckpointSteps;
 use crate::trainer::host_tensor;
 use crate::TrainError;
 
@@ -179,11 +180,22 @@ impl DrawCounts {
     }
 }
 
-/// The rehearsal of a window of steps (an epoch): timings of this worker, draws of all.
+/// The rehearsal of a window of steps (an epoch): timings of this worker, draws of this
+/// worker or, [`summed`](RehearsalWindow::summed), of all.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RehearsalWindow {
     pub timing: StepTimings,
     pub draws: DrawCounts,
+}
+
+impl RehearsalWindow {
+    /// This worker's timings and every worker's draws (a collective call).
+    pub fn summed(&self, world: &dyn Communicator) -> Self {
+        RehearsalWindow {
+            timing: self.timing,
+            draws: self.draws.summed(world),
+        }
+    }
 }
 
 /// The resolved buffer of a run, as reported in `summary.json`.
@@ -220,6 +232,15 @@ pub struct StepBatch {
     pub representatives: Option<(Tensor, Tensor)>,
     /// Per-class loss weights of the step, when the agent weighs classes.
     pub class_weights: Option<Tensor>,
+    /// The buffer as this batch left it, when the step ends with a checkpoint.
+    pub snapshot: Option<BufferState>,
+}
+
+/// A copy of a worker's rehearsal state as a batch of a pass left it.
+pub struct BufferState {
+    pub buffer: RehearsalBuffer<u8>,
+    /// The pass's rehearsal up to that batch.
+    pub window: RehearsalWindow,
 }
 
 impl StepBatch {
@@ -235,6 +256,7 @@ impl StepBatch {
                 .map(|(images, labels)| Ok::<_, TrainError>((staged(images, device)?, staged(labels, device)?)))
                 .transpose()?,
             class_weights: self.class_weights.map(|w| staged(w, device)).transpose()?,
+            snapshot: self.snapshot,
         })
     }
 
@@ -247,6 +269,7 @@ impl StepBatch {
             fresh: batch.labels.len(),
             representatives: None,
             class_weights: None,
+            snapshot: None,
         })
     }
 }
@@ -338,19 +361,23 @@ impl Rehearsal {
         self.config.store == StoreMode::Raw
     }
 
-    /// The collate function of a training pass over task `task`: runs on the loader thread.
-    /// `seed` drives the pass's choice of which worker's buffer each representative comes
-    /// from; with raw storage, representatives go through `pipeline` again, their random
-    /// choices seeded by `augment_seed`, the step and their place in the draw.
+    /// The collate function of a training pass over task `task` that starts at step
+    /// `first_step` of the pass: runs on the loader thread. `seed` drives the pass's choice of
+    /// which worker's buffer each representative comes from; with raw storage,
+    /// representatives go through `pipeline` again, their random choices seeded by
+    /// `augment_seed`, the step and their place in the draw. After offering the batch of a
+    /// step that `checkpoints` names, it attaches a copy of the buffer to the step's batch.
     pub fn collate(
         &self,
         task: usize,
         seed: u64,
         pipeline: &Pipeline,
         augment_seed: u64,
+        first_step: usize,
+        checkpoints: Arc<CheckpointSteps>,
     ) -> impl FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send + 'static {
         let buffer = Arc::clone(&self.buffer);
-        let mut transport = self.service.client(seed);
+        let mut transport = self.service.client(seed, first_step as u64);
         let window = Arc::clone(&self.window);
         let class_weights = self.config.class_weights;
         let count = if task >= self.config.start_task {
@@ -367,6 +394,8 @@ impl Rehearsal {
         let [c, h, w] = self.image_shape;
         let mut drawn = Drawn::default();
         let mut replay = Replay::new(self.config.store, pipeline.clone(), augment_seed, c * h * w);
+        replay.step = first_step as u64;
+        let mut step = first_step;
         move |fresh: HostBatch| {
             let mut clock = Stopwatch::new();
             drawn.clear();
@@ -392,6 +421,7 @@ impl Rehearsal {
                         fresh: fresh.labels.len(),
                         representatives: None,
                         class_weights: None,
+                        snapshot: None,
                     };
                     clock.lap(TimingStage::RepresentativesCopy);
                     batch
@@ -415,11 +445,12 @@ impl Rehearsal {
                         fresh: fresh.labels.len(),
                         representatives,
                         class_weights: None,
+                        snapshot: None,
                     }
                 }
             };
             let labels: Vec<u32> = fresh.labels.iter().map(|&l| l as u32).collect();
-            let weights = {
+            let (weights, copy) = {
                 let mut buffer = buffer.lock().expect("buffer lock poisoned");
                 match replay.store {
                     StoreMode::Tensor => buffer.offer(as_bytes(&fresh.images), &labels, &[])?,
@@ -428,24 +459,32 @@ impl Rehearsal {
                         buffer.offer_records(&records.bytes, &records.lengths, &labels, &[])?
                     }
                 }
-                class_weights.then(|| inverse_frequency(buffer.seen_per_class()))
+                let weights = class_weights.then(|| inverse_frequency(buffer.seen_per_class()));
+                (weights, checkpoints.at(step).then(|| buffer.clone()))
             };
             clock.lap(TimingStage::BufferUpdate);
             let mut shared = window.lock().expect("window lock poisoned");
             shared.timing.merge(&clock.timings);
             shared.timing.steps += 1;
             shared.draws.add(&drawn);
+            let snapshot = copy.map(|buffer| BufferState {
+                buffer,
+                window: shared.clone(),
+            });
+            step += 1;
             Ok(StepBatch {
                 class_weights: weights.map(|w| host_tensor(&w, &[w.len() as i64])).transpose()?,
+                snapshot,
                 ..batch
             })
         }
     }
 
-    /// A copy of this worker's buffer (to save in the background: one copy of its memory)
-    /// and the totals of the run so far: what a checkpoint keeps of rehearsal.
-    pub fn snapshot(&self) -> (RehearsalBuffer<u8>, RehearsalWindow) {
-        let buffer = self.buffer.lock().expect("buffer lock poisoned").clone();
+    /// A copy of this worker's buffer, with `copy_buffer` (to save in the background: one
+    /// copy of its memory), and the totals of the run so far: what a checkpoint keeps of
+    /// rehearsal.
+    pub fn snapshot(&self, copy_buffer: bool) -> (Option<RehearsalBuffer<u8>>, RehearsalWindow) {
+        let buffer = copy_buffer.then(|| self.buffer.lock().expect("buffer lock poisoned").clone());
         (buffer, self.total.clone())
     }
 
@@ -477,22 +516,30 @@ impl Rehearsal {
             .add(TimingStage::Wait, elapsed);
     }
 
-    /// Closes the current window (a pass) and returns it, its draws summed over the workers
-    /// of `world` (a collective call).
-    pub fn take_window(&mut self, world: &dyn Communicator) -> RehearsalWindow {
+    /// Closes the current window (a pass) and returns it, as this worker saw it.
+    pub fn take_window(&mut self) -> RehearsalWindow {
         let mut window = self.window.lock().expect("window lock poisoned");
         let fresh = RehearsalWindow {
             timing: StepTimings::default(),
             draws: DrawCounts::new(window.draws.per_rank.len(), window.draws.per_class.len()),
         };
-        let local = std::mem::replace(&mut *window, fresh);
-        let taken = RehearsalWindow {
-            timing: local.timing,
-            draws: local.draws.summed(world),
-        };
-        self.total.timing.merge(&taken.timing);
-        self.total.draws.merge(&taken.draws);
-        taken
+        std::mem::replace(&mut *window, fresh)
+    }
+
+    /// A copy of the current window.
+    pub fn current_window(&self) -> RehearsalWindow {
+        self.window.lock().expect("window lock poisoned").clone()
+    }
+
+    /// The current window, from a resumed pass's part done.
+    pub fn set_window(&mut self, window: RehearsalWindow) {
+        *self.window.lock().expect("window lock poisoned") = window;
+    }
+
+    /// Adds a closed window, its draws summed over the workers, to the run's totals.
+    pub fn add_to_total(&mut self, window: &RehearsalWindow) {
+        self.total.timing.merge(&window.timing);
+        self.total.draws.merge(&window.draws);
     }
 
     /// The report of the run so far (a collective call: it sums the workers' buffers).
@@ -661,7 +708,7 @@ mod tests {
         rehearsal: &Rehearsal,
         task: usize,
     ) -> impl FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send + 'static {
-        rehearsal.collate(task, 0, &tagged_set().pipeline, 0)
+        rehearsal.collate(task, 0, &tagged_set().pipeline, 0, 0, Default::default())
     }
 
     fn config(mode: PipelineMode, replay: ReplaySource) -> RehearsalConfig {
@@ -852,7 +899,8 @@ mod tests {
             augment_seed: 0,
         };
         let steps = Loader::spawn(tagged_set(), samples, loader_config, collate(&rehearsal, 0)).count();
-        let window = rehearsal.take_window(&SingleProcess);
+        let window = rehearsal.take_window().summed(&SingleProcess);
+        rehearsal.add_to_total(&window);
         assert_eq!(window.timing.steps, steps as u64);
         // 6 representatives per step once the buffer holds 6; the first step draws nothing.
         let drawn: u64 = window.draws.per_rank.iter().sum();

@@ -12,11 +12,11 @@ use dcl_dist::Communicator;
 use dcl_models::ModelInput;
 use tch::{Device, Kind, Reduction, Tensor};
 
-use crate::checkpoint::{self, Checkpointer, Loaded, Position, Snapshot};
+use crate::checkpoint::{self, CheckpointSteps, Checkpointer, Loaded, PassProgress, Position, Snapshot};
 use crate::guard::guarded;
 use crate::learner::LearnerState;
 use crate::learner::{class_mask, Learner};
-use crate::rehearsal::{Rehearsal, StepBatch};
+use crate::rehearsal::{BufferState, Rehearsal, RehearsalWindow, StepBatch};
 use crate::{EpochRecord, EvalRecord, RunConfig, RunRecord, TrainError, TrainObserver};
 
 /// Batches assembled ahead of the training step.
@@ -81,6 +81,14 @@ pub fn pass_seed(seed: u64, task: usize, epoch: usize) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Where a resumed run stands: its checkpoint's position, its record then and, within an
+/// epoch, this rank's part of the epoch's pass.
+struct Resumed {
+    position: Position,
+    record: RunRecord,
+    pass: Option<PassProgress>,
+}
+
 /// A run ready to train: the model, its optimiser and the rehearsal buffer are built, so
 /// every check that needs them has passed (call it before creating a results directory).
 pub struct Trainer<'a> {
@@ -97,8 +105,8 @@ pub struct Trainer<'a> {
     masks: Masks,
     /// Writes a checkpoint after every epoch, when set.
     checkpointer: Option<Checkpointer>,
-    /// The last epoch a resumed run had completed, and its record then.
-    resumed: Option<(Position, RunRecord)>,
+    /// Where a resumed run stands.
+    resumed: Option<Resumed>,
 }
 
 impl<'a> Trainer<'a> {
@@ -188,6 +196,7 @@ impl<'a> Trainer<'a> {
             weights,
             optimizer,
             buffer,
+            progress,
             ..
         } = checkpoint;
         self.learner.restore(&LearnerState {
@@ -205,30 +214,12 @@ impl<'a> Trainer<'a> {
                 ))
             }
         }
-        self.resumed = Some((state.position, state.record));
+        self.resumed = Some(Resumed {
+            position: state.position,
+            record: state.record,
+            pass: progress,
+        });
         Ok(())
-    }
-
-    /// The checkpoint of the epoch at `position` that ends with `record`.
-    fn snapshot(&self, position: Position, record: &RunRecord) -> Result<Snapshot, TrainError> {
-        let learner = self.learner.snapshot()?;
-        let mut state = checkpoint::state_at(position, self.world.size(), record.clone());
-        state.optimizer = learner.hyper;
-        state.loss_scale = learner.loss_scale;
-        let (buffer, totals) = match &self.rehearsal {
-            Some(rehearsal) => {
-                let (buffer, totals) = rehearsal.snapshot();
-                (Some(buffer), Some(totals))
-            }
-            None => (None, None),
-        };
-        state.rehearsal = totals;
-        Ok(Snapshot {
-            state,
-            weights: learner.weights,
-            optimizer: learner.optimizer,
-            buffer,
-        })
     }
 
     /// Where this rank trains.
@@ -287,68 +278,94 @@ impl<'a> Trainer<'a> {
         };
         let regime = &config.optimizer_regime;
         let started = Instant::now();
-        // Where to start: after the resumed checkpoint's epoch, or at the beginning.
-        let (first, mut record) = match self.resumed.take() {
-            Some((done, record)) if done.epoch + 1 < config.epochs => (
-                Position {
-                    epoch: done.epoch + 1,
-                    ..done
-                },
-                record,
-            ),
-            Some((done, record)) => (
-                Position {
-                    task: done.task + 1,
-                    epoch: 0,
-                },
-                record,
-            ),
+        // Where to start: within the resumed checkpoint's epoch, after it, or at the beginning.
+        let (first, mut record, mut resumed_pass) = match self.resumed.take() {
+            Some(Resumed { position, record, pass }) => {
+                let first = match position.step {
+                    Some(_) => position,
+                    None if position.epoch + 1 < config.epochs => {
+                        Position::within_epoch(position.task, position.epoch + 1, 0)
+                    }
+                    None => Position::within_epoch(position.task + 1, 0, 0),
+                };
+                (first, record, pass)
+            }
             None => (
-                Position { task: 0, epoch: 0 },
+                Position::within_epoch(0, 0, 0),
                 RunRecord {
                     num_tasks: self.scenario.tasks.len(),
                     epochs_per_task: config.epochs,
                     world_size: size,
                     ..Default::default()
                 },
+                None,
             ),
         };
         let earlier_seconds = record.wall_seconds;
+        // Steps of the run before the current pass (for --checkpoint-every-steps).
+        let mut steps_before = (0..first.task)
+            .map(|t| config.epochs * self.pass_steps(t))
+            .sum::<usize>()
+            + first.epoch * self.pass_steps(first.task);
         for (task_id, task) in self.scenario.tasks.iter().enumerate().skip(first.task) {
             let first_epoch = if task_id == first.task { first.epoch } else { 0 };
-            // A task resumed after its first epoch keeps the optimiser state restored.
-            if first_epoch == 0 {
-                if task_id > 0 && config.agent.reset_state_dict {
-                    self.learner.reset_weights();
-                }
-                self.learner.reset_optimizer(regime.settings_at(0))?;
-            }
             for epoch in first_epoch..config.epochs {
-                // Dropout's draws derive from the pass, so that a resumed pass repeats them.
-                tch::manual_seed(pass_seed(config.seed ^ 0x0064_726F_706F_7574, task_id, epoch) as i64);
+                let pass_progress = match (task_id, epoch) == (first.task, first.epoch) {
+                    true => resumed_pass.take(),
+                    false => None,
+                };
+                // Before every task the optimiser state restarts (the weights too with
+                // reset_state_dict), unless the run resumes within the task's first epoch.
+                if epoch == 0 && pass_progress.is_none() {
+                    if task_id > 0 && config.agent.reset_state_dict {
+                        self.learner.reset_weights();
+                    }
+                    self.learner.reset_optimizer(regime.settings_at(0))?;
+                }
+                let done_steps = match &pass_progress {
+                    Some(_) => first.step.unwrap_or(0),
+                    None => 0,
+                };
                 self.learner.apply(regime.settings_at(epoch))?;
                 self.learner.set_progress(epoch as f64 / config.epochs as f64);
                 let augment_seed = pass_seed(config.seed ^ 0x0061_7567_6D65_6E74, task_id, epoch);
-                let mut collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &self
+                let checkpoints = Arc::new(CheckpointSteps::new(config.checkpoint_every_steps, steps_before));
+                let mut collate: Box<dyn FnMut(HostBatch) -> Result<StepBatch, TrainError> + Send> = match &mut self
                     .rehearsal
                 {
                     Some(rehearsal) => {
+                        if let Some(progress) = &pass_progress {
+                            let window = progress.rehearsal.clone().ok_or_else(|| {
+                                TrainError::Config("the checkpoint holds no rehearsal progress of its epoch".into())
+                            })?;
+                            rehearsal.set_window(window);
+                        }
                         let seed = pass_seed(config.seed ^ 0x6C6F_6261_6C00, task_id, epoch).wrapping_add(rank as u64);
                         // Replays differ per rank: each rank offers its own augmentations.
                         let replay_seed = augment_seed ^ 0x7265_706C_6179_u64.wrapping_add(rank as u64);
-                        Box::new(rehearsal.collate(task_id, seed, &train_source.pipeline, replay_seed))
+                        Box::new(rehearsal.collate(
+                            task_id,
+                            seed,
+                            &train_source.pipeline,
+                            replay_seed,
+                            done_steps,
+                            Arc::clone(&checkpoints),
+                        ))
                     }
                     None => Box::new(StepBatch::plain),
                 };
                 let device = self.device;
                 let collate = move |batch| collate(batch)?.staged(device);
-                let samples = shard(
+                let mut samples = shard(
                     &task.train,
                     Some(pass_seed(config.seed, task_id, epoch)),
                     rank,
                     size,
                     true,
                 );
+                let steps = samples.len().div_ceil(config.batch_size);
+                // A resumed pass goes on with the batches it had not trained.
+                samples.drain(..(done_steps * config.batch_size).min(samples.len()));
                 let loader = Loader::spawn(
                     train_source.clone(),
                     samples,
@@ -361,32 +378,80 @@ impl<'a> Trainer<'a> {
                     },
                     collate,
                 );
-                let steps = loader.num_batches();
                 observer.epoch_started(task_id, epoch, steps);
+                if done_steps > 0 {
+                    observer.epoch_resumed(done_steps);
+                }
                 let lr_at = |step: usize| {
                     let progress = epoch as f64 + step as f64 / steps.max(1) as f64;
                     regime.lr_at(progress, config.epochs)
                         * config.lr_scaling.factor(size, progress, config.warmup_epochs)
                 };
-                let pass = train_pass(
-                    &mut self.learner,
+                let plan = PassPlan {
+                    mask: self.masks.train(task_id),
+                    lr_at: &lr_at,
+                    first_step: done_steps,
+                    progress: pass_progress.unwrap_or_default(),
+                    checkpoints: &checkpoints,
+                    dropout_seed: pass_seed(config.seed ^ 0x0064_726F_706F_7574, task_id, epoch),
+                    accumulation: config.batches_per_allreduce,
+                    log_interval: config.log_interval,
+                };
+                steps_before += steps;
+                let here = |steps| Position::within_epoch(task_id, epoch, steps);
+                let (learner, rehearsal, checkpointer) = (&mut self.learner, &self.rehearsal, &mut self.checkpointer);
+                let checkpointing = checkpointer.is_some();
+                let mut save_within =
+                    |learner: &Learner, done: usize, progress: PassProgress, buffer: Option<BufferState>| {
+                        let Some(checkpointer) = checkpointer.as_mut() else {
+                            return Ok(());
+                        };
+                        let snapshot = snapshot(
+                            learner,
+                            rehearsal.as_ref(),
+                            buffer.map(|b| b.buffer),
+                            here(done),
+                            size,
+                            &record,
+                            Some(progress),
+                        )?;
+                        checkpointer.save(snapshot, &*world)
+                    };
+                let local_pass = train_pass(
+                    learner,
                     loader,
-                    self.masks.train(task_id),
-                    self.rehearsal.as_ref(),
-                    &lr_at,
-                    config.log_interval,
+                    rehearsal.as_ref(),
+                    &plan,
                     self.device,
                     &*world,
                     observer,
-                )?
-                .summed(&*world);
-                let rehearsal_window = self.rehearsal.as_mut().map(|r| r.take_window(&*world));
+                    checkpointing.then_some(&mut save_within as &mut SaveWithin),
+                )?;
+                let local_window = self.rehearsal.as_mut().map(Rehearsal::take_window);
+                let pass = local_pass.clone().summed(&*world);
+                let rehearsal_window = local_window.as_ref().map(|w| w.summed(&*world));
                 record.train_seconds += pass.seconds;
 
                 observer.evaluation_started(task_id + 1);
                 let mut eval = Vec::with_capacity(task_id + 1);
                 for j in 0..=task_id {
-                    stop_if_asked(observer, &*world)?;
+                    if let Err(stopped) = stop_if_asked(observer, &*world) {
+                        // Stopped in evaluation: the checkpoint holds the pass, to evaluate anew.
+                        if let Some(checkpointer) = &mut self.checkpointer {
+                            let progress = local_pass.progress(local_window.clone());
+                            let snapshot = snapshot(
+                                &self.learner,
+                                self.rehearsal.as_ref(),
+                                None,
+                                here(steps),
+                                size,
+                                &record,
+                                Some(progress),
+                            )?;
+                            checkpointer.save(snapshot, &*world)?;
+                        }
+                        return Err(stopped);
+                    }
                     let samples = shard(&self.scenario.tasks[j].test, None, rank, size, false);
                     let totals = evaluate(
                         &self.learner,
@@ -414,26 +479,72 @@ impl<'a> Trainer<'a> {
                     images_per_second: pass.fresh_samples as f64 / pass.seconds,
                     eval,
                     rehearsal_timing: rehearsal_window.as_ref().map(|w| w.timing),
-                    rehearsal_draws: rehearsal_window.map(|w| w.draws),
+                    rehearsal_draws: rehearsal_window.as_ref().map(|w| w.draws.clone()),
                 };
                 observer.epoch_finished(&epoch_record);
                 record.epochs.push(epoch_record);
                 record.wall_seconds = earlier_seconds + started.elapsed().as_secs_f64();
-                if let Some(rehearsal) = &self.rehearsal {
+                if let Some(rehearsal) = &mut self.rehearsal {
+                    rehearsal.add_to_total(rehearsal_window.as_ref().expect("a rehearsal run has a window"));
                     record.rehearsal = Some(rehearsal.report(&*world));
                 }
                 observer.evaluated(&record)?;
-                if self.checkpointer.is_some() {
-                    let snapshot = self.snapshot(Position { task: task_id, epoch }, &record)?;
-                    if let Some(checkpointer) = &mut self.checkpointer {
-                        checkpointer.save(snapshot, &*world)?;
-                    }
+                if let Some(checkpointer) = &mut self.checkpointer {
+                    let snapshot = snapshot(
+                        &self.learner,
+                        self.rehearsal.as_ref(),
+                        None,
+                        Position::after_epoch(task_id, epoch),
+                        size,
+                        &record,
+                        None,
+                    )?;
+                    checkpointer.save(snapshot, &*world)?;
                 }
             }
         }
         record.wall_seconds = earlier_seconds + started.elapsed().as_secs_f64();
         Ok(record)
     }
+
+    /// The steps of one training pass over task `task` on this rank (the same on every rank).
+    fn pass_steps(&self, task: usize) -> usize {
+        let samples = self.scenario.tasks[task].train.len();
+        samples.div_ceil(self.world.size()).div_ceil(self.config.batch_size)
+    }
+}
+
+/// The checkpoint of a run at `position` that ends with `record` so far: the learner's state,
+/// this rank's rehearsal buffer (`buffer`, or a copy of the live one) and totals, and with
+/// `progress`, this rank's part of the epoch's pass.
+fn snapshot(
+    learner: &Learner,
+    rehearsal: Option<&Rehearsal>,
+    buffer: Option<dcl_buffer::RehearsalBuffer<u8>>,
+    position: Position,
+    world_size: usize,
+    record: &RunRecord,
+    progress: Option<PassProgress>,
+) -> Result<Snapshot, TrainError> {
+    let learner = learner.snapshot()?;
+    let mut state = checkpoint::state_at(position, world_size, record.clone());
+    state.optimizer = learner.hyper;
+    state.loss_scale = learner.loss_scale;
+    let buffer = match rehearsal {
+        Some(rehearsal) => {
+            let (live, totals) = rehearsal.snapshot(buffer.is_none());
+            state.rehearsal = Some(totals);
+            buffer.or(live)
+        }
+        None => None,
+    };
+    Ok(Snapshot {
+        state,
+        weights: learner.weights,
+        optimizer: learner.optimizer,
+        buffer,
+        progress,
+    })
 }
 
 /// Trains `config.model` on the tasks of `scenario` ([`Trainer::new`], then [`Trainer::run`]).
@@ -519,6 +630,7 @@ impl Masks {
 }
 
 /// Sums over the batches of a pass.
+#[derive(Clone)]
 struct Totals {
     samples: usize,
     loss_sum: f64,
@@ -569,6 +681,30 @@ impl Totals {
 }
 
 impl Pass {
+    /// The pass with the loss and top-1 sums of these tensors.
+    fn with_sums(&self, loss_sum: &Tensor, hits: &Tensor) -> Result<Self, TrainError> {
+        Ok(Pass {
+            totals: Totals {
+                loss_sum: loss_sum.f_double_value(&[])?,
+                top1_hits: hits.f_int64_value(&[])?,
+                ..self.totals.clone()
+            },
+            ..self.clone()
+        })
+    }
+
+    /// What a checkpoint within the pass keeps of it, with this rank's `rehearsal` so far.
+    fn progress(&self, rehearsal: Option<RehearsalWindow>) -> PassProgress {
+        PassProgress {
+            samples: self.totals.samples,
+            fresh_samples: self.fresh_samples,
+            loss_sum: self.totals.loss_sum,
+            top1_hits: self.totals.top1_hits,
+            seconds: self.seconds,
+            rehearsal,
+        }
+    }
+
     /// The pass over every rank (its time: this rank's).
     fn summed(self, world: &dyn Communicator) -> Self {
         let mut fresh = [self.fresh_samples as f64];
@@ -582,6 +718,7 @@ impl Pass {
 }
 
 /// The outcome of one training pass over a task.
+#[derive(Clone)]
 struct Pass {
     /// Over every trained sample, representatives included.
     totals: Totals,
@@ -596,73 +733,144 @@ fn count_top1(hits: &mut Tensor, logits: &Tensor, labels: &Tensor) -> Result<(),
     Ok(())
 }
 
+/// How a training pass runs.
+struct PassPlan<'p> {
+    /// The mask of the training loss.
+    mask: Option<&'p Tensor>,
+    /// The learning rate of each step.
+    lr_at: &'p dyn Fn(usize) -> f64,
+    /// The step the pass starts at (after those of a resumed checkpoint).
+    first_step: usize,
+    /// This rank's sums over the steps before `first_step`.
+    progress: PassProgress,
+    checkpoints: &'p CheckpointSteps,
+    /// Seeds the random draws (dropout) of each step.
+    dropout_seed: u64,
+    /// Batches per optimiser step.
+    accumulation: usize,
+    log_interval: usize,
+}
+
+/// Writes a checkpoint within a pass: the learner after `done` steps, this rank's sums over
+/// them, and the buffer as their last batch left it (a collective call).
+type SaveWithin<'s> = dyn FnMut(&Learner, usize, PassProgress, Option<BufferState>) -> Result<(), TrainError> + 's;
+
+/// The step a pass asked to stop after `step` ends at, with a checkpoint: the next one whose
+/// batch the loader has not offered to the rehearsal buffer yet (at most `PREFETCH_BATCHES`
+/// batches wait in its queue and one at its hand), with no gradients left accumulated. The
+/// same on every rank.
+fn stop_step(step: usize, rehearsal: bool, accumulation: usize) -> usize {
+    let earliest = if rehearsal { step + PREFETCH_BATCHES + 2 } else { step };
+    (earliest + 1).next_multiple_of(accumulation) - 1
+}
+
+/// Trains one pass of `plan` over the batches of `loader`, and returns this rank's sums.
+///
+/// When a stop is asked (on any rank), the pass goes on to [`stop_step`] and ends there with a
+/// checkpoint (`save_within`) and [`TrainError::Interrupted`]; without checkpoints, it ends at
+/// once. Steps that `plan.checkpoints` names end with a checkpoint too.
 #[allow(clippy::too_many_arguments)]
 fn train_pass(
     learner: &mut Learner,
     mut loader: Loader<Result<StepBatch, TrainError>>,
-    mask: Option<&Tensor>,
     rehearsal: Option<&Rehearsal>,
-    lr_at: &dyn Fn(usize) -> f64,
-    log_interval: usize,
+    plan: &PassPlan,
     device: Device,
     world: &dyn Communicator,
     observer: &mut dyn TrainObserver,
+    mut save_within: Option<&mut SaveWithin>,
 ) -> Result<Pass, TrainError> {
     let started = Instant::now();
+    let earlier = &plan.progress;
     // Sums stay tensors so that no step waits for a value.
-    let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
-    let mut hits = Tensor::zeros([], (Kind::Int64, device));
-    // Samples trained on (fresh and representatives) and fresh samples.
-    let mut samples = 0;
-    let mut fresh_samples = 0;
-    let mut step = 0;
+    let mut loss_sum = Tensor::full([], earlier.loss_sum, (Kind::Double, device));
+    let mut hits = Tensor::full([], earlier.top1_hits, (Kind::Int64, device));
+    let mut pass = Pass {
+        totals: Totals {
+            samples: earlier.samples,
+            loss_sum: earlier.loss_sum,
+            top1_hits: earlier.top1_hits,
+            top5_hits: 0,
+            task_il_hits: None,
+        },
+        fresh_samples: earlier.fresh_samples,
+        seconds: earlier.seconds,
+    };
+    let mut step = plan.first_step;
     loop {
         let waited = Instant::now();
         let Some(batch) = loader.next() else { break };
-        let batch = batch??;
+        let mut batch = batch??;
         if let Some(rehearsal) = rehearsal {
             rehearsal.add_wait(waited.elapsed());
         }
         let fresh = batch.fresh;
         let batch_size = guarded("the training step", || {
             let (images, labels) = (on_device(&batch.images, device)?, on_device(&batch.labels, device)?);
-            let (images, labels) = match batch.representatives {
+            let (images, labels) = match batch.representatives.take() {
                 None => (images, labels),
                 Some((rep_images, rep_labels)) => (
                     Tensor::f_cat(&[images, on_device(&rep_images, device)?], 0)?,
                     Tensor::f_cat(&[labels, on_device(&rep_labels, device)?], 0)?,
                 ),
             };
-            let class_weights = batch.class_weights.map(|w| w.f_to_device(device)).transpose()?;
-            learner.set_lr(lr_at(step));
-            let (loss, logits) = learner.train_step(&images, &labels, mask, class_weights.as_ref())?;
+            let class_weights = batch
+                .class_weights
+                .as_ref()
+                .map(|w| w.f_to_device(device))
+                .transpose()?;
+            learner.set_lr((plan.lr_at)(step));
+            // Each step's random draws derive from the step, so that a resumed pass repeats them.
+            tch::manual_seed(pass_seed(plan.dropout_seed, step, 0) as i64);
+            let (loss, logits) = learner.train_step(&images, &labels, plan.mask, class_weights.as_ref())?;
             let size = labels.size()[0];
             tch::no_grad(|| -> Result<(), TrainError> {
                 let _ = loss_sum.f_add_(&loss.f_to_kind(Kind::Double)?.f_mul_scalar(size as f64)?)?;
                 count_top1(&mut hits, &logits, &labels)
             })?;
-            let report = (step + 1) % log_interval == 0;
+            let report = (step + 1) % plan.log_interval == 0;
             let shown = if report { Some(loss.f_double_value(&[])?) } else { None };
             Ok((size as usize, shown))
         })?;
-        samples += batch_size.0;
-        fresh_samples += fresh;
-        step += 1;
+        pass.totals.samples += batch_size.0;
+        pass.fresh_samples += fresh;
         observer.batch_finished(fresh, batch_size.1);
-        stop_if_asked(observer, world)?;
+        if plan.checkpoints.stop_step().is_none() {
+            if let Err(stopped) = stop_if_asked(observer, world) {
+                if save_within.is_none() {
+                    return Err(stopped);
+                }
+                plan.checkpoints
+                    .stop_at(stop_step(step, rehearsal.is_some(), plan.accumulation));
+            }
+        }
+        if let Some(save) = save_within.as_mut().filter(|_| plan.checkpoints.at(step)) {
+            let buffer = batch.snapshot.take();
+            assert!(
+                rehearsal.is_none() || buffer.is_some(),
+                "the loader copied no buffer for checkpoint step {step}"
+            );
+            pass.seconds = earlier.seconds + started.elapsed().as_secs_f64();
+            let progress = pass
+                .with_sums(&loss_sum, &hits)?
+                .progress(buffer.as_ref().map(|b| b.window.clone()));
+            save(learner, step + 1, progress, buffer)?;
+            if plan.checkpoints.stop_step() == Some(step) {
+                return Err(TrainError::Interrupted);
+            }
+        }
+        step += 1;
     }
     guarded("the training step", || learner.flush())?;
-    Ok(Pass {
-        totals: Totals {
-            samples,
-            loss_sum: loss_sum.f_double_value(&[])?,
-            top1_hits: hits.f_int64_value(&[])?,
-            top5_hits: 0,
-            task_il_hits: None,
-        },
-        fresh_samples,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    pass.seconds = earlier.seconds + started.elapsed().as_secs_f64();
+    let pass = pass.with_sums(&loss_sum, &hits)?;
+    // Asked to stop within the last steps: the checkpoint of the whole pass, to evaluate anew.
+    if let (Some(save), Some(_)) = (save_within, plan.checkpoints.stop_step()) {
+        let window = rehearsal.map(Rehearsal::current_window);
+        save(learner, step, pass.progress(window), None)?;
+        return Err(TrainError::Interrupted);
+    }
+    Ok(pass)
 }
 
 /// Loss, top-1 and top-5 of the learner on `samples` of `source`, scored as `masks` say.

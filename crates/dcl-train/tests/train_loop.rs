@@ -88,6 +88,7 @@ fn config(seed: u64, epochs: usize) -> RunConfig {
         fp16_allreduce: false,
         amp: dcl_train::Precision::Fp32,
         save_all_checkpoints: false,
+        checkpoint_every_steps: None,
         use_mask: false,
         seed,
         threads: 1,

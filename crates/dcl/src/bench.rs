@@ -336,7 +336,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
     };
     let (mut with, mut plain) = (Vec::new(), Vec::new());
     for round in 0..args.rounds as u64 {
-        let collate = rehearsal.collate(0, round, &source.pipeline, 0);
+        let collate = rehearsal.collate(0, round, &source.pipeline, 0, 0, Default::default());
         with.extend(time_steps(Loader::spawn(
             source.clone(),
             samples.clone(),
@@ -398,7 +398,7 @@ pub fn run_sampling(args: SamplingArgs) -> Result<()> {
     let buffer = Arc::new(Mutex::new(buffer));
     let service = world.serve_buffer(Arc::clone(&buffer));
 
-    let mut client = service.client(rank as u64);
+    let mut client = service.client(rank as u64, 0);
     let mut from_rank = vec![0u64; size];
     let (mut duplicates, mut torn, mut misattributed) = (0u64, 0u64, 0u64);
     let mut drawn = Drawn::default();
@@ -570,13 +570,14 @@ pub fn run_checkpoint(args: crate::cli::CheckpointArgs) -> Result<()> {
     let started = Instant::now();
     let learner_state = learner.snapshot()?;
     let buffer = buffer.clone();
-    let mut state = checkpoint::state_at(Position { task: 0, epoch: 0 }, 1, Default::default());
+    let mut state = checkpoint::state_at(Position::after_epoch(0, 0), 1, Default::default());
     state.optimizer = learner_state.hyper;
     let snapshot = Snapshot {
         state,
         weights: learner_state.weights,
         optimizer: learner_state.optimizer,
         buffer: Some(buffer),
+        progress: None,
     };
     let stall = started.elapsed().as_secs_f64();
     let started = Instant::now();

@@ -67,6 +67,13 @@ impl TrainObserver for ProgressDisplay {
         }
     }
 
+    fn epoch_resumed(&mut self, batches_done: usize) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(batches_done as u64);
+            bar.reset_eta();
+        }
+    }
+
     fn batch_finished(&mut self, images: usize, loss: Option<f64>) {
         self.images += images;
         if loss.is_some() {

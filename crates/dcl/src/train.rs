@@ -101,15 +101,16 @@ pub fn run(args: TrainArgs, world: Arc<dyn Communicator>, interrupt: &Interrupt)
             dcl_dist::write_line(&format!("note: {notice}"));
         }
         let results = match &args.resume {
-            Some(_) => Results::reopen(&config, resumed.clone().unwrap_or_default())?,
+            Some(_) => Results::reopen(&config, resumed.as_ref().map(|(r, _)| r.clone()).unwrap_or_default())?,
             None => Results::create(&config, default_results_dir, args.overwrite)?,
         };
-        if let Some(record) = &resumed {
-            dcl_dist::write_line(&format!(
-                "note: resuming after task {} epoch {}, from the run's last checkpoint",
-                record.epochs.last().map_or(0, |e| e.task + 1),
-                record.epochs.last().map_or(0, |e| e.epoch + 1)
-            ));
+        if let Some((_, at)) = &resumed {
+            let (task, epoch) = (at.task + 1, at.epoch + 1);
+            let when = match at.step {
+                Some(step) => format!("at task {task} epoch {epoch} after its step {step}"),
+                None => format!("after task {task} epoch {epoch}"),
+            };
+            dcl_dist::write_line(&format!("note: resuming {when}, from the run's last checkpoint"));
         }
         dcl_dist::write_line(&format!(
             "dcl {}: {} ({}) on {}, {} task(s) x {} epoch(s), {} worker(s) on {}; results in {}",
@@ -298,8 +299,12 @@ fn prepare_resume(args: &TrainArgs, dir: &Path, world: &dyn Communicator) -> Res
 }
 
 /// Continues `trainer` from the latest checkpoint of the run in `dir`, if it wrote one;
-/// returns the record it had then.
-fn resume(trainer: &mut Trainer, dir: &Path, world: &dyn Communicator) -> Result<Option<RunRecord>> {
+/// returns the record it had then and where it stands.
+fn resume(
+    trainer: &mut Trainer,
+    dir: &Path,
+    world: &dyn Communicator,
+) -> Result<Option<(RunRecord, dcl_train::checkpoint::Position)>> {
     if world.is_root() {
         dcl_train::checkpoint::remove_unfinished(dir)?;
     }
@@ -307,9 +312,9 @@ fn resume(trainer: &mut Trainer, dir: &Path, world: &dyn Communicator) -> Result
     let Some(checkpoint) = dcl_train::checkpoint::latest(dir, world.rank(), world.size())? else {
         return Ok(None);
     };
-    let record = checkpoint.state.record.clone();
+    let (record, position) = (checkpoint.state.record.clone(), checkpoint.state.position);
     trainer.resume(checkpoint)?;
-    Ok(Some(record))
+    Ok(Some((record, position)))
 }
 
 /// Rank 0's `path` on every rank (a collective call).
@@ -438,6 +443,12 @@ impl TrainObserver for RunObserver<'_> {
     fn epoch_started(&mut self, task: usize, epoch: usize, num_batches: usize) {
         if let Some(display) = &mut self.display {
             display.epoch_started(task, epoch, num_batches);
+        }
+    }
+
+    fn epoch_resumed(&mut self, batches_done: usize) {
+        if let Some(display) = &mut self.display {
+            display.epoch_resumed(batches_done);
         }
     }
 

@@ -429,6 +429,25 @@ fn two_rank_rehearsal_shares_one_budget_draws_from_both_buffers_past_tasks_only_
     }
 }
 
+/// The name of the latest checkpoint of the run in `results`, if any.
+fn latest_checkpoint(results: &Path) -> Option<String> {
+    let names = std::fs::read_dir(results.join("checkpoints")).ok()?;
+    names
+        .filter_map(|e| Some(e.ok()?.file_name().to_str()?.to_owned()))
+        .filter(|name| name.starts_with("task-"))
+        .max()
+}
+
+/// Waits until `job`, a run into `results`, has written a checkpoint named `at_least` or later.
+fn wait_for_checkpoint(job: &mut std::process::Child, results: &Path, at_least: &str) {
+    let started = Instant::now();
+    while latest_checkpoint(results).is_none_or(|name| name.as_str() < at_least) {
+        assert!(job.try_wait().unwrap().is_none(), "the job ended before {at_least}");
+        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint {at_least}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn a_two_rank_job_that_loses_a_rank_resumes_as_a_whole_and_ends_as_the_uninterrupted_one() {
     let root = tempfile::tempdir().unwrap();
@@ -438,7 +457,7 @@ fn a_two_rank_job_that_loses_a_rank_resumes_as_a_whole_and_ends_as_the_uninterru
         "--epochs",
         "2",
         "--train-samples",
-        "3000",
+        "6000",
         "--seed",
         "5",
         "--agent",
@@ -450,22 +469,16 @@ fn a_two_rank_job_that_loses_a_rank_resumes_as_a_whole_and_ends_as_the_uninterru
     ];
     let whole = root.path().join("whole");
     run(train(2, &whole, &args));
+    // The broken job checkpoints after every step too: killed, it resumes within an epoch.
     let broken = root.path().join("broken");
     let mut job = train(2, &broken, &args)
+        .args(["--checkpoint-every-steps", "1"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("the launcher runs");
-    // Kill rank 1 once the job has written a checkpoint of the second task.
-    let started = Instant::now();
-    while !broken.join("checkpoints/task-001-epoch-000").exists() {
-        assert!(
-            job.try_wait().unwrap().is_none(),
-            "the job ended before its second task"
-        );
-        assert!(started.elapsed() < Duration::from_secs(120), "no checkpoint");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Kill rank 1 once the job has written a checkpoint within the second epoch of the second task.
+    wait_for_checkpoint(&mut job, &broken, "task-001-epoch-001-step");
     let ranks = rank_pids(&broken);
     assert_eq!(ranks.len(), 2, "found ranks {ranks:?}");
     signal(ranks[1], "-KILL");
@@ -474,13 +487,32 @@ fn a_two_rank_job_that_loses_a_rank_resumes_as_a_whole_and_ends_as_the_uninterru
     for pid in rank_pids(&broken) {
         signal(pid, "-KILL");
     }
-    let mut resume = Command::new(mpirun());
-    resume
-        .args(["-np", "2", env!("CARGO_BIN_EXE_dcl"), "train", "--quiet", "--resume"])
-        .arg(&broken)
-        .env("OMP_WAIT_POLICY", "PASSIVE")
-        .envs(common::portable_env());
-    run(resume);
+    let resume = || {
+        let mut command = Command::new(mpirun());
+        command
+            .args(["-np", "2", env!("CARGO_BIN_EXE_dcl"), "train", "--quiet", "--resume"])
+            .arg(&broken)
+            .env("OMP_WAIT_POLICY", "PASSIVE")
+            .envs(common::portable_env());
+        command
+    };
+    // Resumed, then stopped by SIGTERM to rank 0 alone in its third task: both ranks go on to
+    // one step and checkpoint there, each with its part of the epoch.
+    let mut job = resume()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the launcher runs");
+    wait_for_checkpoint(&mut job, &broken, "task-002-epoch-000-step");
+    signal(rank_pids(&broken)[0], "-TERM");
+    assert!(!job.wait().unwrap().success(), "the stopped job ended as complete");
+    let latest = broken.join("checkpoints").join(latest_checkpoint(&broken).unwrap());
+    assert!(latest.to_string_lossy().contains("-step-"), "{}", latest.display());
+    for rank in 0..2 {
+        assert!(latest.join(format!("progress-rank-{rank}.json")).exists());
+        assert!(latest.join(format!("buffer-rank-{rank}.bin")).exists());
+    }
+    run(resume());
     let (a, b) = (summary(&whole), summary(&broken));
     assert_eq!(b["status"], "complete");
     assert_eq!(a["accuracy_matrix"], b["accuracy_matrix"], "the resumed job differs");

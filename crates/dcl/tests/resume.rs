@@ -46,11 +46,13 @@ fn resume(results: &Path) -> Command {
 /// Starts a Split-MNIST run into `results`, its output discarded, and waits until `file`
 /// (relative to `results`) exists.
 fn start_until(results: &Path, file: &str) -> Child {
-    let mut child = split_mnist(results)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    start_command_until(split_mnist(results), results, file)
+}
+
+/// Starts `command`, a run into `results`, its output discarded, and waits until `file`
+/// (relative to `results`) exists.
+fn start_command_until(mut command: Command, results: &Path, file: &str) -> Child {
+    let mut child = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     while !results.join(file).exists() {
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -153,9 +155,12 @@ fn a_run_killed_again_and_again_and_resumed_ends_as_the_uninterrupted_one() {
     assert!(output.status.success(), "{}", stderr(&output));
     let expected = figures(&read_json(&whole.join("summary.json")));
 
-    // The first start is killed soon after its results directory exists.
+    // The first start is killed soon after its results directory exists. It also checkpoints
+    // every 3 steps (of 10 a pass), so that kill -9 too lands after checkpoints within epochs.
     let broken = root.path().join("broken");
-    let mut child = start_until(&broken, "config.json");
+    let mut first = split_mnist(&broken);
+    first.args(["--checkpoint-every-steps", "3"]);
+    let mut child = start_command_until(first, &broken, "config.json");
     std::thread::sleep(Duration::from_millis(200));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -206,6 +211,45 @@ fn a_run_killed_again_and_again_and_resumed_ends_as_the_uninterrupted_one() {
         .collect();
     kept.sort();
     assert_eq!(kept, ["task-004-epoch-000", "task-004-epoch-001"]);
+}
+
+#[test]
+fn a_run_stopped_by_a_signal_checkpoints_within_the_epoch_and_resumes_from_that_step() {
+    let root = tempfile::tempdir().unwrap();
+    // Batches of 16: 38 steps a pass, so a signal lands within an epoch.
+    let small_batches = |results: &Path| {
+        let mut command = split_mnist(results);
+        command.args(["--batch-size", "16"]);
+        command
+    };
+    let whole = root.path().join("whole");
+    let output = small_batches(&whole).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run = root.path().join("run");
+    let child = start_command_until(small_batches(&run), &run, "checkpoints/task-000-epoch-000");
+    // SIGTERM: the run trains a few more steps, to one whose rehearsal buffer the loader has
+    // not moved past yet, writes its checkpoint there and ends.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(143), "{}", stderr(&output));
+    let latest = latest_checkpoint(&run).unwrap();
+    assert!(latest.contains("-step-"), "no checkpoint within the epoch: {latest}");
+    assert!(run
+        .join("checkpoints")
+        .join(&latest)
+        .join("progress-rank-0.json")
+        .exists());
+    assert_eq!(read_json(&run.join("summary.json"))["status"], "interrupted");
+    let output = resume(&run).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("after its step"), "{}", stderr(&output));
+    let summary = read_json(&run.join("summary.json"));
+    assert_eq!(summary["status"], "complete");
+    assert_eq!(figures(&summary), figures(&read_json(&whole.join("summary.json"))));
 }
 
 #[test]

@@ -146,6 +146,10 @@ pub struct TrainOptions {
     /// Keep every epoch's checkpoint (under RESULTS/checkpoints), not only the latest two.
     #[arg(long)]
     pub save_all_checkpoints: bool,
+    /// Also checkpoint every N training steps (a multiple of --batches-per-allreduce), besides
+    /// the end of every epoch and a stop by a signal.
+    #[arg(long, value_name = "N")]
+    pub checkpoint_every_steps: Option<usize>,
     /// Compress gradients to fp16 for the all-reduce (data-parallel runs; half the bytes).
     #[arg(long)]
     pub fp16_allreduce: bool,
@@ -299,6 +303,7 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         fp16_allreduce: options.fp16_allreduce,
         amp: options.amp,
         save_all_checkpoints: options.save_all_checkpoints,
+        checkpoint_every_steps: options.checkpoint_every_steps,
         use_mask: options.use_mask,
         seed: options.seed,
         threads: options.threads.map_or(0, |n| n as usize),
