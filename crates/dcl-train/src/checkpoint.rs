@@ -39,6 +39,8 @@ use crate::TrainError;
 const FORMAT: u32 = 1;
 const PREFIX: &str = "task-";
 const TEMPORARY: &str = ".tmp-";
+/// The agent's state in a checkpoint, when it keeps any.
+const AGENT_FILE: &str = "agent.safetensors";
 
 /// Where a run stands: the epoch it completed last, or the steps it trained of an epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,6 +197,8 @@ pub struct Snapshot {
     pub state: State,
     pub weights: Vec<(String, Tensor)>,
     pub optimizer: Vec<(String, Tensor)>,
+    /// The agent's state (the same on every rank).
+    pub agent: Vec<(String, Tensor)>,
     /// This rank's buffer.
     pub buffer: Option<RehearsalBuffer<u8>>,
     /// This rank's part of the epoch's pass, within an epoch.
@@ -306,6 +310,11 @@ fn write_part(root: &Path, rank: usize, snapshot: &Snapshot) -> Result<(), Train
     let optimizer = temporary.join("optimizer.safetensors");
     Tensor::write_safetensors(&snapshot.optimizer, &optimizer)?;
     sync(&optimizer)?;
+    if !snapshot.agent.is_empty() {
+        let agent = temporary.join(AGENT_FILE);
+        Tensor::write_safetensors(&snapshot.agent, &agent)?;
+        sync(&agent)?;
+    }
     let state = json_text(&snapshot.state);
     write_file(&temporary.join("state.json"), |file| file.write_all(&state))
 }
@@ -408,6 +417,8 @@ pub struct Loaded {
     pub state: State,
     pub weights: Vec<(String, Tensor)>,
     pub optimizer: Vec<(String, Tensor)>,
+    /// The agent's state (empty when it keeps none).
+    pub agent: Vec<(String, Tensor)>,
     /// This rank's buffer file, opened, when the checkpoint has one.
     pub buffer: Option<File>,
     /// This rank's part of the epoch's pass, for a checkpoint within an epoch.
@@ -447,7 +458,12 @@ pub fn latest(results_dir: &Path, rank: usize, world_size: usize) -> Result<Opti
         }
         None => None,
     };
+    let agent = match dir.join(AGENT_FILE).exists() {
+        true => read(AGENT_FILE)?,
+        false => Vec::new(),
+    };
     Ok(Some(Loaded {
+        agent,
         progress,
         weights: read("model.safetensors")?,
         optimizer: read("optimizer.safetensors")?,
@@ -487,6 +503,7 @@ mod tests {
                 "fc.weight.momentum_buffer".to_owned(),
                 Tensor::from_slice(&[0.5f32, 0.25]),
             )],
+            agent: Vec::new(),
             buffer: None,
             progress: None,
         };
@@ -510,6 +527,7 @@ mod tests {
                 state: state_at(Position::after_epoch(1, epoch), 1, RunRecord::default()),
                 weights: Vec::new(),
                 optimizer: Vec::new(),
+                agent: Vec::new(),
                 buffer: None,
                 progress: None,
             };
@@ -537,6 +555,7 @@ mod tests {
                 state: state_at(position, 1, RunRecord::default()),
                 weights: Vec::new(),
                 optimizer: Vec::new(),
+                agent: Vec::new(),
                 buffer: None,
                 progress: position.step.map(|_| PassProgress::default()),
             };
@@ -598,7 +617,7 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_within_an_epoch_reads_back_each_ranks_progress() {
+    fn a_checkpoint_within_an_epoch_reads_back_each_ranks_progress_and_the_agents_state() {
         let dir = tempfile::tempdir().unwrap();
         let progress = PassProgress {
             samples: 96,
@@ -612,6 +631,7 @@ mod tests {
             state: state_at(Position::within_epoch(0, 0, 2), 1, RunRecord::default()),
             weights: Vec::new(),
             optimizer: Vec::new(),
+            agent: vec![("si.omega.0".to_owned(), Tensor::from_slice(&[0.5f32]))],
             buffer: None,
             progress: Some(progress.clone()),
         };
@@ -621,6 +641,7 @@ mod tests {
         let loaded = latest(dir.path(), 0, 1).unwrap().unwrap();
         assert_eq!(loaded.state.position, Position::within_epoch(0, 0, 2));
         assert_eq!(loaded.progress, Some(progress));
+        assert_eq!(loaded.agent[0].0, "si.omega.0");
         std::fs::remove_file(
             dir.path()
                 .join("checkpoints/task-000-epoch-000-step-000002/progress-rank-0.json"),

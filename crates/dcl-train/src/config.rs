@@ -19,6 +19,9 @@ pub struct AgentConfig {
     /// The rehearsal buffer and pipeline, for rehearsal agents (`er`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<crate::rehearsal::RehearsalConfig>,
+    /// The method and its settings.
+    #[serde(default)]
+    pub method: crate::agents::Method,
 }
 
 /// How the learning rate grows with the number of workers (Goyal et al., 2017).
@@ -189,6 +192,7 @@ pub(crate) mod tests {
                 name: "base".into(),
                 reset_state_dict: false,
                 rehearsal: None,
+                method: Default::default(),
             },
             dataset: "mnist".into(),
             dataset_dir: "data/mnist".into(),

@@ -7,6 +7,7 @@ use dcl_models::{Model, ModelConfig, ModelInput};
 use tch::nn;
 use tch::{Device, Reduction, Tensor};
 
+use crate::agents::{Agent, LossContext};
 use crate::amp::{self, GradScaler, Precision};
 use crate::checkpoint;
 use crate::optimizer::RegimeOptimizer;
@@ -18,6 +19,10 @@ use crate::TrainError;
 pub struct Learner {
     vars: nn::VarStore,
     model: Model,
+    /// What the model was built from (for frozen copies).
+    spec: (String, ModelConfig, ModelInput),
+    /// The mean gradient on the replayed samples of the current step, for agents that ask.
+    reference: Option<Tensor>,
     /// What building the model said (the weights it loaded, a re-initialised head).
     notice: Option<String>,
     /// The variables as initialised, for resets between tasks.
@@ -50,7 +55,7 @@ impl Learner {
     /// defaults for what an [`crate::OptimizerSettings`] does not name). In a world of
     /// several ranks, rank 0's initial values are broadcast to every rank.
     pub fn new(
-        model: &str,
+        model_name: &str,
         config: &ModelConfig,
         input: ModelInput,
         settings: impl Into<Hyperparameters>,
@@ -58,7 +63,7 @@ impl Learner {
         world: Arc<dyn Communicator>,
     ) -> Result<Self, TrainError> {
         let vars = nn::VarStore::new(device);
-        let dcl_models::Built { model, notice } = dcl_models::build(model, &vars.root(), input, config)?;
+        let dcl_models::Built { model, notice } = dcl_models::build(model_name, &vars.root(), input, config)?;
         dcl_models::layout::use_channels_last(&vars);
         let mut named: Vec<(String, Tensor)> = vars.variables().into_iter().collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
@@ -74,6 +79,8 @@ impl Learner {
         Ok(Learner {
             vars,
             model,
+            spec: (model_name.to_owned(), config.clone(), input),
+            reference: None,
             notice,
             initial,
             optimizer,
@@ -140,25 +147,45 @@ impl Learner {
         });
     }
 
-    /// Trains on a batch: the gradient of its mean cross-entropy, then an optimiser step
-    /// (after every batch, or every [`Learner::set_accumulation`] batches). `mask`, when
-    /// given, is added to the logits (0 for allowed classes, -inf for the others) before the
-    /// loss; `class_weights`, when given, weighs each sample's loss by its class (weighted
-    /// mean). Returns the loss and the (masked) logits.
+    /// Trains on a batch: the gradient of its mean cross-entropy plus what `agent` adds, then
+    /// an optimiser step (after every batch, or every [`Learner::set_accumulation`] batches).
+    /// `mask`, when given, is added to the logits (0 for allowed classes, -inf for the others)
+    /// before the loss; `class_weights`, when given, weighs each sample's loss by its class
+    /// (weighted mean). `reference`, replayed samples the agent keeps apart from the batch,
+    /// gives it their mean gradient before the step. Returns the cross-entropy and the
+    /// (masked) logits.
     pub fn train_step(
         &mut self,
-        images: &Tensor,
-        labels: &Tensor,
+        agent: &mut dyn Agent,
+        batch: (&Tensor, &Tensor),
+        reference: Option<(&Tensor, &Tensor)>,
         mask: Option<&Tensor>,
         class_weights: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor), TrainError> {
-        let (loss, logits) = amp::autocast(self.precision, self.device, || {
-            masked_loss(&self.model.forward_t(images, true), labels, mask, class_weights)
-        })?;
+        let (images, labels) = batch;
         if self.pending == 0 {
+            self.reference = match reference {
+                Some((images, labels)) => Some(self.mean_gradient(images, labels, mask)?),
+                None => None,
+            };
             self.optimizer.zero_grad();
         }
-        let mut objective = loss.shallow_clone();
+        let params = self.trainable();
+        let (loss, logits, extra) = amp::autocast(self.precision, self.device, || {
+            let raw = self.model.forward_t(images, true);
+            let (loss, logits) = masked_loss(&raw, labels, mask, class_weights)?;
+            let extra = agent.extra_loss(&LossContext {
+                params: &params,
+                images,
+                logits: &raw,
+                labels,
+            })?;
+            Ok((loss, logits, extra))
+        })?;
+        let mut objective = match extra {
+            Some(extra) => loss.f_add(&extra)?,
+            None => loss.shallow_clone(),
+        };
         if self.accumulation > 1 {
             objective = objective.f_div_scalar(self.accumulation as f64)?;
         }
@@ -168,14 +195,14 @@ impl Learner {
         objective.f_backward()?;
         self.pending += 1;
         if self.pending == self.accumulation {
-            self.step()?;
+            self.step(agent)?;
         }
         Ok((loss, logits))
     }
 
     /// Takes the optimiser step of a partly accumulated window (the end of a pass); its
     /// gradients are rescaled to the mean over the batches it holds.
-    pub fn flush(&mut self) -> Result<(), TrainError> {
+    pub fn flush(&mut self, agent: &mut dyn Agent) -> Result<(), TrainError> {
         if self.pending == 0 {
             return Ok(());
         }
@@ -188,28 +215,130 @@ impl Learner {
                 Ok(())
             })?;
         }
-        self.step()
+        self.step(agent)
     }
 
     /// Averages the accumulated gradients over the ranks and takes the optimiser step (with
     /// loss scaling: unscales them first, and skips the step if any is not finite, on every
-    /// rank alike since they all hold the same average).
-    fn step(&mut self) -> Result<(), TrainError> {
+    /// rank alike since they all hold the same average); the agent adjusts the gradients
+    /// before it and sees the parameters after it.
+    fn step(&mut self, agent: &mut dyn Agent) -> Result<(), TrainError> {
         if self.world.size() > 1 {
             self.average_gradients()?;
         }
+        let params = self.trainable();
+        let grads: Vec<Tensor> = params.iter().map(Tensor::grad).collect();
         let finite = match &mut self.scaler {
-            Some(scaler) => {
-                let grads: Vec<Tensor> = self.vars.trainable_variables().iter().map(Tensor::grad).collect();
-                scaler.unscale_and_update(&grads)?
-            }
+            Some(scaler) => scaler.unscale_and_update(&grads)?,
             None => true,
         };
         if finite {
+            agent.adjust_gradients(&params, &grads, self.reference.as_ref())?;
             self.optimizer.step();
+            agent.after_step(&params)?;
         }
         self.pending = 0;
         Ok(())
+    }
+
+    /// The flat mean gradient (over the ranks) of the masked cross-entropy on a batch; the
+    /// gradients are zero afterwards.
+    fn mean_gradient(&mut self, images: &Tensor, labels: &Tensor, mask: Option<&Tensor>) -> Result<Tensor, TrainError> {
+        self.optimizer.zero_grad();
+        let (loss, _) = amp::autocast(self.precision, self.device, || {
+            masked_loss(&self.model.forward_t(images, true), labels, mask, None)
+        })?;
+        loss.f_backward()?;
+        let grads: Vec<Tensor> = self.vars.trainable_variables().iter().map(Tensor::grad).collect();
+        flatten_into(&grads, &mut self.local_gradients)?;
+        if self.world.size() > 1 {
+            self.summed_gradients.resize(self.local_gradients.len(), 0.0);
+            self.world
+                .all_reduce_sum_into(&self.local_gradients, &mut self.summed_gradients);
+            std::mem::swap(&mut self.local_gradients, &mut self.summed_gradients);
+        }
+        let scale = 1.0 / self.world.size() as f64;
+        let flat = Tensor::from_slice(&self.local_gradients)
+            .f_to_device(self.device)?
+            .f_mul_scalar(scale)?;
+        self.optimizer.zero_grad();
+        Ok(flat)
+    }
+
+    /// The trainable parameters, in a fixed order.
+    pub fn trainable(&self) -> Vec<Tensor> {
+        self.vars.trainable_variables()
+    }
+
+    /// Where the model lives.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// A frozen copy of the model as it is now, for teachers.
+    pub fn frozen_copy(&self) -> Result<FrozenModel, TrainError> {
+        let (name, config, input) = &self.spec;
+        let vars = nn::VarStore::new(self.device);
+        let dcl_models::Built { model, .. } = dcl_models::build(name, &vars.root(), *input, config)?;
+        let mut frozen = FrozenModel { vars, model };
+        let mut weights: Vec<(String, Tensor)> = self.vars.variables().into_iter().collect();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        frozen.load(&weights.into_iter().map(|(_, t)| t).collect::<Vec<_>>())?;
+        Ok(frozen)
+    }
+
+    /// The diagonal of the Fisher information of the trainable parameters, estimated on at
+    /// most `samples` samples of `batches` (over the ranks, each its share; the mean of every
+    /// rank's): the squared gradient of the log-probability of the predicted class among
+    /// those `mask` allows, one sample at a time, in evaluation mode.
+    pub fn fisher_diagonal(
+        &mut self,
+        batches: &mut dyn Iterator<Item = Result<(Tensor, Tensor), TrainError>>,
+        mask: Option<&Tensor>,
+        samples: usize,
+        world: &dyn Communicator,
+    ) -> Result<Vec<Tensor>, TrainError> {
+        let params = self.trainable();
+        let mut fisher: Vec<Tensor> = params.iter().map(Tensor::zeros_like).collect();
+        let share = samples.div_ceil(world.size());
+        let mut seen = 0;
+        'batches: for batch in batches {
+            let (images, _) = batch?;
+            for i in 0..images.size()[0] {
+                if seen == share {
+                    break 'batches;
+                }
+                self.optimizer.zero_grad();
+                let image = images.f_narrow(0, i, 1)?.f_to_device(self.device)?;
+                let logits = self.model.forward_t(&image, false);
+                let logits = match mask {
+                    Some(mask) => logits.f_add(mask)?,
+                    None => logits,
+                };
+                let predicted = logits.f_argmax(-1, false)?;
+                let loss = logits.f_cross_entropy_loss::<Tensor>(&predicted, None, Reduction::Mean, -100, 0.0)?;
+                loss.f_backward()?;
+                tch::no_grad(|| -> Result<(), TrainError> {
+                    for (sum, param) in fisher.iter_mut().zip(&params) {
+                        let _ = sum.f_add_(&param.grad().f_square()?)?;
+                    }
+                    Ok(())
+                })?;
+                seen += 1;
+            }
+        }
+        self.optimizer.zero_grad();
+        let mut counts = [seen as f64];
+        world.all_reduce_sum_f64(&mut counts);
+        if world.size() > 1 {
+            flatten_into(&fisher, &mut self.local_gradients)?;
+            self.summed_gradients.resize(self.local_gradients.len(), 0.0);
+            self.world
+                .all_reduce_sum_into(&self.local_gradients, &mut self.summed_gradients);
+            tch::no_grad(|| unflatten(&self.summed_gradients, &fisher, 1.0))?;
+        }
+        let total = counts[0].max(1.0);
+        fisher.iter().map(|f| Ok(f.f_div_scalar(total)?)).collect()
     }
 
     /// Replaces every gradient by its mean over the ranks (one all-reduce of all of them,
@@ -306,6 +435,47 @@ impl Learner {
     /// The variables, for checks and checkpoints.
     pub fn variables(&self) -> &nn::VarStore {
         &self.vars
+    }
+}
+
+/// A frozen copy of a learner's model ([`Learner::frozen_copy`]).
+pub struct FrozenModel {
+    vars: nn::VarStore,
+    model: Model,
+}
+
+impl FrozenModel {
+    /// The logits (float32) of a batch in evaluation mode, without gradients.
+    pub fn logits(&self, images: &Tensor) -> Result<Tensor, TrainError> {
+        let logits = tch::no_grad(|| self.model.forward_t(images, false));
+        Ok(logits.f_to_kind(tch::Kind::Float)?)
+    }
+
+    /// Its variables, by name order.
+    pub fn weights(&self) -> Vec<Tensor> {
+        let mut named: Vec<(String, Tensor)> = self.vars.variables().into_iter().collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named.into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// Sets its variables, by name order, to `weights`.
+    pub fn load(&mut self, weights: &[Tensor]) -> Result<(), TrainError> {
+        let own = self.weights();
+        if own.len() != weights.len() {
+            return Err(TrainError::Config(format!(
+                "a frozen model of {} variables given {}",
+                own.len(),
+                weights.len()
+            )));
+        }
+        tch::no_grad(|| -> Result<(), TrainError> {
+            for (var, value) in own.iter().zip(weights) {
+                var.shallow_clone().f_copy_(value)?;
+            }
+            Ok(())
+        })?;
+        self.vars.freeze();
+        Ok(())
     }
 }
 
@@ -420,7 +590,9 @@ mod tests {
         let mut learner = new_learner("mnistnet", SGD);
         let initial = snapshot(&learner);
         let (x, y) = batch();
-        let _ = learner.train_step(&x, &y, None, None).unwrap();
+        let _ = learner
+            .train_step(&mut crate::agents::Plain, (&x, &y), None, None, None)
+            .unwrap();
         assert!(
             initial.iter().zip(snapshot(&learner)).any(|(a, b)| !a.equal(&b)),
             "the step changed nothing"
@@ -436,9 +608,11 @@ mod tests {
         learner.reset_optimizer(SGD).unwrap();
         learner.set_accumulation(accumulation);
         for (x, y) in batches {
-            let _ = learner.train_step(x, y, None, None).unwrap();
+            let _ = learner
+                .train_step(&mut crate::agents::Plain, (x, y), None, None, None)
+                .unwrap();
         }
-        learner.flush().unwrap();
+        learner.flush(&mut crate::agents::Plain).unwrap();
         snapshot(learner)
     }
 
@@ -491,7 +665,9 @@ mod tests {
             learner.reset_optimizer(settings).unwrap();
             for _ in 0..3 {
                 learner.apply(settings).unwrap();
-                let _ = learner.train_step(&x, &y, None, None).unwrap();
+                let _ = learner
+                    .train_step(&mut crate::agents::Plain, (&x, &y), None, None, None)
+                    .unwrap();
             }
             snapshot(&learner)
         };
@@ -538,7 +714,9 @@ mod tests {
         let mut learner = new_learner("mnistnet", SGD);
         let (x, y) = batch();
         let mask = class_mask(&[0, 1, 2, 3], 10, Device::Cpu);
-        let (_, logits) = learner.train_step(&x, &y, Some(&mask), None).unwrap();
+        let (_, logits) = learner
+            .train_step(&mut crate::agents::Plain, (&x, &y), None, Some(&mask), None)
+            .unwrap();
         let predicted = logits.argmax(-1, false);
         assert!(bool::try_from(predicted.lt(4).all()).unwrap(), "a masked class won");
         assert_eq!(f64::try_from(logits.get(0).get(7)).unwrap(), f64::NEG_INFINITY);

@@ -1,6 +1,7 @@
 //! Training for dcl: the task/epoch loop, evaluation, the metrics of a run, and the
 //! files a run leaves in its results directory.
 
+pub mod agents;
 pub mod amp;
 pub mod checkpoint;
 pub mod config;

@@ -12,6 +12,7 @@ use dcl_dist::Communicator;
 use dcl_models::ModelInput;
 use tch::{Device, Kind, Reduction, Tensor};
 
+use crate::agents::{self, Agent, ReplayUse, TaskEnd};
 use crate::checkpoint::{self, CheckpointSteps, Checkpointer, Loaded, PassProgress, Position, Snapshot};
 use crate::guard::guarded;
 use crate::learner::LearnerState;
@@ -101,6 +102,8 @@ pub struct Trainer<'a> {
     scenario: &'a Scenario,
     world: Arc<dyn Communicator>,
     learner: Learner,
+    /// The method: its loss terms, gradient adjustments and task-end consolidation.
+    agent: Box<dyn Agent>,
     rehearsal: Option<Rehearsal>,
     masks: Masks,
     /// Writes a checkpoint after every epoch, when set.
@@ -171,6 +174,7 @@ impl<'a> Trainer<'a> {
             masks: Masks::new(scenario, config.use_mask, data.num_classes, device),
             world,
             learner,
+            agent: agents::build(&config.agent.method),
             rehearsal,
             checkpointer: None,
             resumed: None,
@@ -197,6 +201,7 @@ impl<'a> Trainer<'a> {
             optimizer,
             buffer,
             progress,
+            agent,
             ..
         } = checkpoint;
         self.learner.restore(&LearnerState {
@@ -205,6 +210,7 @@ impl<'a> Trainer<'a> {
             hyper: state.optimizer,
             loss_scale: state.loss_scale,
         })?;
+        self.agent.load_state(agent, &self.learner)?;
         match (&mut self.rehearsal, buffer, state.rehearsal) {
             (Some(rehearsal), Some(buffer), Some(total)) => rehearsal.restore(buffer, total)?,
             (None, None, None) => {}
@@ -399,26 +405,35 @@ impl<'a> Trainer<'a> {
                 };
                 steps_before += steps;
                 let here = |steps| Position::within_epoch(task_id, epoch, steps);
-                let (learner, rehearsal, checkpointer) = (&mut self.learner, &self.rehearsal, &mut self.checkpointer);
+                let (learner, agent, rehearsal, checkpointer) = (
+                    &mut self.learner,
+                    &mut self.agent,
+                    &self.rehearsal,
+                    &mut self.checkpointer,
+                );
                 let checkpointing = checkpointer.is_some();
-                let mut save_within =
-                    |learner: &Learner, done: usize, progress: PassProgress, buffer: Option<BufferState>| {
-                        let Some(checkpointer) = checkpointer.as_mut() else {
-                            return Ok(());
-                        };
-                        let snapshot = snapshot(
-                            learner,
-                            rehearsal.as_ref(),
-                            buffer.map(|b| b.buffer),
-                            here(done),
-                            size,
-                            &record,
-                            Some(progress),
-                        )?;
-                        checkpointer.save(snapshot, &*world)
+                let mut save_within = |learner: &Learner,
+                                       agent: &dyn Agent,
+                                       done: usize,
+                                       progress: PassProgress,
+                                       buffer: Option<BufferState>| {
+                    let Some(checkpointer) = checkpointer.as_mut() else {
+                        return Ok(());
                     };
+                    let snapshot = snapshot(
+                        (learner, agent),
+                        rehearsal.as_ref(),
+                        buffer.map(|b| b.buffer),
+                        here(done),
+                        size,
+                        &record,
+                        Some(progress),
+                    )?;
+                    checkpointer.save(snapshot, &*world)
+                };
                 let local_pass = train_pass(
                     learner,
+                    agent.as_mut(),
                     loader,
                     rehearsal.as_ref(),
                     &plan,
@@ -440,7 +455,7 @@ impl<'a> Trainer<'a> {
                         if let Some(checkpointer) = &mut self.checkpointer {
                             let progress = local_pass.progress(local_window.clone());
                             let snapshot = snapshot(
-                                &self.learner,
+                                (&self.learner, self.agent.as_ref()),
                                 self.rehearsal.as_ref(),
                                 None,
                                 here(steps),
@@ -489,9 +504,12 @@ impl<'a> Trainer<'a> {
                     record.rehearsal = Some(rehearsal.report(&*world));
                 }
                 observer.evaluated(&record)?;
+                if epoch + 1 == config.epochs {
+                    self.end_task(task_id, &test_source)?;
+                }
                 if let Some(checkpointer) = &mut self.checkpointer {
                     let snapshot = snapshot(
-                        &self.learner,
+                        (&self.learner, self.agent.as_ref()),
                         self.rehearsal.as_ref(),
                         None,
                         Position::after_epoch(task_id, epoch),
@@ -507,6 +525,43 @@ impl<'a> Trainer<'a> {
         Ok(record)
     }
 
+    /// Ends the training of task `task` for the agent (consolidation), which may go over the
+    /// task's training samples (this rank's shard) as `source` presents them (without
+    /// augmentation).
+    fn end_task(&mut self, task: usize, source: &LoaderSource) -> Result<(), TrainError> {
+        let (rank, size) = (self.world.rank(), self.world.size());
+        let samples = shard(&self.scenario.tasks[task].train, None, rank, size, false);
+        let training_set = LoaderSource {
+            set: Arc::clone(&self.data.train),
+            ..source.clone()
+        };
+        let mut batches = Loader::spawn(
+            training_set,
+            samples,
+            LoaderConfig {
+                batch_size: self.config.eval_batch_size,
+                shuffle_seed: None,
+                prefetch: PREFETCH_BATCHES,
+                workers: self.config.dataloader_workers,
+                augment_seed: 0,
+            },
+            |batch: HostBatch| tensors_of(&batch),
+        )
+        .map(|batch| batch?);
+        let num_classes = self.data.num_classes;
+        let seen = self.scenario.classes_seen(task);
+        let seen_classes = (seen.len() < num_classes).then(|| class_mask(&seen, num_classes, self.device));
+        let world = Arc::clone(&self.world);
+        guarded("the end of a task", || {
+            self.agent.end_task(TaskEnd {
+                learner: &mut self.learner,
+                batches: &mut batches,
+                seen_classes: seen_classes.as_ref(),
+                world: &*world,
+            })
+        })
+    }
+
     /// The steps of one training pass over task `task` on this rank (the same on every rank).
     fn pass_steps(&self, task: usize) -> usize {
         let samples = self.scenario.tasks[task].train.len();
@@ -515,10 +570,10 @@ impl<'a> Trainer<'a> {
 }
 
 /// The checkpoint of a run at `position` that ends with `record` so far: the learner's state,
-/// this rank's rehearsal buffer (`buffer`, or a copy of the live one) and totals, and with
+/// the agent's, this rank's rehearsal buffer (`buffer`, or a copy of the live one) and totals, and with
 /// `progress`, this rank's part of the epoch's pass.
 fn snapshot(
-    learner: &Learner,
+    (learner, agent): (&Learner, &dyn Agent),
     rehearsal: Option<&Rehearsal>,
     buffer: Option<dcl_buffer::RehearsalBuffer<u8>>,
     position: Position,
@@ -542,6 +597,7 @@ fn snapshot(
         state,
         weights: learner.weights,
         optimizer: learner.optimizer,
+        agent: agent.state()?,
         buffer,
         progress,
     })
@@ -753,7 +809,8 @@ struct PassPlan<'p> {
 
 /// Writes a checkpoint within a pass: the learner after `done` steps, this rank's sums over
 /// them, and the buffer as their last batch left it (a collective call).
-type SaveWithin<'s> = dyn FnMut(&Learner, usize, PassProgress, Option<BufferState>) -> Result<(), TrainError> + 's;
+type SaveWithin<'s> =
+    dyn FnMut(&Learner, &dyn Agent, usize, PassProgress, Option<BufferState>) -> Result<(), TrainError> + 's;
 
 /// The step a pass asked to stop after `step` ends at, with a checkpoint: the next one whose
 /// batch the loader has not offered to the rehearsal buffer yet (at most `PREFETCH_BATCHES`
@@ -772,6 +829,7 @@ fn stop_step(step: usize, rehearsal: bool, accumulation: usize) -> usize {
 #[allow(clippy::too_many_arguments)]
 fn train_pass(
     learner: &mut Learner,
+    agent: &mut dyn Agent,
     mut loader: Loader<Result<StepBatch, TrainError>>,
     rehearsal: Option<&Rehearsal>,
     plan: &PassPlan,
@@ -807,12 +865,20 @@ fn train_pass(
         let fresh = batch.fresh;
         let batch_size = guarded("the training step", || {
             let (images, labels) = (on_device(&batch.images, device)?, on_device(&batch.labels, device)?);
-            let (images, labels) = match batch.representatives.take() {
-                None => (images, labels),
-                Some((rep_images, rep_labels)) => (
-                    Tensor::f_cat(&[images, on_device(&rep_images, device)?], 0)?,
-                    Tensor::f_cat(&[labels, on_device(&rep_labels, device)?], 0)?,
+            let replayed = match batch.representatives.take() {
+                Some((rep_images, rep_labels)) => {
+                    Some((on_device(&rep_images, device)?, on_device(&rep_labels, device)?))
+                }
+                None => None,
+            };
+            let (images, labels, reference) = match (replayed, agent.replay_use()) {
+                (None, _) => (images, labels, None),
+                (Some((rep_images, rep_labels)), ReplayUse::Train) => (
+                    Tensor::f_cat(&[images, rep_images], 0)?,
+                    Tensor::f_cat(&[labels, rep_labels], 0)?,
+                    None,
                 ),
+                (Some(replayed), ReplayUse::Reference) => (images, labels, Some(replayed)),
             };
             let class_weights = batch
                 .class_weights
@@ -822,7 +888,14 @@ fn train_pass(
             learner.set_lr((plan.lr_at)(step));
             // Each step's random draws derive from the step, so that a resumed pass repeats them.
             tch::manual_seed(pass_seed(plan.dropout_seed, step, 0) as i64);
-            let (loss, logits) = learner.train_step(&images, &labels, plan.mask, class_weights.as_ref())?;
+            let reference = reference.as_ref().map(|(i, l)| (i, l));
+            let (loss, logits) = learner.train_step(
+                &mut *agent,
+                (&images, &labels),
+                reference,
+                plan.mask,
+                class_weights.as_ref(),
+            )?;
             let size = labels.size()[0];
             tch::no_grad(|| -> Result<(), TrainError> {
                 let _ = loss_sum.f_add_(&loss.f_to_kind(Kind::Double)?.f_mul_scalar(size as f64)?)?;
@@ -854,20 +927,20 @@ fn train_pass(
             let progress = pass
                 .with_sums(&loss_sum, &hits)?
                 .progress(buffer.as_ref().map(|b| b.window.clone()));
-            save(learner, step + 1, progress, buffer)?;
+            save(learner, agent, step + 1, progress, buffer)?;
             if plan.checkpoints.stop_step() == Some(step) {
                 return Err(TrainError::Interrupted);
             }
         }
         step += 1;
     }
-    guarded("the training step", || learner.flush())?;
+    guarded("the training step", || learner.flush(&mut *agent))?;
     pass.seconds = earlier.seconds + started.elapsed().as_secs_f64();
     let pass = pass.with_sums(&loss_sum, &hits)?;
     // Asked to stop within the last steps: the checkpoint of the whole pass, to evaluate anew.
     if let (Some(save), Some(_)) = (save_within, plan.checkpoints.stop_step()) {
         let window = rehearsal.map(Rehearsal::current_window);
-        save(learner, step, pass.progress(window), None)?;
+        save(learner, agent, step, pass.progress(window), None)?;
         return Err(TrainError::Interrupted);
     }
     Ok(pass)

@@ -68,6 +68,7 @@ fn config(seed: u64, epochs: usize) -> RunConfig {
             name: "base".into(),
             reset_state_dict: false,
             rehearsal: None,
+            method: Default::default(),
         },
         dataset: "generated".into(),
         dataset_dir: "unused".into(),
@@ -121,7 +122,12 @@ impl TrainObserver for Recorder {
     }
 }
 
+/// Trains `config` on the generated data. One run at a time: libtorch's random generator
+/// (weight initialisation, dropout) is the process's, reseeded by every run at every step,
+/// and the test harness runs tests on parallel threads.
 fn run(config: &RunConfig, observer: &mut Recorder) -> Result<RunRecord, TrainError> {
+    static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _alone = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let data = data();
     let scenario = Scenario::build(&config.scenario, &data, Default::default(), config.seed).unwrap();
     dcl_train::train(config, &data, &scenario, observer, Arc::new(SingleProcess))

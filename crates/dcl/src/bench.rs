@@ -60,14 +60,14 @@ pub fn run_step(args: StepArgs) -> Result<()> {
         }
     };
     for _ in 0..args.warmup {
-        let _step = learner.train_step(&images, &labels, None, None)?;
+        let _step = learner.train_step(&mut dcl_train::agents::Plain, (&images, &labels), None, None, None)?;
     }
     synchronize();
     let mut rates = Vec::with_capacity(args.repeats);
     for _ in 0..args.repeats {
         let started = Instant::now();
         for _ in 0..args.steps {
-            let _step = learner.train_step(&images, &labels, None, None)?;
+            let _step = learner.train_step(&mut dcl_train::agents::Plain, (&images, &labels), None, None, None)?;
         }
         synchronize();
         rates.push((args.steps * args.batch_size) as f64 / started.elapsed().as_secs_f64());
@@ -318,7 +318,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
                     Tensor::cat(&[labels, on_device(&rl)], 0),
                 ),
             };
-            let _step = learner.train_step(&images, &labels, None, None)?;
+            let _step = learner.train_step(&mut dcl_train::agents::Plain, (&images, &labels), None, None, None)?;
             // A step is over when the device has finished it.
             synchronize();
             if step >= 10 {
@@ -551,7 +551,7 @@ pub fn run_checkpoint(args: crate::cli::CheckpointArgs) -> Result<()> {
     let images = Tensor::randn([2, c, h, w], (Kind::Float, device));
     let labels = Tensor::randint(args.classes as i64, [2], (Kind::Int64, device));
     for _ in 0..3 {
-        let _step = learner.train_step(&images, &labels, None, None)?;
+        let _step = learner.train_step(&mut dcl_train::agents::Plain, (&images, &labels), None, None, None)?;
     }
     let sample_bytes = args.input.iter().product::<usize>() * 4;
     let mut buffer = RehearsalBuffer::<u8>::new(BufferConfig {
@@ -576,6 +576,7 @@ pub fn run_checkpoint(args: crate::cli::CheckpointArgs) -> Result<()> {
         state,
         weights: learner_state.weights,
         optimizer: learner_state.optimizer,
+        agent: Vec::new(),
         buffer: Some(buffer),
         progress: None,
     };

@@ -1,6 +1,7 @@
 //! `--agent` and `--agent-config`: the agent and its typed configuration.
 
 use anyhow::{bail, Result};
+use dcl_train::agents::{EwcConfig, LwfConfig, Method, SiConfig};
 use dcl_train::{AgentConfig, BufferSize, PipelineMode, PolicyName, RehearsalConfig, ReplaySource, StoreMode};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -8,7 +9,7 @@ use serde_json::{Map, Value};
 use super::typed;
 
 /// The agents and upstream's names for them.
-pub const AGENTS: &str = "base, er (aliases: nil, nil_cpp, nil_cpp_cat, nil_local)";
+pub const AGENTS: &str = "base, er (aliases: nil, nil_cpp, nil_cpp_cat, nil_local), agem, ewc, online_ewc, si, lwf";
 
 /// The keys `--agent-config` accepts for the base agent.
 #[derive(Debug, Deserialize)]
@@ -16,6 +17,43 @@ pub const AGENTS: &str = "base, er (aliases: nil, nil_cpp, nil_cpp_cat, nil_loca
 struct BaseConfig {
     #[serde(default)]
     reset_state_dict: bool,
+}
+
+/// The keys `--agent-config` accepts for EWC and online EWC.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EwcKeys {
+    #[serde(default)]
+    reset_state_dict: bool,
+    #[serde(default = "defaults::ewc_lambda")]
+    lambda: f64,
+    gamma: Option<f64>,
+    #[serde(default = "defaults::fisher_samples")]
+    fisher_samples: usize,
+}
+
+/// The keys `--agent-config` accepts for SI.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiKeys {
+    #[serde(default)]
+    reset_state_dict: bool,
+    #[serde(default = "defaults::si_c")]
+    c: f64,
+    #[serde(default = "defaults::si_epsilon")]
+    epsilon: f64,
+}
+
+/// The keys `--agent-config` accepts for LwF.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LwfKeys {
+    #[serde(default)]
+    reset_state_dict: bool,
+    #[serde(default = "defaults::lwf_alpha")]
+    alpha: f64,
+    #[serde(default = "defaults::lwf_temperature")]
+    temperature: f64,
 }
 
 /// The keys `--agent-config` accepts for rehearsal agents.
@@ -66,6 +104,25 @@ mod defaults {
     }
     /// Upstream's `rehearsal_ratio` default, in percent.
     pub const REHEARSAL_RATIO: f64 = 30.0;
+
+    pub fn ewc_lambda() -> f64 {
+        100.0
+    }
+    pub fn fisher_samples() -> usize {
+        500
+    }
+    pub fn si_c() -> f64 {
+        1.0
+    }
+    pub fn si_epsilon() -> f64 {
+        0.1
+    }
+    pub fn lwf_alpha() -> f64 {
+        1.0
+    }
+    pub fn lwf_temperature() -> f64 {
+        2.0
+    }
 }
 
 /// An upstream agent name: the agent it maps to and what it fixes.
@@ -135,18 +192,78 @@ fn alias_notice(runs_as: &str, rehearsal: &RehearsalConfig) -> String {
 /// Resolves `--agent NAME --agent-config DICT`; returns the configuration and a notice to
 /// show when an upstream alias was used.
 pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Option<String>)> {
-    if name == "base" {
-        let config: BaseConfig = typed(map, "--agent-config")?;
-        return Ok((
-            AgentConfig {
-                name: "base".into(),
-                reset_state_dict: config.reset_state_dict,
-                rehearsal: None,
-            },
-            None,
-        ));
+    let regularised = |reset_state_dict: bool, method: Method| AgentConfig {
+        name: name.into(),
+        reset_state_dict,
+        rehearsal: None,
+        method,
+    };
+    let positive = |key: &str, value: f64| -> Result<()> {
+        if !(value.is_finite() && value >= 0.0) {
+            bail!("--agent-config: '{key}' must be a number >= 0, not {value}");
+        }
+        Ok(())
+    };
+    match name {
+        "base" => {
+            let config: BaseConfig = typed(map, "--agent-config")?;
+            return Ok((regularised(config.reset_state_dict, Method::Plain), None));
+        }
+        "ewc" | "online_ewc" => {
+            let keys: EwcKeys = typed(map, "--agent-config")?;
+            positive("lambda", keys.lambda)?;
+            let gamma = match (name, keys.gamma) {
+                ("ewc", Some(_)) => bail!("--agent-config: 'gamma' is online EWC's: use --agent online_ewc"),
+                ("ewc", None) => None,
+                (_, gamma) => Some(gamma.unwrap_or(1.0)),
+            };
+            if keys.fisher_samples == 0 {
+                bail!("--agent-config: 'fisher_samples' must be at least 1");
+            }
+            let config = EwcConfig {
+                lambda: keys.lambda,
+                gamma,
+                fisher_samples: keys.fisher_samples,
+            };
+            return Ok((regularised(keys.reset_state_dict, Method::Ewc(config)), None));
+        }
+        "si" => {
+            let keys: SiKeys = typed(map, "--agent-config")?;
+            positive("c", keys.c)?;
+            if keys.epsilon.is_nan() || keys.epsilon <= 0.0 {
+                bail!("--agent-config: 'epsilon' must be positive, not {}", keys.epsilon);
+            }
+            let config = SiConfig {
+                c: keys.c,
+                epsilon: keys.epsilon,
+            };
+            return Ok((regularised(keys.reset_state_dict, Method::Si(config)), None));
+        }
+        "lwf" => {
+            let keys: LwfKeys = typed(map, "--agent-config")?;
+            positive("alpha", keys.alpha)?;
+            if keys.temperature.is_nan() || keys.temperature <= 0.0 {
+                bail!(
+                    "--agent-config: 'temperature' must be positive, not {}",
+                    keys.temperature
+                );
+            }
+            let config = LwfConfig {
+                alpha: keys.alpha,
+                temperature: keys.temperature,
+            };
+            return Ok((regularised(keys.reset_state_dict, Method::Lwf(config)), None));
+        }
+        _ => {}
     }
-    let Some(alias) = ALIASES.iter().find(|a| a.name == name) else {
+    // A-GEM keeps the replayed samples apart from the batch: the flyweight pipeline.
+    let agem = Alias {
+        name: "agem",
+        mode: Some(PipelineMode::Flyweight),
+        global_sampling: None,
+        notice: "",
+    };
+    let Some(alias) = ALIASES.iter().chain([&agem]).find(|a| a.name == name) else {
         bail!("unknown agent '{name}'; valid agents: {AGENTS}");
     };
     let config: ErConfig = typed(map, "--agent-config")?;
@@ -190,9 +307,10 @@ pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Optio
     let notice = (!alias.notice.is_empty()).then(|| alias_notice(alias.notice, &rehearsal));
     Ok((
         AgentConfig {
-            name: "er".into(),
+            name: if name == "agem" { "agem" } else { "er" }.into(),
             reset_state_dict: config.reset_state_dict,
             rehearsal: Some(rehearsal),
+            method: if name == "agem" { Method::Agem } else { Method::Plain },
         },
         notice,
     ))
