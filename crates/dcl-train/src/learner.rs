@@ -7,7 +7,7 @@ use dcl_models::{Model, ModelConfig, ModelInput};
 use tch::nn;
 use tch::{Device, Reduction, Tensor};
 
-use crate::agents::{Agent, LossContext};
+use crate::agents::{Agent, LossContext, ReplayUse, ReplayedLogits};
 use crate::amp::{self, GradScaler, Precision};
 use crate::checkpoint;
 use crate::optimizer::RegimeOptimizer;
@@ -147,40 +147,70 @@ impl Learner {
         });
     }
 
-    /// Trains on a batch: the gradient of its mean cross-entropy plus what `agent` adds, then
-    /// an optimiser step (after every batch, or every [`Learner::set_accumulation`] batches).
-    /// `mask`, when given, is added to the logits (0 for allowed classes, -inf for the others)
-    /// before the loss; `class_weights`, when given, weighs each sample's loss by its class
-    /// (weighted mean). `reference`, replayed samples the agent keeps apart from the batch,
-    /// gives it their mean gradient before the step. Returns the cross-entropy and the
-    /// (masked) logits.
+    /// Trains on a batch of `fresh` samples and the samples `replayed` from the rehearsal
+    /// buffer apart from it (if any): the gradient of the mean cross-entropy plus what `agent`
+    /// adds, then an optimiser step (after every batch, or every
+    /// [`Learner::set_accumulation`] batches). The agent says what replayed samples are for
+    /// ([`ReplayUse`]): they join the batch, give a reference gradient, or go through the model
+    /// with the batch for the agent's own loss. `mask`, when given, is added to the logits (0
+    /// for allowed classes, -inf for the others) before the cross-entropy; `class_weights`,
+    /// when given, weighs each sample's cross-entropy by its class (weighted mean).
     pub fn train_step(
         &mut self,
         agent: &mut dyn Agent,
-        batch: (&Tensor, &Tensor),
-        reference: Option<(&Tensor, &Tensor)>,
+        fresh: (&Tensor, &Tensor),
+        replayed: Option<Replayed>,
         mask: Option<&Tensor>,
         class_weights: Option<&Tensor>,
-    ) -> Result<(Tensor, Tensor), TrainError> {
-        let (images, labels) = batch;
+    ) -> Result<StepOutcome, TrainError> {
+        let (images, labels) = fresh;
+        let use_of_replay = agent.replay_use();
+        let (reference, joined) = match (replayed, use_of_replay) {
+            (None, _) => (None, None),
+            (Some(replayed), ReplayUse::Reference) => (Some(replayed), None),
+            (Some(replayed), _) => (None, Some(replayed)),
+        };
         if self.pending == 0 {
             self.reference = match reference {
-                Some((images, labels)) => Some(self.mean_gradient(images, labels, mask)?),
+                Some(replayed) => Some(self.mean_gradient(replayed.images, replayed.labels, mask)?),
                 None => None,
             };
             self.optimizer.zero_grad();
         }
+        let fresh_rows = labels.size()[0];
+        let (inputs, all_labels) = match &joined {
+            Some(replayed) => (
+                Tensor::f_cat(&[images, replayed.images], 0)?,
+                Tensor::f_cat(&[labels, replayed.labels], 0)?,
+            ),
+            None => (images.shallow_clone(), labels.shallow_clone()),
+        };
+        // Replayed samples with a loss of the agent's own: the cross-entropy is the fresh rows'.
+        let apart = joined.as_ref().filter(|_| use_of_replay == ReplayUse::Distill);
         let params = self.trainable();
-        let (loss, logits, extra) = amp::autocast(self.precision, self.device, || {
-            let raw = self.model.forward_t(images, true);
-            let (loss, logits) = masked_loss(&raw, labels, mask, class_weights)?;
+        let (loss, logits, scored_labels, raw, extra) = amp::autocast(self.precision, self.device, || {
+            let raw = self.model.forward_t(&inputs, true);
+            let (scored, scored_labels) = match apart {
+                Some(_) => (raw.f_narrow(0, 0, fresh_rows)?, labels.shallow_clone()),
+                None => (raw.shallow_clone(), all_labels.shallow_clone()),
+            };
+            let (loss, logits) = masked_loss(&scored, &scored_labels, mask, class_weights)?;
+            let replayed_logits = match apart {
+                Some(replayed) => Some(ReplayedLogits {
+                    logits: raw.f_narrow(0, fresh_rows, raw.size()[0] - fresh_rows)?,
+                    labels: replayed.labels,
+                    payloads: replayed.payloads,
+                }),
+                None => None,
+            };
             let extra = agent.extra_loss(&LossContext {
                 params: &params,
-                images,
+                images: &inputs,
                 logits: &raw,
-                labels,
+                labels: &all_labels,
+                replayed: replayed_logits.as_ref(),
             })?;
-            Ok((loss, logits, extra))
+            Ok((loss, logits, scored_labels, raw, extra))
         })?;
         let mut objective = match extra {
             Some(extra) => loss.f_add(&extra)?,
@@ -197,7 +227,15 @@ impl Learner {
         if self.pending == self.accumulation {
             self.step(agent)?;
         }
-        Ok((loss, logits))
+        Ok(StepOutcome {
+            loss,
+            logits,
+            labels: scored_labels,
+            fresh_logits: raw
+                .f_narrow(0, 0, fresh_rows)?
+                .f_detach()?
+                .f_to_kind(tch::Kind::Float)?,
+        })
     }
 
     /// Takes the optimiser step of a partly accumulated window (the end of a pass); its
@@ -436,6 +474,25 @@ impl Learner {
     pub fn variables(&self) -> &nn::VarStore {
         &self.vars
     }
+}
+
+/// Samples replayed from the rehearsal buffer, apart from a training batch.
+pub struct Replayed<'a> {
+    pub images: &'a Tensor,
+    pub labels: &'a Tensor,
+    /// What the buffer stored with them (logits), when the agent stores anything.
+    pub payloads: Option<&'a Tensor>,
+}
+
+/// What a training step gives back.
+pub struct StepOutcome {
+    /// The mean cross-entropy of the step.
+    pub loss: Tensor,
+    /// The (masked) logits of the rows the cross-entropy scored, and their labels.
+    pub logits: Tensor,
+    pub labels: Tensor,
+    /// The unmasked logits of the fresh samples, detached, in float32.
+    pub fresh_logits: Tensor,
 }
 
 /// A frozen copy of a learner's model ([`Learner::frozen_copy`]).
@@ -714,9 +771,10 @@ mod tests {
         let mut learner = new_learner("mnistnet", SGD);
         let (x, y) = batch();
         let mask = class_mask(&[0, 1, 2, 3], 10, Device::Cpu);
-        let (_, logits) = learner
+        let logits = learner
             .train_step(&mut crate::agents::Plain, (&x, &y), None, Some(&mask), None)
-            .unwrap();
+            .unwrap()
+            .logits;
         let predicted = logits.argmax(-1, false);
         assert!(bool::try_from(predicted.lt(4).all()).unwrap(), "a masked class won");
         assert_eq!(f64::try_from(logits.get(0).get(7)).unwrap(), f64::NEG_INFINITY);

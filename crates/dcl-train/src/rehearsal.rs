@@ -234,6 +234,19 @@ pub struct StepBatch {
     pub class_weights: Option<Tensor>,
     /// The buffer as this batch left it, when the step ends with a checkpoint.
     pub snapshot: Option<BufferState>,
+    /// What the buffer stored with the representatives (flyweight mode, agents that store).
+    pub representative_payloads: Option<Tensor>,
+    /// The fresh samples, for the training thread to offer to the buffer after the step, with
+    /// the logits it gave them (agents that store logits).
+    pub offer: Option<PendingOffer>,
+}
+
+/// Fresh samples to offer to the buffer after their step.
+pub struct PendingOffer {
+    /// The stored form of each sample, one after the other, and its length.
+    bytes: Vec<u8>,
+    lengths: Vec<u32>,
+    labels: Vec<u32>,
 }
 
 /// A copy of a worker's rehearsal state as a batch of a pass left it.
@@ -257,6 +270,8 @@ impl StepBatch {
                 .transpose()?,
             class_weights: self.class_weights.map(|w| staged(w, device)).transpose()?,
             snapshot: self.snapshot,
+            representative_payloads: self.representative_payloads.map(|p| staged(p, device)).transpose()?,
+            offer: self.offer,
         })
     }
 
@@ -270,6 +285,8 @@ impl StepBatch {
             representatives: None,
             class_weights: None,
             snapshot: None,
+            representative_payloads: None,
+            offer: None,
         })
     }
 }
@@ -284,16 +301,63 @@ pub struct Rehearsal {
     window: Arc<Mutex<RehearsalWindow>>,
     total: RehearsalWindow,
     image_shape: [usize; 3],
+    /// Floats stored with every sample (the agent's logits); 0: none. With them, the training
+    /// thread offers each batch after its step ([`Rehearsal::offer_after_step`]).
+    payload_len: usize,
+    /// Holds each pass's draws back until the previous batch is in the buffer, when the
+    /// training thread offers.
+    gate: Arc<StepGate>,
+}
+
+/// The steps whose fresh samples the training thread has offered to the buffer, for the
+/// draws of the next step to wait for (so that they see the same buffer at every run).
+#[derive(Default)]
+struct StepGate {
+    /// (Batches of the pass offered, counting those before a resumed pass's first; whether
+    /// the pass is over.)
+    state: Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl StepGate {
+    /// A new pass that starts at step `first`.
+    fn open(&self, first: usize) {
+        *self.state.lock().expect("gate lock poisoned") = (first, false);
+    }
+
+    /// Waits until the batches before `step` are offered; fails once the pass is over.
+    fn wait_for(&self, step: usize) -> Result<(), TrainError> {
+        let mut state = self.state.lock().expect("gate lock poisoned");
+        while state.0 < step && !state.1 {
+            state = self.changed.wait(state).expect("gate lock poisoned");
+        }
+        match state.1 {
+            true => Err(TrainError::Config("the training pass ended".into())),
+            false => Ok(()),
+        }
+    }
+
+    fn offered(&self) {
+        self.state.lock().expect("gate lock poisoned").0 += 1;
+        self.changed.notify_all();
+    }
+
+    fn close(&self) {
+        self.state.lock().expect("gate lock poisoned").1 = true;
+        self.changed.notify_all();
+    }
 }
 
 impl Rehearsal {
     /// This worker's buffer, sized for `train_len` training samples of `num_classes` classes
     /// and a budget split over the workers of `world`, served to them with global sampling
     /// (a collective call).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: RehearsalConfig,
         num_classes: usize,
         image_shape: [usize; 3],
+        payload_len: usize,
         train_len: usize,
         world: &dyn Communicator,
         batch_size: usize,
@@ -328,7 +392,7 @@ impl Rehearsal {
                 StoreMode::Tensor => SampleLen::Fixed(image_shape.iter().product::<usize>() * size_of::<f32>()),
                 StoreMode::Raw => SampleLen::Variable,
             },
-            payload_len: 0,
+            payload_len,
             policy,
             seed: seed ^ 0x5245_4845_4152_5345,
         };
@@ -353,6 +417,8 @@ impl Rehearsal {
             window: Arc::new(Mutex::new(empty.clone())),
             total: empty,
             image_shape,
+            payload_len,
+            gate: Arc::default(),
         })
     }
 
@@ -396,7 +462,14 @@ impl Rehearsal {
         let mut replay = Replay::new(self.config.store, pipeline.clone(), augment_seed, c * h * w);
         replay.step = first_step as u64;
         let mut step = first_step;
+        let payload_len = self.payload_len;
+        let offer_later = payload_len > 0;
+        self.gate.open(first_step);
+        let gate = Arc::clone(&self.gate);
         move |fresh: HostBatch| {
+            if offer_later {
+                gate.wait_for(step)?;
+            }
             let mut clock = Stopwatch::new();
             drawn.clear();
             transport.draw(count, before_era, &mut drawn)?;
@@ -422,6 +495,8 @@ impl Rehearsal {
                         representatives: None,
                         class_weights: None,
                         snapshot: None,
+                        representative_payloads: None,
+                        offer: None,
                     };
                     clock.lap(TimingStage::RepresentativesCopy);
                     batch
@@ -446,21 +521,28 @@ impl Rehearsal {
                         representatives,
                         class_weights: None,
                         snapshot: None,
+                        representative_payloads: (payload_len > 0 && reps > 0)
+                            .then(|| host_tensor(&drawn.payloads, &[reps as i64, payload_len as i64]))
+                            .transpose()?,
+                        offer: None,
                     }
                 }
             };
             let labels: Vec<u32> = fresh.labels.iter().map(|&l| l as u32).collect();
+            let offer = offer_later.then(|| PendingOffer::of(&fresh, labels.clone(), replay.store));
             let (weights, copy) = {
                 let mut buffer = buffer.lock().expect("buffer lock poisoned");
-                match replay.store {
-                    StoreMode::Tensor => buffer.offer(as_bytes(&fresh.images), &labels, &[])?,
-                    StoreMode::Raw => {
-                        let records = &fresh.records;
-                        buffer.offer_records(&records.bytes, &records.lengths, &labels, &[])?
+                if !offer_later {
+                    match replay.store {
+                        StoreMode::Tensor => buffer.offer(as_bytes(&fresh.images), &labels, &[])?,
+                        StoreMode::Raw => {
+                            let records = &fresh.records;
+                            buffer.offer_records(&records.bytes, &records.lengths, &labels, &[])?
+                        }
                     }
                 }
                 let weights = class_weights.then(|| inverse_frequency(buffer.seen_per_class()));
-                (weights, checkpoints.at(step).then(|| buffer.clone()))
+                (weights, (!offer_later && checkpoints.at(step)).then(|| buffer.clone()))
             };
             clock.lap(TimingStage::BufferUpdate);
             let mut shared = window.lock().expect("window lock poisoned");
@@ -475,9 +557,41 @@ impl Rehearsal {
             Ok(StepBatch {
                 class_weights: weights.map(|w| host_tensor(&w, &[w.len() as i64])).transpose()?,
                 snapshot,
+                offer,
                 ..batch
             })
         }
+    }
+
+    /// Whether the training thread offers each batch after its step.
+    pub fn offers_after_step(&self) -> bool {
+        self.payload_len > 0
+    }
+
+    /// Offers a step's fresh samples with the `logits` the model gave them (one row each),
+    /// then lets the next step's draws go; with `copy`, returns the buffer as they left it.
+    pub fn offer_after_step(
+        &self,
+        offer: PendingOffer,
+        logits: &Tensor,
+        copy: bool,
+    ) -> Result<Option<BufferState>, TrainError> {
+        let payloads = Vec::<f32>::try_from(logits.f_to_device(tch::Device::Cpu)?.f_flatten(0, -1)?)?;
+        let state = {
+            let mut buffer = self.buffer.lock().expect("buffer lock poisoned");
+            offer.offer_to(&mut buffer, &payloads)?;
+            copy.then(|| BufferState {
+                buffer: buffer.clone(),
+                window: self.current_window(),
+            })
+        };
+        self.gate.offered();
+        Ok(state)
+    }
+
+    /// Ends the current pass for its draws (the training thread's pass is over).
+    pub fn end_pass(&self) {
+        self.gate.close();
     }
 
     /// A copy of this worker's buffer, with `copy_buffer` (to save in the background: one
@@ -568,6 +682,32 @@ impl Rehearsal {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect(),
         }
+    }
+}
+
+impl PendingOffer {
+    /// The stored form of the samples of `fresh`: the network inputs (`Tensor`) or the
+    /// records (`Raw`).
+    fn of(fresh: &HostBatch, labels: Vec<u32>, store: StoreMode) -> Self {
+        match store {
+            StoreMode::Tensor => {
+                let per_sample = fresh.images.len() / labels.len().max(1) * size_of::<f32>();
+                PendingOffer {
+                    bytes: as_bytes(&fresh.images).to_vec(),
+                    lengths: vec![per_sample as u32; labels.len()],
+                    labels,
+                }
+            }
+            StoreMode::Raw => PendingOffer {
+                bytes: fresh.records.bytes.clone(),
+                lengths: fresh.records.lengths.clone(),
+                labels,
+            },
+        }
+    }
+
+    fn offer_to(&self, buffer: &mut RehearsalBuffer<u8>, payloads: &[f32]) -> Result<(), TrainError> {
+        Ok(buffer.offer_records(&self.bytes, &self.lengths, &self.labels, payloads)?)
     }
 }
 
@@ -728,7 +868,7 @@ mod tests {
 
     /// A rehearsal over the tagged set's 10 classes and 200 samples, in a world of one.
     fn new_rehearsal(config: RehearsalConfig, batch_size: usize) -> Result<Rehearsal, TrainError> {
-        Rehearsal::new(config, 10, [1, 1, 2], 200, &SingleProcess, batch_size, 7)
+        Rehearsal::new(config, 10, [1, 1, 2], 0, 200, &SingleProcess, batch_size, 7)
     }
 
     /// Samples `indices` of the tagged set, as they are.
@@ -885,6 +1025,91 @@ mod tests {
             all.first().is_some_and(|(s, f, _)| s.len() == *f),
             "the very first step has nothing to draw from"
         );
+    }
+
+    #[test]
+    fn stored_logits_are_offered_after_their_step_and_travel_with_their_samples() {
+        let rehearsal = Rehearsal::new(
+            config(PipelineMode::Flyweight, ReplaySource::All),
+            10,
+            [1, 1, 2],
+            2,
+            200,
+            &SingleProcess,
+            10,
+            7,
+        )
+        .unwrap();
+        assert!(rehearsal.offers_after_step());
+        let loader_config = LoaderConfig {
+            batch_size: 10,
+            shuffle_seed: None,
+            prefetch: 2,
+            workers: 0,
+            augment_seed: 0,
+        };
+        let mut loader = Loader::spawn(tagged_set(), refs(0..60u32), loader_config, collate(&rehearsal, 0));
+        // A failed assertion must not leave the loader waiting for an offer.
+        struct EndPass<'r>(&'r Rehearsal);
+        impl Drop for EndPass<'_> {
+            fn drop(&mut self) {
+                self.0.end_pass();
+            }
+        }
+        let _end_pass = EndPass(&rehearsal);
+        let mut replayed = 0;
+        while let Some(batch) = loader.next() {
+            let mut batch = batch.unwrap().unwrap();
+            // What the buffer gave back: each representative's payload is the "logits" its
+            // step stored, (index, 10 · label) of the sample.
+            if let (Some((images, labels)), Some(payloads)) = (&batch.representatives, &batch.representative_payloads) {
+                let pixels = Vec::<f32>::try_from(images.flatten(0, -1)).unwrap();
+                let labels = Vec::<i64>::try_from(labels).unwrap();
+                let payloads = Vec::<f32>::try_from(payloads.flatten(0, -1)).unwrap();
+                for ((px, label), payload) in pixels.chunks(2).zip(&labels).zip(payloads.chunks(2)) {
+                    assert_eq!(payload, [px[1].round(), 10.0 * *label as f32]);
+                    replayed += 1;
+                }
+            }
+            let (samples, fresh) = samples_of(&batch);
+            let logits: Vec<f32> = samples[..fresh]
+                .iter()
+                .flat_map(|&(_, index, label)| [index as f32, 10.0 * label as f32])
+                .collect();
+            let logits = Tensor::from_slice(&logits).view([fresh as i64, 2]);
+            let offer = batch.offer.take().expect("the step's samples to offer");
+            rehearsal.offer_after_step(offer, &logits, false).unwrap();
+        }
+        assert!(replayed > 0, "nothing replayed");
+        assert_eq!(rehearsal.buffer.lock().unwrap().len(), 40);
+    }
+
+    #[test]
+    fn a_pass_that_ends_releases_draws_waiting_for_a_step() {
+        let rehearsal = Rehearsal::new(
+            config(PipelineMode::Flyweight, ReplaySource::All),
+            10,
+            [1, 1, 2],
+            2,
+            200,
+            &SingleProcess,
+            10,
+            7,
+        )
+        .unwrap();
+        let loader_config = LoaderConfig {
+            batch_size: 10,
+            shuffle_seed: None,
+            prefetch: 2,
+            workers: 0,
+            augment_seed: 0,
+        };
+        let mut loader = Loader::spawn(tagged_set(), refs(0..60u32), loader_config, collate(&rehearsal, 0));
+        let _first = loader.next().unwrap().unwrap().unwrap();
+        // The second batch waits for the first's offer, which never comes: the pass ends.
+        rehearsal.end_pass();
+        let second = loader.next().unwrap().unwrap();
+        assert!(second.is_err());
     }
 
     #[test]

@@ -12,11 +12,11 @@ use dcl_dist::Communicator;
 use dcl_models::ModelInput;
 use tch::{Device, Kind, Reduction, Tensor};
 
-use crate::agents::{self, Agent, ReplayUse, TaskEnd};
+use crate::agents::{self, Agent, TaskEnd};
 use crate::checkpoint::{self, CheckpointSteps, Checkpointer, Loaded, PassProgress, Position, Snapshot};
 use crate::guard::guarded;
-use crate::learner::LearnerState;
 use crate::learner::{class_mask, Learner};
+use crate::learner::{LearnerState, Replayed, StepOutcome};
 use crate::rehearsal::{BufferState, Rehearsal, RehearsalWindow, StepBatch};
 use crate::{EpochRecord, EvalRecord, RunConfig, RunRecord, TrainError, TrainObserver};
 
@@ -146,6 +146,7 @@ impl<'a> Trainer<'a> {
         learner.set_accumulation(config.batches_per_allreduce);
         learner.set_fp16_allreduce(config.fp16_allreduce);
         learner.set_precision(config.amp)?;
+        let agent = agents::build(&config.agent.method);
         let rehearsal = match &config.agent.rehearsal {
             Some(rehearsal_config) => {
                 let train_len = config
@@ -157,6 +158,7 @@ impl<'a> Trainer<'a> {
                     rehearsal_config.clone(),
                     data.num_classes,
                     image_shape,
+                    agent.payload_len(data.num_classes),
                     train_len,
                     &*world,
                     config.batch_size,
@@ -174,7 +176,7 @@ impl<'a> Trainer<'a> {
             masks: Masks::new(scenario, config.use_mask, data.num_classes, device),
             world,
             learner,
-            agent: agents::build(&config.agent.method),
+            agent,
             rehearsal,
             checkpointer: None,
             resumed: None,
@@ -789,6 +791,17 @@ fn count_top1(hits: &mut Tensor, logits: &Tensor, labels: &Tensor) -> Result<(),
     Ok(())
 }
 
+/// Ends a pass's rehearsal draws when dropped ([`Rehearsal::end_pass`]).
+struct EndPass<'r>(Option<&'r Rehearsal>);
+
+impl Drop for EndPass<'_> {
+    fn drop(&mut self) {
+        if let Some(rehearsal) = self.0 {
+            rehearsal.end_pass();
+        }
+    }
+}
+
 /// How a training pass runs.
 struct PassPlan<'p> {
     /// The mask of the training loss.
@@ -812,12 +825,16 @@ struct PassPlan<'p> {
 type SaveWithin<'s> =
     dyn FnMut(&Learner, &dyn Agent, usize, PassProgress, Option<BufferState>) -> Result<(), TrainError> + 's;
 
-/// The step a pass asked to stop after `step` ends at, with a checkpoint: the next one whose
-/// batch the loader has not offered to the rehearsal buffer yet (at most `PREFETCH_BATCHES`
-/// batches wait in its queue and one at its hand), with no gradients left accumulated. The
-/// same on every rank.
-fn stop_step(step: usize, rehearsal: bool, accumulation: usize) -> usize {
-    let earliest = if rehearsal { step + PREFETCH_BATCHES + 2 } else { step };
+/// The step a pass asked to stop after `step` ends at, with a checkpoint: with a loader that
+/// offers batches to the rehearsal buffer (`offers_ahead`), the next one whose batch it has
+/// not offered yet (at most `PREFETCH_BATCHES` batches wait in its queue and one at its hand);
+/// with no gradients left accumulated. The same on every rank.
+fn stop_step(step: usize, offers_ahead: bool, accumulation: usize) -> usize {
+    let earliest = if offers_ahead {
+        step + PREFETCH_BATCHES + 2
+    } else {
+        step
+    };
     (earliest + 1).next_multiple_of(accumulation) - 1
 }
 
@@ -854,6 +871,8 @@ fn train_pass(
         fresh_samples: earlier.fresh_samples,
         seconds: earlier.seconds,
     };
+    // However the pass ends, draws waiting for a step that will not come give up.
+    let _end_pass = EndPass(rehearsal);
     let mut step = plan.first_step;
     loop {
         let waited = Instant::now();
@@ -871,15 +890,11 @@ fn train_pass(
                 }
                 None => None,
             };
-            let (images, labels, reference) = match (replayed, agent.replay_use()) {
-                (None, _) => (images, labels, None),
-                (Some((rep_images, rep_labels)), ReplayUse::Train) => (
-                    Tensor::f_cat(&[images, rep_images], 0)?,
-                    Tensor::f_cat(&[labels, rep_labels], 0)?,
-                    None,
-                ),
-                (Some(replayed), ReplayUse::Reference) => (images, labels, Some(replayed)),
-            };
+            let payloads = batch
+                .representative_payloads
+                .as_ref()
+                .map(|p| on_device(p, device))
+                .transpose()?;
             let class_weights = batch
                 .class_weights
                 .as_ref()
@@ -888,14 +903,23 @@ fn train_pass(
             learner.set_lr((plan.lr_at)(step));
             // Each step's random draws derive from the step, so that a resumed pass repeats them.
             tch::manual_seed(pass_seed(plan.dropout_seed, step, 0) as i64);
-            let reference = reference.as_ref().map(|(i, l)| (i, l));
-            let (loss, logits) = learner.train_step(
+            let outcome = learner.train_step(
                 &mut *agent,
                 (&images, &labels),
-                reference,
+                replayed.as_ref().map(|(images, labels)| Replayed {
+                    images,
+                    labels,
+                    payloads: payloads.as_ref(),
+                }),
                 plan.mask,
                 class_weights.as_ref(),
             )?;
+            if let (Some(offer), Some(rehearsal)) = (batch.offer.take(), rehearsal) {
+                batch.snapshot = rehearsal.offer_after_step(offer, &outcome.fresh_logits, plan.checkpoints.at(step))?;
+            }
+            let StepOutcome {
+                loss, logits, labels, ..
+            } = outcome;
             let size = labels.size()[0];
             tch::no_grad(|| -> Result<(), TrainError> {
                 let _ = loss_sum.f_add_(&loss.f_to_kind(Kind::Double)?.f_mul_scalar(size as f64)?)?;
@@ -913,8 +937,9 @@ fn train_pass(
                 if save_within.is_none() {
                     return Err(stopped);
                 }
+                let offers_ahead = rehearsal.is_some_and(|r| !r.offers_after_step());
                 plan.checkpoints
-                    .stop_at(stop_step(step, rehearsal.is_some(), plan.accumulation));
+                    .stop_at(stop_step(step, offers_ahead, plan.accumulation));
             }
         }
         if let Some(save) = save_within.as_mut().filter(|_| plan.checkpoints.at(step)) {

@@ -282,6 +282,7 @@ pub fn run_rehearsal(args: RehearsalArgs) -> Result<()> {
         config,
         10,
         INPUT.image_shape,
+        0,
         data.train.len(),
         &dcl_dist::SingleProcess,
         args.batch_size,

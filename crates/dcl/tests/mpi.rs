@@ -530,3 +530,57 @@ fn a_two_rank_job_that_loses_a_rank_resumes_as_a_whole_and_ends_as_the_uninterru
         b["rehearsal"]["world_class_counts"]
     );
 }
+
+#[test]
+fn every_agent_runs_on_two_ranks_and_der_repeats_exactly() {
+    let root = tempfile::tempdir().unwrap();
+    let scenario = |kind: &str| format!("{{'scenario': '{kind}', 'initial_increment': 2, 'increment': 2}}");
+    let rehearsal = "{'buffer_size': 200, 'num_representatives': 16}";
+    for (agent, kind, config) in [
+        ("ewc", "task", "{'fisher_samples': 100}"),
+        ("online_ewc", "task", "{'fisher_samples': 100}"),
+        ("si", "task", "{}"),
+        ("lwf", "task", "{}"),
+        ("agem", "class", rehearsal),
+        ("derpp", "class", rehearsal),
+    ] {
+        let results = root.path().join(agent);
+        let tasksets = scenario(kind);
+        let args = [
+            "--model",
+            "mlp",
+            "--epochs",
+            "1",
+            "--train-samples",
+            "2000",
+            "--seed",
+            "2",
+            "--agent",
+            agent,
+            "--agent-config",
+            config,
+            "--tasksets-config",
+            &tasksets,
+        ];
+        run(train(2, &results, &args));
+        let first = summary(&results);
+        assert_eq!(first["status"], "complete", "{agent}");
+        assert_eq!(first["world_size"], 2, "{agent}");
+        if agent == "derpp" {
+            // Logits stored after each step travel with their samples between the ranks, and
+            // every draw waits for the previous step's offers: a second job repeats the first.
+            let draws: Vec<u64> = first["rehearsal"]["draws"]["per_rank"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_u64().unwrap())
+                .collect();
+            assert!(draws.iter().all(|&n| n > 0), "draws by rank {draws:?}");
+            let again = root.path().join("derpp-again");
+            run(train(2, &again, &args));
+            let second = summary(&again);
+            assert_eq!(first["accuracy_matrix"], second["accuracy_matrix"]);
+            assert_eq!(first["rehearsal"]["draws"], second["rehearsal"]["draws"]);
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! Adding a method: one file here, one line in [`build`].
 
 mod agem;
+mod der;
 mod ewc;
 mod lwf;
 mod si;
@@ -39,8 +40,11 @@ pub enum Method {
     Lwf(lwf::LwfConfig),
     /// Averaged gradient episodic memory (Chaudhry et al. 2019).
     Agem,
+    /// Dark experience replay, DER and DER++ (Buzzega et al. 2020).
+    Der(der::DerConfig),
 }
 
+pub use der::DerConfig;
 pub use ewc::EwcConfig;
 pub use lwf::LwfConfig;
 pub use si::SiConfig;
@@ -52,6 +56,17 @@ pub enum ReplayUse {
     Train,
     /// They make a reference gradient, apart from the batch ([`Agent::adjust_gradients`]).
     Reference,
+    /// They go through the model with the batch; their loss is the agent's
+    /// ([`LossContext::replayed`]), the cross-entropy the fresh samples'.
+    Distill,
+}
+
+/// The model's outputs on replayed samples, with what the buffer stored of them.
+pub struct ReplayedLogits<'a> {
+    pub logits: Tensor,
+    pub labels: &'a Tensor,
+    /// The stored payloads (logits at insertion), one row per sample.
+    pub payloads: Option<&'a Tensor>,
 }
 
 /// A training step as the agent sees it when adding to the loss.
@@ -62,6 +77,8 @@ pub struct LossContext<'a> {
     /// The model's logits on `images` (before any mask).
     pub logits: &'a Tensor,
     pub labels: &'a Tensor,
+    /// The replayed samples' part, for agents that train on them with a loss of their own.
+    pub replayed: Option<&'a ReplayedLogits<'a>>,
 }
 
 /// The end of a task's training, as the agent sees it.
@@ -79,6 +96,12 @@ pub trait Agent: Send {
     /// How replayed samples are used.
     fn replay_use(&self) -> ReplayUse {
         ReplayUse::Train
+    }
+
+    /// Floats the agent stores with every sample it offers the rehearsal buffer (its logits
+    /// over `num_classes`, for DER); 0: none.
+    fn payload_len(&self, _num_classes: usize) -> usize {
+        0
     }
 
     /// A term added to the step's loss, if any.
@@ -137,6 +160,7 @@ pub fn build(method: &Method) -> Box<dyn Agent> {
         Method::Si(config) => Box::new(si::Si::new(config.clone())),
         Method::Lwf(config) => Box::new(lwf::Lwf::new(config.clone())),
         Method::Agem => Box::new(agem::Agem),
+        Method::Der(config) => Box::new(der::Der::new(config.clone())),
     }
 }
 
@@ -275,6 +299,7 @@ mod tests {
             images,
             logits: &Tensor::zeros([16, 10], (Kind::Float, Device::Cpu)),
             labels,
+            replayed: None,
         };
         agent.extra_loss(&step).unwrap().unwrap().double_value(&[])
     }
@@ -308,6 +333,7 @@ mod tests {
             images,
             logits: &Tensor::zeros([16, 10], (Kind::Float, Device::Cpu)),
             labels,
+            replayed: None,
         };
         let a = ewc.extra_loss(&step).unwrap().unwrap().double_value(&[]);
         let b = restored.extra_loss(&step).unwrap().unwrap().double_value(&[]);
@@ -375,6 +401,41 @@ mod tests {
             gaps[1],
             gaps[0]
         );
+    }
+
+    #[test]
+    fn der_pulls_replayed_logits_to_the_stored_ones_and_derpp_adds_their_labels() {
+        let logits = Tensor::from_slice(&[2.0f32, 0.0, 0.0, 2.0]).view([2, 2]);
+        let stored = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0]).view([2, 2]);
+        let labels = Tensor::from_slice(&[0i64, 1]);
+        let loss_of = |alpha: f64, beta: f64, payloads: &Tensor| {
+            let replayed = ReplayedLogits {
+                logits: logits.shallow_clone(),
+                labels: &labels,
+                payloads: Some(payloads),
+            };
+            let step = LossContext {
+                params: &[],
+                images: &logits,
+                logits: &logits,
+                labels: &labels,
+                replayed: Some(&replayed),
+            };
+            der::Der::new(DerConfig { alpha, beta })
+                .extra_loss(&step)
+                .unwrap()
+                .unwrap()
+                .double_value(&[])
+        };
+        // MSE over the 4 values: (1 + 0 + 0 + 1) / 4.
+        assert!((loss_of(1.0, 0.0, &stored) - 0.5).abs() < 1e-6);
+        assert!(
+            loss_of(1.0, 0.0, &logits).abs() < 1e-6,
+            "stored logits reached: no loss"
+        );
+        // DER++: plus beta times the cross-entropy of softmax(2, 0) at the label: ln(1 + e^-2).
+        let cross_entropy = (1.0 + (-2.0f64).exp()).ln();
+        assert!((loss_of(1.0, 2.0, &stored) - (0.5 + 2.0 * cross_entropy)).abs() < 1e-5);
     }
 
     #[test]

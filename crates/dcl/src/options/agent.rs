@@ -1,7 +1,7 @@
 //! `--agent` and `--agent-config`: the agent and its typed configuration.
 
 use anyhow::{bail, Result};
-use dcl_train::agents::{EwcConfig, LwfConfig, Method, SiConfig};
+use dcl_train::agents::{DerConfig, EwcConfig, LwfConfig, Method, SiConfig};
 use dcl_train::{AgentConfig, BufferSize, PipelineMode, PolicyName, RehearsalConfig, ReplaySource, StoreMode};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 use super::typed;
 
 /// The agents and upstream's names for them.
-pub const AGENTS: &str = "base, er (aliases: nil, nil_cpp, nil_cpp_cat, nil_local), agem, ewc, online_ewc, si, lwf";
+pub const AGENTS: &str =
+    "base, er (aliases: nil, nil_cpp, nil_cpp_cat, nil_local), agem, der, derpp, ewc, online_ewc, si, lwf";
 
 /// The keys `--agent-config` accepts for the base agent.
 #[derive(Debug, Deserialize)]
@@ -105,6 +106,10 @@ mod defaults {
     /// Upstream's `rehearsal_ratio` default, in percent.
     pub const REHEARSAL_RATIO: f64 = 30.0;
 
+    /// DER's and DER++'s weights (Mammoth's best for Seq-MNIST, buffer 500).
+    pub const DER_ALPHA: f64 = 0.2;
+    pub const DERPP_BETA: f64 = 1.0;
+
     pub fn ewc_lambda() -> f64 {
         100.0
     }
@@ -157,6 +162,25 @@ const ALIASES: &[Alias] = &[
         mode: Some(PipelineMode::Flyweight),
         global_sampling: Some(true),
         notice: "upstream's nil_cpp_cat runs as er with the flyweight pipeline",
+    },
+    // A-GEM and DER keep the replayed samples apart from the batch: the flyweight pipeline.
+    Alias {
+        name: "agem",
+        mode: Some(PipelineMode::Flyweight),
+        global_sampling: None,
+        notice: "",
+    },
+    Alias {
+        name: "der",
+        mode: Some(PipelineMode::Flyweight),
+        global_sampling: None,
+        notice: "",
+    },
+    Alias {
+        name: "derpp",
+        mode: Some(PipelineMode::Flyweight),
+        global_sampling: None,
+        notice: "",
     },
     Alias {
         name: "nil_local",
@@ -256,17 +280,33 @@ pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Optio
         }
         _ => {}
     }
-    // A-GEM keeps the replayed samples apart from the batch: the flyweight pipeline.
-    let agem = Alias {
-        name: "agem",
-        mode: Some(PipelineMode::Flyweight),
-        global_sampling: None,
-        notice: "",
-    };
-    let Some(alias) = ALIASES.iter().chain([&agem]).find(|a| a.name == name) else {
+    let Some(alias) = ALIASES.iter().find(|a| a.name == name) else {
         bail!("unknown agent '{name}'; valid agents: {AGENTS}");
     };
-    let config: ErConfig = typed(map, "--agent-config")?;
+    // DER's own keys, the rest being rehearsal keys.
+    let mut map = map.clone();
+    let mut weight = |key: &str, default: f64| -> Result<f64> {
+        match map.remove(key) {
+            None => Ok(default),
+            Some(value) => match value.as_f64() {
+                Some(w) if w.is_finite() && w >= 0.0 => Ok(w),
+                _ => bail!("--agent-config: '{key}' must be a number >= 0, not {value}"),
+            },
+        }
+    };
+    let method = match name {
+        "agem" => Method::Agem,
+        "der" => Method::Der(DerConfig {
+            alpha: weight("alpha", defaults::DER_ALPHA)?,
+            beta: 0.0,
+        }),
+        "derpp" => Method::Der(DerConfig {
+            alpha: weight("alpha", defaults::DER_ALPHA)?,
+            beta: weight("beta", defaults::DERPP_BETA)?,
+        }),
+        _ => Method::Plain,
+    };
+    let config: ErConfig = typed(&map, "--agent-config")?;
     let size = match (config.rehearsal_ratio, config.rehearsal_size, config.buffer_size) {
         (None, None, None) => BufferSize::Ratio(defaults::REHEARSAL_RATIO),
         (Some(ratio), None, None) => {
@@ -307,10 +347,10 @@ pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Optio
     let notice = (!alias.notice.is_empty()).then(|| alias_notice(alias.notice, &rehearsal));
     Ok((
         AgentConfig {
-            name: if name == "agem" { "agem" } else { "er" }.into(),
+            name: if method == Method::Plain { "er" } else { name }.into(),
             reset_state_dict: config.reset_state_dict,
             rehearsal: Some(rehearsal),
-            method: if name == "agem" { Method::Agem } else { Method::Plain },
+            method,
         },
         notice,
     ))
@@ -323,6 +363,42 @@ mod tests {
 
     fn read(name: &str, text: &str) -> Result<(AgentConfig, Option<String>)> {
         parse(name, &parse_dict(text).unwrap())
+    }
+
+    #[test]
+    fn the_methods_take_their_keys_with_defaults_and_refuse_others() {
+        let (agent, _) = read("derpp", "{'buffer_size': 200, 'beta': 0.5}").unwrap();
+        assert_eq!(agent.name, "derpp");
+        assert_eq!(agent.method, Method::Der(DerConfig { alpha: 0.2, beta: 0.5 }));
+        assert_eq!(agent.rehearsal.unwrap().mode, PipelineMode::Flyweight);
+        let (agent, _) = read("der", "{'buffer_size': 200, 'alpha': 0.3}").unwrap();
+        assert_eq!(agent.method, Method::Der(DerConfig { alpha: 0.3, beta: 0.0 }));
+        assert!(read("der", "{'buffer_size': 200, 'alpha': -1}")
+            .unwrap_err()
+            .to_string()
+            .contains("'alpha' must be a number >= 0"));
+        assert!(read("er", "{'alpha': 0.3}").is_err(), "er has no alpha");
+        let (agent, _) = read("online_ewc", "{'lambda': 10}").unwrap();
+        assert_eq!(
+            agent.method,
+            Method::Ewc(EwcConfig {
+                lambda: 10.0,
+                gamma: Some(1.0),
+                fisher_samples: 500
+            })
+        );
+        assert!(agent.rehearsal.is_none());
+        assert!(read("ewc", "{'gamma': 0.9}")
+            .unwrap_err()
+            .to_string()
+            .contains("use --agent online_ewc"));
+        assert!(read("si", "{'epsilon': 0}")
+            .unwrap_err()
+            .to_string()
+            .contains("'epsilon' must be positive"));
+        assert!(read("lwf", "{'buffer_size': 10}").is_err(), "lwf keeps no buffer");
+        let (agent, _) = read("agem", "{'buffer_size': 100}").unwrap();
+        assert_eq!((agent.name.as_str(), agent.method), ("agem", Method::Agem));
     }
 
     #[test]
