@@ -142,6 +142,51 @@ impl ConfigKey for Rate {
     }
 }
 
+/// A key taking a whole number in `min..=max` (layer counts and widths).
+pub struct Count {
+    pub name: &'static str,
+    pub default: usize,
+    pub min: usize,
+    pub max: usize,
+}
+
+impl Count {
+    /// The configured value, or the default.
+    pub fn get(&self, config: &ModelConfig) -> Result<usize, ModelError> {
+        config
+            .value(self.name)
+            .map_or(Ok(self.default), |value| self.parse(value))
+    }
+
+    fn parse(&self, value: &Value) -> Result<usize, ModelError> {
+        match value.as_u64() {
+            Some(n) if (self.min as u64..=self.max as u64).contains(&n) => Ok(n as usize),
+            _ => Err(bad_value(
+                self.name,
+                value,
+                format!("a whole number from {} to {}", self.min, self.max),
+            )),
+        }
+    }
+}
+
+impl ConfigKey for Count {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn check(&self, value: &Value) -> Result<(), ModelError> {
+        self.parse(value).map(drop)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}: whole number {}..{} (default {})",
+            self.name, self.min, self.max, self.default
+        )
+    }
+}
+
 /// A key naming a file.
 pub struct File {
     pub name: &'static str,

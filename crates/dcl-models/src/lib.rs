@@ -80,7 +80,7 @@ pub const MODELS: &[ModelEntry] = &[
     },
     ModelEntry {
         name: "mlp",
-        keys: &[],
+        keys: mlp::KEYS,
         head: "output",
         build: mlp::build,
     },

@@ -152,19 +152,6 @@ impl RunConfig {
                 )));
             }
         }
-        let task_incremental = matches!(
-            self.scenario,
-            ScenarioSpec::Classes {
-                task_identity: dcl_data::TaskIdentity::Known,
-                ..
-            }
-        );
-        if self.agent.rehearsal.is_some() && task_incremental {
-            return Err(TrainError::Config(format!(
-                "agent {} does not support task-incremental scenarios yet (representatives of other tasks would need masks of their own)",
-                self.agent.name
-            )));
-        }
         Ok(())
     }
 }

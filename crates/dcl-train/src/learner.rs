@@ -574,6 +574,8 @@ fn unflatten(values: &[f32], tensors: &[Tensor], scale: f64) -> Result<(), Train
 }
 
 /// The (class-weighted) mean cross-entropy of `logits` plus `mask`, and the masked logits.
+/// A mask is one row over the classes, or a table of one row per label (task-incremental
+/// training: row c masks to the classes of the task of class c), indexed by `labels`.
 pub fn masked_loss(
     logits: &Tensor,
     labels: &Tensor,
@@ -581,6 +583,7 @@ pub fn masked_loss(
     class_weights: Option<&Tensor>,
 ) -> Result<(Tensor, Tensor), TrainError> {
     let logits = match mask {
+        Some(table) if table.dim() == 2 => logits.f_add(&table.f_index_select(0, labels)?)?,
         Some(mask) => logits.f_add(mask)?,
         None => logits.shallow_clone(),
     };

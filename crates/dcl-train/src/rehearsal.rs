@@ -1048,8 +1048,9 @@ mod tests {
             workers: 0,
             augment_seed: 0,
         };
-        let loader = Loader::spawn(tagged_set(), refs(0..60u32), loader_config, collate(&rehearsal, 0));
-        // A failed assertion must not leave the loader waiting for an offer.
+        let mut loader = Loader::spawn(tagged_set(), refs(0..60u32), loader_config, collate(&rehearsal, 0));
+        // A failed assertion must not leave the loader waiting for an offer: the pass ends
+        // before the loader (declared first) is dropped.
         struct EndPass<'r>(&'r Rehearsal);
         impl Drop for EndPass<'_> {
             fn drop(&mut self) {
@@ -1058,7 +1059,7 @@ mod tests {
         }
         let _end_pass = EndPass(&rehearsal);
         let mut replayed = 0;
-        for batch in loader {
+        for batch in loader.by_ref() {
             let mut batch = batch.unwrap().unwrap();
             // What the buffer gave back: each representative's payload is the "logits" its
             // step stored, (index, 10 · label) of the sample.

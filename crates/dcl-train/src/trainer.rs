@@ -652,9 +652,23 @@ impl Masks {
             .iter()
             .map(|t| (!all_classes(&t.classes)).then(|| class_mask(&t.classes, num_classes, device)))
             .collect();
+        // Task-incremental: every sample masked to its own task's classes (replayed samples
+        // and joint training see several tasks in one batch).
+        let own_task_table = (scenario.task_identity == TaskIdentity::Known).then(|| {
+            let rows: Vec<Tensor> = (0..num_classes)
+                .map(|c| match scenario.tasks.iter().find(|t| t.classes.contains(&c)) {
+                    Some(task) => class_mask(&task.classes, num_classes, device),
+                    None => Tensor::zeros([num_classes as i64], (Kind::Float, device)),
+                })
+                .collect();
+            Tensor::stack(&rows, 0)
+        });
         let train = (0..scenario.tasks.len())
             .map(|t| match scenario.task_identity {
-                TaskIdentity::Known => task_classes[t].as_ref().map(Tensor::shallow_clone),
+                TaskIdentity::Known => own_task_table
+                    .as_ref()
+                    .filter(|_| !all_classes(&scenario.tasks[t].classes))
+                    .map(Tensor::shallow_clone),
                 TaskIdentity::Unknown => {
                     let seen = scenario.classes_seen(t);
                     (use_mask && !all_classes(&seen)).then(|| class_mask(&seen, num_classes, device))
@@ -1094,7 +1108,11 @@ mod tests {
     #[test]
     fn task_identity_masks_training_and_evaluation_to_the_task() {
         let masks = Masks::new(&split_scenario(TaskIdentity::Known), false, 6, Device::Cpu);
-        assert_eq!(allowed(masks.train(1)), Some(vec![2, 3]));
+        // Training: each sample's row of the table, by its label: its own task's classes.
+        let table = masks.train(1).unwrap();
+        assert_eq!(allowed(Some(&table.get(2))), Some(vec![2, 3]));
+        assert_eq!(allowed(Some(&table.get(5))), Some(vec![4, 5]));
+        assert_eq!(allowed(Some(&table.get(0))), Some(vec![0, 1]));
         assert_eq!(allowed(masks.test(2).protocol), Some(vec![4, 5]));
         assert!(masks.test(2).task_il.is_none());
     }

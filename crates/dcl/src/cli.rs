@@ -30,9 +30,49 @@ pub enum Command {
     /// Measure performance.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Reproduce the comparisons of published continual-learning papers.
+    #[command(subcommand)]
+    Reproduce(ReproduceCommand),
     /// The watchdog of a run's results (started by `dcl train`, not by hand).
     #[command(hide = true)]
     Watch { dir: PathBuf },
+}
+
+/// The comparisons `dcl reproduce` runs.
+#[derive(Debug, Subcommand)]
+pub enum ReproduceCommand {
+    /// van de Ven et al. (2022), "Three types of incremental learning": Split-MNIST, every method.
+    ThreeTypes(ThreeTypesArgs),
+}
+
+/// The flags of `dcl reproduce three-types`.
+#[derive(Debug, Args)]
+pub struct ThreeTypesArgs {
+    /// The scenarios: task, class or all (domain is not built yet).
+    #[arg(long, default_value = "all")]
+    pub scenario: String,
+    /// Seeds per method and scenario (0, 1, …).
+    #[arg(long, default_value_t = 5)]
+    pub seeds: usize,
+    /// A reduced variant (1 epoch per context, 3,000 training images) that checks the whole
+    /// comparison end to end in a minute.
+    #[arg(long)]
+    pub quick: bool,
+    /// The methods to run, comma-separated [default: all].
+    #[arg(long, value_delimiter = ',')]
+    pub methods: Option<Vec<String>>,
+    /// The data set: mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist")]
+    pub dataset: String,
+    /// Where the data sets are [default: as dcl train].
+    #[arg(long, value_name = "DIR")]
+    pub dataset_dir: Option<PathBuf>,
+    /// Where every run's results and the tables go.
+    #[arg(long, default_value = "results/three-types", value_name = "DIR")]
+    pub results_dir: PathBuf,
+    /// Intra-op threads of each run.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
 }
 
 /// The flags of `dcl train`: upstream's options plus dcl's own.

@@ -11,6 +11,7 @@ mod models;
 mod options;
 mod progress;
 mod report;
+mod reproduce;
 mod signals;
 mod train;
 mod watchdog;
@@ -43,6 +44,7 @@ fn main() {
         cli::Command::Bench(cli::BenchCommand::Sampling(args)) => bench::run_sampling(args),
         cli::Command::Bench(cli::BenchCommand::Checkpoint(args)) => bench::run_checkpoint(args),
         cli::Command::Bench(cli::BenchCommand::Allreduce(args)) => bench::run_allreduce(args),
+        cli::Command::Reproduce(cli::ReproduceCommand::ThreeTypes(args)) => reproduce::run(args),
         cli::Command::Watch { dir } => watchdog::run(dir),
     };
     if let Err(error) = result {

@@ -532,19 +532,6 @@ fn upstream_agent_names_select_their_pipeline_with_a_notice() {
         counts.iter().all(|c| c.as_u64().unwrap() <= 5),
         "a bucket overflowed: {counts:?}"
     );
-    assert_user_error(
-        &dcl(&[
-            "train",
-            "--model",
-            "mnistnet",
-            "--agent",
-            "er",
-            "--tasksets-config",
-            "{'scenario': 'task', 'increment': 5}",
-        ]),
-        "does not support task-incremental scenarios",
-    );
-
     let reservoir = train_scenario(
         &root.path().join("reservoir"),
         &[

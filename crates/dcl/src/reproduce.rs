@@ -1,0 +1,314 @@
+//! `dcl reproduce three-types`: van de Ven, Tuytelaars & Tolias (2022), "Three types of
+//! incremental learning" (Nature Machine Intelligence 4, 1185-1197), their Split-MNIST protocol
+//! for every method dcl has: 5 contexts of 2 digits; an MLP of two hidden layers of 400 units;
+//! Adam at a learning rate of 1e-3; batches of 128; 2,000 iterations per context (21 epochs of
+//! its 12,000 images); a budget of 100 stored samples per class; the regularisation strengths
+//! of their code (`param_values.py`) per scenario. Each run is a `dcl train` of its own (its
+//! results directory kept, a complete one reused when the command runs again); the table of
+//! final average accuracies (mean ± standard deviation over the seeds) is written as markdown
+//! and CSV.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::cli::ThreeTypesArgs;
+
+/// One method of the comparison.
+struct Method {
+    /// Its name in the table (and `--methods`).
+    name: &'static str,
+    agent: &'static str,
+    /// Its `--agent-config` in the task- and the class-incremental scenario.
+    config: fn(Scenario) -> String,
+    /// Train each context on the data of every context so far (the upper target).
+    joint: bool,
+}
+
+/// The scenarios of the comparison (domain-incremental Split-MNIST, whose labels are the
+/// position of the digit within its context, is not built yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Task,
+    Class,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::Task => "task",
+            Scenario::Class => "class",
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Scenario::Task => "Task-IL",
+            Scenario::Class => "Class-IL",
+        }
+    }
+}
+
+/// Replay with the paper's budget: 100 samples per class, 128 replayed per step.
+fn replay(_: Scenario) -> String {
+    "{'rehearsal_size': 100, 'num_representatives': 128}".to_owned()
+}
+
+const METHODS: &[Method] = &[
+    Method {
+        name: "None",
+        agent: "base",
+        config: |_| "{}".to_owned(),
+        joint: false,
+    },
+    Method {
+        name: "Joint",
+        agent: "base",
+        config: |_| "{}".to_owned(),
+        joint: true,
+    },
+    Method {
+        name: "EWC",
+        agent: "ewc",
+        config: |s| match s {
+            Scenario::Task => "{'lambda': 1e5}".to_owned(),
+            Scenario::Class => "{'lambda': 1e9}".to_owned(),
+        },
+        joint: false,
+    },
+    Method {
+        name: "SI",
+        agent: "si",
+        config: |s| match s {
+            Scenario::Task => "{'c': 10}".to_owned(),
+            Scenario::Class => "{'c': 5000}".to_owned(),
+        },
+        joint: false,
+    },
+    Method {
+        name: "LwF",
+        agent: "lwf",
+        config: |_| "{}".to_owned(),
+        joint: false,
+    },
+    Method {
+        name: "ER",
+        agent: "er",
+        config: replay,
+        joint: false,
+    },
+    Method {
+        name: "A-GEM",
+        agent: "agem",
+        config: replay,
+        joint: false,
+    },
+    Method {
+        name: "DER++",
+        agent: "derpp",
+        config: replay,
+        joint: false,
+    },
+];
+
+/// Runs the comparison and writes its table.
+pub fn run(args: ThreeTypesArgs) -> Result<()> {
+    let scenarios: Vec<Scenario> = match args.scenario.as_str() {
+        "task" => vec![Scenario::Task],
+        "class" => vec![Scenario::Class],
+        "all" => vec![Scenario::Task, Scenario::Class],
+        "domain" => bail!("--scenario domain: domain-incremental Split-MNIST (labels within a context) is not built yet; use task, class or all"),
+        other => bail!("--scenario: '{other}' is not one of task, class, all"),
+    };
+    let methods: Vec<&Method> = match &args.methods {
+        None => METHODS.iter().collect(),
+        Some(names) => names
+            .iter()
+            .map(|name| {
+                METHODS
+                    .iter()
+                    .find(|m| m.name.eq_ignore_ascii_case(name))
+                    .with_context(|| {
+                        let all: Vec<&str> = METHODS.iter().map(|m| m.name).collect();
+                        format!("--methods: no method '{name}'; the methods: {}", all.join(", "))
+                    })
+            })
+            .collect::<Result<_>>()?,
+    };
+    if args.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    std::fs::create_dir_all(&args.results_dir)
+        .with_context(|| format!("cannot create {}", args.results_dir.display()))?;
+    let mut rows = Vec::new();
+    for method in &methods {
+        let mut cells = Vec::new();
+        for &scenario in &scenarios {
+            let accuracies = (0..args.seeds)
+                .map(|seed| run_one(&args, method, scenario, seed))
+                .collect::<Result<Vec<f64>>>()?;
+            cells.push((scenario, accuracies));
+        }
+        rows.push((method.name, cells));
+    }
+    let (markdown, csv) = table(&args, &scenarios, &rows);
+    let md_path = args.results_dir.join("three-types.md");
+    let csv_path = args.results_dir.join("three-types.csv");
+    std::fs::write(&md_path, &markdown).with_context(|| format!("cannot write {}", md_path.display()))?;
+    std::fs::write(&csv_path, &csv).with_context(|| format!("cannot write {}", csv_path.display()))?;
+    print!("{markdown}");
+    eprintln!("tables: {} and {}", md_path.display(), csv_path.display());
+    Ok(())
+}
+
+/// The results directory of one run.
+fn run_dir(root: &Path, method: &Method, scenario: Scenario, seed: usize) -> PathBuf {
+    let name = method.name.to_lowercase().replace("++", "pp").replace('-', "");
+    root.join(format!("{}-{name}-seed{seed}", scenario.name()))
+}
+
+/// The final average accuracy of `method` in `scenario` with `seed`: a `dcl train` run, or the
+/// complete one already in its directory.
+fn run_one(args: &ThreeTypesArgs, method: &Method, scenario: Scenario, seed: usize) -> Result<f64> {
+    let dir = run_dir(&args.results_dir, method, scenario, seed);
+    let summary_path = dir.join("summary.json");
+    let finished = |summary: &Value| summary["status"] == "complete";
+    if let Some(summary) = read_summary(&summary_path).filter(finished) {
+        eprintln!("{} {} seed {seed}: done before", method.name, scenario.title());
+        return accuracy_of(&summary, &summary_path);
+    }
+    eprintln!("{} {} seed {seed}: training…", method.name, scenario.title());
+    let (epochs, samples): (&str, &[&str]) = if args.quick {
+        ("1", &["--train-samples", "3000", "--test-samples", "1000"])
+    } else {
+        ("21", &[])
+    };
+    let tasksets = format!(
+        "{{'scenario': '{}', 'initial_increment': 2, 'increment': 2{}}}",
+        scenario.name(),
+        if method.joint {
+            ", 'concatenate_tasksets': True"
+        } else {
+            ""
+        }
+    );
+    let mut command = Command::new(std::env::current_exe().context("cannot find the dcl executable")?);
+    command
+        .args(["train", "--quiet", "--overwrite", "--model", "mlp"])
+        .args(["--model-config", "{'layers': 2, 'units': 400}"])
+        .args(["--dataset", &args.dataset, "--epochs", epochs, "--batch-size", "128"])
+        .args(["--optimizer-regime", "[{'epoch': 0, 'optimizer': 'Adam', 'lr': 0.001}]"])
+        .args(["--seed", &seed.to_string(), "--threads", &args.threads.to_string()])
+        .args(["--agent", method.agent, "--agent-config", &(method.config)(scenario)])
+        .args(["--tasksets-config", &tasksets])
+        .args(samples)
+        .arg("--results-dir")
+        .arg(&dir);
+    if let Some(data) = &args.dataset_dir {
+        command.arg("--dataset-dir").arg(data);
+    }
+    let status = command
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("cannot start dcl train")?;
+    if !status.success() {
+        bail!(
+            "{} {} seed {seed} failed ({status}); its results: {}",
+            method.name,
+            scenario.title(),
+            dir.display()
+        );
+    }
+    let summary = read_summary(&summary_path).with_context(|| format!("no summary in {}", dir.display()))?;
+    accuracy_of(&summary, &summary_path)
+}
+
+fn read_summary(path: &Path) -> Option<Value> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+fn accuracy_of(summary: &Value, path: &Path) -> Result<f64> {
+    summary["final_average_accuracy"]
+        .as_f64()
+        .with_context(|| format!("{}: no final_average_accuracy", path.display()))
+}
+
+/// The mean and the sample standard deviation of `values` (0 for one value).
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 {
+        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (mean, var.sqrt())
+}
+
+type Rows<'a> = Vec<(&'a str, Vec<(Scenario, Vec<f64>)>)>;
+
+/// The markdown and CSV tables of `rows`.
+fn table(args: &ThreeTypesArgs, scenarios: &[Scenario], rows: &Rows) -> (String, String) {
+    let mut md = String::new();
+    let protocol = if args.quick {
+        "quick variant: 1 epoch per context on the first 3,000 training and 1,000 test images"
+    } else {
+        "21 epochs (about 2,000 iterations of 128) per context"
+    };
+    let _ = writeln!(
+        md,
+        "Split-{} (5 contexts of 2 classes), final average accuracy (%), mean ± std over {} seed(s); {protocol}.\n",
+        if args.dataset == "mnist" {
+            "MNIST"
+        } else {
+            "Fashion-MNIST"
+        },
+        args.seeds
+    );
+    let titles: Vec<&str> = scenarios.iter().map(|s| s.title()).collect();
+    let _ = writeln!(md, "| Method | {} |", titles.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(scenarios.len()));
+    let mut csv = String::from("method,scenario,seeds,mean,std,accuracies\n");
+    for (method, cells) in rows {
+        let mut shown = Vec::new();
+        for (scenario, values) in cells {
+            let (mean, std) = mean_std(values);
+            shown.push(format!("{mean:.2} ± {std:.2}"));
+            let list: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
+            let _ = writeln!(
+                csv,
+                "{method},{},{},{mean:.4},{std:.4},{}",
+                scenario.name(),
+                values.len(),
+                list.join(" ")
+            );
+        }
+        let _ = writeln!(md, "| {method} | {} |", shown.join(" | "));
+    }
+    (md, csv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sample_standard_deviation() {
+        assert_eq!(mean_std(&[2.0]), (2.0, 0.0));
+        let (mean, std) = mean_std(&[1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(mean, 2.5);
+        assert!((std - 1.2909944).abs() < 1e-6);
+    }
+
+    #[test]
+    fn run_directories_name_the_scenario_method_and_seed() {
+        let der = METHODS.iter().find(|m| m.name == "DER++").unwrap();
+        assert_eq!(
+            run_dir(Path::new("r"), der, Scenario::Class, 3),
+            Path::new("r/class-derpp-seed3")
+        );
+    }
+}
