@@ -604,3 +604,102 @@ pub fn run_checkpoint(args: crate::cli::CheckpointArgs) -> Result<()> {
     );
     Ok(())
 }
+
+/// Times the training step of every agent on MNIST-shaped batches of `args.batch_size` fresh
+/// and as many replayed samples (for the agents that replay), after one consolidation (for
+/// the agents that consolidate), in alternating rounds; reports each agent's median time per
+/// step and its ratio to `er`'s.
+pub fn run_agents(args: crate::cli::AgentsArgs) -> Result<()> {
+    use dcl_train::agents::{self, DerConfig, EwcConfig, LwfConfig, Method, SiConfig, TaskEnd};
+    use dcl_train::learner::Replayed;
+
+    ensure!(
+        args.batch_size > 0 && args.steps > 0 && args.repeats > 0,
+        "--batch-size, --steps and --repeats must be at least 1"
+    );
+    tch::set_num_threads(args.threads as i32);
+    let ewc = |gamma| EwcConfig {
+        lambda: 100.0,
+        gamma,
+        fisher_samples: 64,
+    };
+    let methods: Vec<(&str, Method, bool)> = vec![
+        ("base", Method::Plain, false),
+        ("er", Method::Plain, true),
+        ("der", Method::Der(DerConfig { alpha: 0.2, beta: 0.0 }), true),
+        ("derpp", Method::Der(DerConfig { alpha: 0.2, beta: 1.0 }), true),
+        ("agem", Method::Agem, true),
+        ("ewc", Method::Ewc(ewc(None)), false),
+        ("online_ewc", Method::Ewc(ewc(Some(1.0))), false),
+        ("si", Method::Si(SiConfig { c: 1.0, epsilon: 0.1 }), false),
+        ("lwf", Method::Lwf(LwfConfig { alpha: 1.0, temperature: 2.0 }), false),
+    ];
+    let b = args.batch_size as i64;
+    let batch = || {
+        (
+            Tensor::randn([b, 1, 28, 28], (Kind::Float, tch::Device::Cpu)),
+            Tensor::randint(10, [b], (Kind::Int64, tch::Device::Cpu)),
+        )
+    };
+    tch::manual_seed(0);
+    let (images, labels) = batch();
+    let (rep_images, rep_labels) = batch();
+    let payloads = Tensor::randn([b, 10], (Kind::Float, tch::Device::Cpu));
+    // Every agent with a learner of its own, consolidated once on a few batches.
+    let mut runs = Vec::new();
+    for (name, method, replays) in methods {
+        let mut learner = Learner::new(
+            "mnistnet",
+            &ModelConfig::default(),
+            INPUT,
+            SGD,
+            tch::Device::Cpu,
+            std::sync::Arc::new(dcl_dist::SingleProcess),
+        )?;
+        let mut agent = agents::build(&method);
+        let mut batches = (0..2).map(|_| Ok(batch()));
+        agent.end_task(TaskEnd {
+            learner: &mut learner,
+            batches: &mut batches,
+            seen_classes: None,
+            world: &dcl_dist::SingleProcess,
+        })?;
+        runs.push((name, learner, agent, replays, Vec::new()));
+    }
+    for round in 0..=args.repeats {
+        for (_, learner, agent, replays, times) in &mut runs {
+            let started = Instant::now();
+            for _ in 0..args.steps {
+                let replayed = replays.then(|| Replayed {
+                    images: &rep_images,
+                    labels: &rep_labels,
+                    payloads: Some(&payloads),
+                });
+                let _step = learner.train_step(agent.as_mut(), (&images, &labels), replayed, None, None)?;
+            }
+            // Round 0 warms up.
+            if round > 0 {
+                times.push(started.elapsed().as_secs_f64() * 1e3 / args.steps as f64);
+            }
+        }
+    }
+    let mut medians: Vec<(&str, f64, &[f64])> = Vec::new();
+    for (name, _, _, _, times) in &mut runs {
+        let m = median(times);
+        medians.push((name, m, times));
+    }
+    let er = medians.iter().find(|(n, ..)| *n == "er").map_or(1.0, |(_, m, _)| *m);
+    println!(
+        "agent step, mnistnet, {} fresh + {} replayed (replay agents), {} threads, median of {} rounds of {} steps:",
+        args.batch_size, args.batch_size, args.threads, args.repeats, args.steps
+    );
+    for (name, m, times) in &medians {
+        println!(
+            "  {name:<11} {m:7.2} ms/step  {:5.2}x er  (min {:.2}, max {:.2})",
+            m / er,
+            times[0],
+            times[times.len() - 1]
+        );
+    }
+    Ok(())
+}

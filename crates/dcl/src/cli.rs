@@ -176,6 +176,8 @@ pub enum BenchCommand {
     /// Time a checkpoint of a model (after a few steps: with optimiser state) and a full
     /// rehearsal buffer: the training thread's snapshot, the background write, the size.
     Checkpoint(CheckpointArgs),
+    /// Time the training step of every agent (method) against er's, on MNIST-shaped batches.
+    Agents(AgentsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -312,6 +314,24 @@ pub struct BufferArgs {
     pub json: bool,
 }
 
+/// The flags of `dcl bench agents`.
+#[derive(Debug, Args)]
+pub struct AgentsArgs {
+    /// Fresh samples per step (and as many replayed, for the agents that replay).
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Intra-op CPU threads of libtorch.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Timed steps per agent and round.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Rounds (every agent once per round, after a warm-up round); the median is reported.
+    #[arg(long, default_value_t = 7)]
+    pub repeats: usize,
+}
+
+/// The flags of `dcl bench step`.
 #[derive(Debug, Args)]
 pub struct StepArgs {
     #[arg(long, default_value = "mnistnet")]
