@@ -589,6 +589,34 @@ impl Rehearsal {
         Ok(state)
     }
 
+    /// This worker's memory: every stored sample as a network input, and its label, on
+    /// `device` (stored tensors only).
+    pub fn memory(&self, device: tch::Device) -> Result<(Tensor, Tensor), TrainError> {
+        if self.config.store != StoreMode::Tensor {
+            return Err(TrainError::Config(
+                "--agent-config: this agent trains on its memory as stored network inputs: drop 'store': 'raw'".into(),
+            ));
+        }
+        let mut drawn = Drawn::default();
+        {
+            let buffer = self.buffer.lock().expect("buffer lock poisoned");
+            // Every stored sample, in an order that depends on nothing but the buffer.
+            buffer.draw_with(&mut ChaCha8Rng::seed_from_u64(0), buffer.len(), None, &mut drawn);
+        }
+        let [c, h, w] = self.image_shape.map(|d| d as i64);
+        let n = drawn.len() as i64;
+        let values: Vec<f32> = drawn
+            .samples
+            .chunks_exact(size_of::<f32>())
+            .map(|b| f32::from_ne_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        let labels: Vec<i64> = drawn.labels.iter().map(|&l| l as i64).collect();
+        Ok((
+            host_tensor(&values, &[n, c, h, w])?.f_to_device(device)?,
+            host_tensor(&labels, &[n])?.f_to_device(device)?,
+        ))
+    }
+
     /// Ends the current pass for its draws (the training thread's pass is over).
     pub fn end_pass(&self) {
         self.gate.close();

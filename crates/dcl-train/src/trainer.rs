@@ -12,7 +12,7 @@ use dcl_dist::Communicator;
 use dcl_models::ModelInput;
 use tch::{Device, Kind, Reduction, Tensor};
 
-use crate::agents::{self, Agent, TaskEnd};
+use crate::agents::{self, Agent, Retrain, TaskEnd};
 use crate::checkpoint::{self, CheckpointSteps, Checkpointer, Loaded, PassProgress, Position, Snapshot};
 use crate::guard::guarded;
 use crate::learner::{class_mask, Learner};
@@ -449,6 +449,9 @@ impl<'a> Trainer<'a> {
                 let rehearsal_window = local_window.as_ref().map(|w| w.summed(&*world));
                 record.train_seconds += pass.seconds;
 
+                if !self.agent.trains_on_stream() {
+                    self.retrain(task_id, epoch)?;
+                }
                 observer.evaluation_started(task_id + 1);
                 let mut eval = Vec::with_capacity(task_id + 1);
                 for j in 0..=task_id {
@@ -562,6 +565,34 @@ impl<'a> Trainer<'a> {
                 world: &*world,
             })
         })
+    }
+
+    /// Lets an agent that does not learn from the stream train the model on its memory (this
+    /// rank's buffer) before the evaluation of `epoch` of `task`.
+    fn retrain(&mut self, task: usize, epoch: usize) -> Result<(), TrainError> {
+        let memory = match &self.rehearsal {
+            Some(rehearsal) => rehearsal.memory(self.device)?,
+            None => {
+                return Err(TrainError::Config(format!(
+                    "agent {} needs a memory",
+                    self.config.agent.name
+                )))
+            }
+        };
+        let num_classes = self.data.num_classes;
+        let seen = self.scenario.classes_seen(task);
+        let mask = (seen.len() < num_classes).then(|| class_mask(&seen, num_classes, self.device));
+        let world = Arc::clone(&self.world);
+        let retrain = Retrain {
+            learner: &mut self.learner,
+            memory,
+            batch_size: self.config.batch_size,
+            mask: mask.as_ref(),
+            settings: self.config.optimizer_regime.settings_at(0),
+            seed: pass_seed(self.config.seed ^ 0x6764_756D_62, task, epoch),
+            world: &*world,
+        };
+        guarded("training on the memory", || self.agent.before_evaluation(retrain))
     }
 
     /// The steps of one training pass over task `task` on this rank (the same on every rank).
@@ -896,7 +927,12 @@ fn train_pass(
             rehearsal.add_wait(waited.elapsed());
         }
         let fresh = batch.fresh;
+        // An agent that does not learn from the stream only lets the loader fill the memory.
+        let learns = agent.trains_on_stream();
         let batch_size = guarded("the training step", || {
+            if !learns {
+                return Ok((fresh, None));
+            }
             let (images, labels) = (on_device(&batch.images, device)?, on_device(&batch.labels, device)?);
             let replayed = match batch.representatives.take() {
                 Some((rep_images, rep_labels)) => {

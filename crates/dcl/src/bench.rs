@@ -632,7 +632,14 @@ pub fn run_agents(args: crate::cli::AgentsArgs) -> Result<()> {
         ("ewc", Method::Ewc(ewc(None)), false),
         ("online_ewc", Method::Ewc(ewc(Some(1.0))), false),
         ("si", Method::Si(SiConfig { c: 1.0, epsilon: 0.1 }), false),
-        ("lwf", Method::Lwf(LwfConfig { alpha: 1.0, temperature: 2.0 }), false),
+        (
+            "lwf",
+            Method::Lwf(LwfConfig {
+                alpha: 1.0,
+                temperature: 2.0,
+            }),
+            false,
+        ),
     ];
     let b = args.batch_size as i64;
     let batch = || {

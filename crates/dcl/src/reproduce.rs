@@ -1,6 +1,6 @@
 //! `dcl reproduce three-types`: van de Ven, Tuytelaars & Tolias (2022), "Three types of
 //! incremental learning" (Nature Machine Intelligence 4, 1185-1197), their Split-MNIST protocol
-//! for every method dcl has: 5 contexts of 2 digits; an MLP of two hidden layers of 400 units;
+//! for every method dcl has (and GDumb, which the paper does not run): 5 contexts of 2 digits; an MLP of two hidden layers of 400 units;
 //! Adam at a learning rate of 1e-3; batches of 128; 2,000 iterations per context (21 epochs of
 //! its 12,000 images); a budget of 100 stored samples per class; the regularisation strengths
 //! of their code (`param_values.py`) per scenario. Each run is a `dcl train` of its own (its
@@ -110,6 +110,12 @@ const METHODS: &[Method] = &[
         name: "DER++",
         agent: "derpp",
         config: replay,
+        joint: false,
+    },
+    Method {
+        name: "GDumb",
+        agent: "gdumb",
+        config: |_| "{'rehearsal_size': 100}".to_owned(),
         joint: false,
     },
 ];

@@ -12,6 +12,7 @@
 mod agem;
 mod der;
 mod ewc;
+mod gdumb;
 mod lwf;
 mod si;
 
@@ -42,10 +43,13 @@ pub enum Method {
     Agem,
     /// Dark experience replay, DER and DER++ (Buzzega et al. 2020).
     Der(der::DerConfig),
+    /// GDumb (Prabhu et al. 2020).
+    Gdumb(gdumb::GdumbConfig),
 }
 
 pub use der::DerConfig;
 pub use ewc::EwcConfig;
+pub use gdumb::GdumbConfig;
 pub use lwf::LwfConfig;
 pub use si::SiConfig;
 
@@ -91,6 +95,21 @@ pub struct TaskEnd<'a> {
     pub world: &'a dyn Communicator,
 }
 
+/// An evaluation about to happen, for agents that train the model for it.
+pub struct Retrain<'a> {
+    pub learner: &'a mut Learner,
+    /// This rank's memory: every stored sample (network inputs) and its label, on the device.
+    pub memory: (Tensor, Tensor),
+    pub batch_size: usize,
+    /// The logit mask of the classes seen so far, if not all.
+    pub mask: Option<&'a Tensor>,
+    /// The optimiser settings a task starts with.
+    pub settings: crate::regime::Hyperparameters,
+    /// Seeds the retraining's random choices.
+    pub seed: u64,
+    pub world: &'a dyn Communicator,
+}
+
 /// A continual-learning method.
 pub trait Agent: Send {
     /// How replayed samples are used.
@@ -102,6 +121,16 @@ pub trait Agent: Send {
     /// over `num_classes`, for DER); 0: none.
     fn payload_len(&self, _num_classes: usize) -> usize {
         0
+    }
+
+    /// Whether the model trains on the stream (GDumb: the stream only fills the memory).
+    fn trains_on_stream(&self) -> bool {
+        true
+    }
+
+    /// Before every evaluation (GDumb: training from scratch on the memory).
+    fn before_evaluation(&mut self, _retrain: Retrain) -> Result<(), TrainError> {
+        Ok(())
     }
 
     /// A term added to the step's loss, if any.
@@ -161,6 +190,7 @@ pub fn build(method: &Method) -> Box<dyn Agent> {
         Method::Lwf(config) => Box::new(lwf::Lwf::new(config.clone())),
         Method::Agem => Box::new(agem::Agem),
         Method::Der(config) => Box::new(der::Der::new(config.clone())),
+        Method::Gdumb(config) => Box::new(gdumb::Gdumb::new(config.clone())),
     }
 }
 

@@ -1,7 +1,7 @@
 //! `--agent` and `--agent-config`: the agent and its typed configuration.
 
 use anyhow::{bail, Result};
-use dcl_train::agents::{DerConfig, EwcConfig, LwfConfig, Method, SiConfig};
+use dcl_train::agents::{DerConfig, EwcConfig, GdumbConfig, LwfConfig, Method, SiConfig};
 use dcl_train::{AgentConfig, BufferSize, PipelineMode, PolicyName, RehearsalConfig, ReplaySource, StoreMode};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -10,7 +10,7 @@ use super::typed;
 
 /// The agents and upstream's names for them.
 pub const AGENTS: &str =
-    "base, er (aliases: nil, nil_cpp, nil_cpp_cat, nil_local), agem, der, derpp, ewc, online_ewc, si, lwf";
+    "base, er (aliases: nil, nil_cpp, nil_cpp_cat, nil_local), agem, der, derpp, gdumb, ewc, online_ewc, si, lwf";
 
 /// The keys `--agent-config` accepts for the base agent.
 #[derive(Debug, Deserialize)]
@@ -109,6 +109,8 @@ mod defaults {
     /// DER's and DER++'s weights (Mammoth's best for Seq-MNIST, buffer 500).
     pub const DER_ALPHA: f64 = 0.2;
     pub const DERPP_BETA: f64 = 1.0;
+    /// GDumb's epochs on the memory before every evaluation.
+    pub const GDUMB_EPOCHS: usize = 10;
 
     pub fn ewc_lambda() -> f64 {
         100.0
@@ -179,6 +181,12 @@ const ALIASES: &[Alias] = &[
     Alias {
         name: "derpp",
         mode: Some(PipelineMode::Flyweight),
+        global_sampling: None,
+        notice: "",
+    },
+    Alias {
+        name: "gdumb",
+        mode: None,
         global_sampling: None,
         notice: "",
     },
@@ -304,6 +312,16 @@ pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Optio
             alpha: weight("alpha", defaults::DER_ALPHA)?,
             beta: weight("beta", defaults::DERPP_BETA)?,
         }),
+        "gdumb" => {
+            let epochs = match map.remove("epochs") {
+                None => defaults::GDUMB_EPOCHS,
+                Some(value) => match value.as_u64() {
+                    Some(n) if n > 0 => n as usize,
+                    _ => bail!("--agent-config: 'epochs' must be a whole number >= 1, not {value}"),
+                },
+            };
+            Method::Gdumb(GdumbConfig { epochs })
+        }
         _ => Method::Plain,
     };
     let config: ErConfig = typed(&map, "--agent-config")?;
@@ -332,11 +350,16 @@ pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Optio
     if config.num_representatives == 0 {
         bail!("--agent-config: 'num_representatives' must be at least 1");
     }
+    // GDumb draws nothing from its memory while the stream goes by.
+    let num_representatives = match method {
+        Method::Gdumb(_) => 0,
+        _ => config.num_representatives,
+    };
     let rehearsal = RehearsalConfig {
         size,
         policy: config.policy,
         num_candidates: config.num_candidates,
-        num_representatives: config.num_representatives,
+        num_representatives,
         mode: config.mode.or(alias.mode).unwrap_or(PipelineMode::Standard),
         start_task: config.start_task,
         global_sampling: config.global_sampling.or(alias.global_sampling).unwrap_or(true),
@@ -399,6 +422,10 @@ mod tests {
         assert!(read("lwf", "{'buffer_size': 10}").is_err(), "lwf keeps no buffer");
         let (agent, _) = read("agem", "{'buffer_size': 100}").unwrap();
         assert_eq!((agent.name.as_str(), agent.method), ("agem", Method::Agem));
+        let (agent, _) = read("gdumb", "{'buffer_size': 100, 'epochs': 3}").unwrap();
+        assert_eq!(agent.method, Method::Gdumb(GdumbConfig { epochs: 3 }));
+        assert_eq!(agent.rehearsal.unwrap().num_representatives, 0, "GDumb draws nothing");
+        assert!(read("gdumb", "{'buffer_size': 100, 'epochs': 0}").is_err());
     }
 
     #[test]
