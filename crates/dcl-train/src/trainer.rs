@@ -589,7 +589,7 @@ impl<'a> Trainer<'a> {
             batch_size: self.config.batch_size,
             mask: mask.as_ref(),
             settings: self.config.optimizer_regime.settings_at(0),
-            seed: pass_seed(self.config.seed ^ 0x6764_756D_62, task, epoch),
+            seed: pass_seed(self.config.seed ^ 0x0067_6475_6D62, task, epoch),
             world: &*world,
         };
         guarded("training on the memory", || self.agent.before_evaluation(retrain))
