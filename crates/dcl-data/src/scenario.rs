@@ -137,6 +137,10 @@ pub enum ScenarioSpec {
         class_order: ClassOrder,
         task_identity: TaskIdentity,
     },
+    /// Tasks of `increment` disjoint classes each, every task's classes relabelled by their
+    /// place in it (0, 1, …): one head of `increment` outputs shared by every task, the task
+    /// not known (van de Ven et al.'s domain-incremental Split-MNIST: first or second digit).
+    DomainSplit { increment: usize, class_order: ClassOrder },
     /// All classes, the samples split into `num_tasks` disjoint random parts.
     Instances { num_tasks: usize },
     /// All samples in every task, each task through its own pixel permutation (task 0: none).
@@ -159,6 +163,9 @@ pub struct Scenario {
     /// The views the tasks' samples refer to.
     pub views: Arc<Vec<View>>,
     pub task_identity: TaskIdentity,
+    /// The label each class of the data set is trained and tested as, where the scenario
+    /// relabels them ([`ScenarioSpec::DomainSplit`]); the tasks' classes are these labels.
+    pub relabel: Option<Arc<Vec<u32>>>,
 }
 
 /// Options that apply to any scenario.
@@ -194,6 +201,7 @@ impl Scenario {
                 })
                 .collect()
         };
+        let mut relabel = None;
         let (mut tasks, views, task_identity) = match spec {
             ScenarioSpec::Single => (
                 vec![Task {
@@ -225,6 +233,31 @@ impl Scenario {
                     })
                     .collect();
                 (tasks, vec![View::Identity], *task_identity)
+            }
+            ScenarioSpec::DomainSplit { increment, class_order } => {
+                let order = resolve_class_order(class_order, data.num_classes, seed)?;
+                let groups = class_groups(&order, *increment, *increment)?;
+                let mut labels = vec![0u32; data.num_classes];
+                for group in &groups {
+                    for (place, &class) in group.iter().enumerate() {
+                        labels[class] = place as u32;
+                    }
+                }
+                relabel = Some(Arc::new(labels));
+                let tasks = groups
+                    .into_iter()
+                    .map(|classes| {
+                        let of_classes = |labels: &[u32], len: usize| {
+                            identity((0..len).filter(|&i| classes.contains(&(labels[i] as usize))).collect())
+                        };
+                        Task {
+                            train: of_classes(data.train.labels(), train_len),
+                            test: of_classes(data.test.labels(), test_len),
+                            classes: (0..*increment).collect(),
+                        }
+                    })
+                    .collect();
+                (tasks, vec![View::Identity], TaskIdentity::Unknown)
             }
             ScenarioSpec::Instances { num_tasks } => {
                 check_num_tasks(*num_tasks, train_len.min(test_len))?;
@@ -279,7 +312,16 @@ impl Scenario {
             tasks,
             views: Arc::new(views),
             task_identity,
+            relabel,
         })
+    }
+
+    /// The outputs a model needs for this scenario on a data set of `data_classes` classes.
+    pub fn num_outputs(&self, data_classes: usize) -> usize {
+        match &self.relabel {
+            Some(labels) => labels.iter().max().map_or(0, |&l| l as usize + 1),
+            None => data_classes,
+        }
     }
 
     /// The union of the classes of tasks 0..=task, ascending.
@@ -491,6 +533,40 @@ mod tests {
         }
         assert_eq!(all_train.len(), 100);
         assert_eq!(scenario.classes_seen(1), vec![0, 1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn domain_splits_relabel_each_task_s_classes_by_their_place() {
+        let d = data();
+        let spec = ScenarioSpec::DomainSplit {
+            increment: 2,
+            class_order: ClassOrder::Given(vec![9, 8, 7, 6, 5, 4, 3, 2, 1, 0]),
+        };
+        let scenario = build(spec, Default::default()).unwrap();
+        assert_eq!(scenario.tasks.len(), 5);
+        assert_eq!(scenario.num_outputs(10), 2);
+        assert_eq!(scenario.task_identity, TaskIdentity::Unknown);
+        let relabel = scenario.relabel.as_ref().unwrap();
+        // Task 0 holds digits 9 and 8: 9 is its first class (label 0), 8 its second.
+        assert_eq!(labels_of(&scenario.tasks[0].train, &d.train), HashSet::from([9, 8]));
+        assert_eq!((relabel[9], relabel[8], relabel[1], relabel[0]), (0, 1, 0, 1));
+        assert!(scenario.tasks.iter().all(|t| t.classes == vec![0, 1]));
+        assert_eq!(scenario.classes_seen(4), vec![0, 1]);
+        // Without a relabelling, the outputs are the data set's classes.
+        let plain = build(
+            classes(2, 2, ClassOrder::Natural, TaskIdentity::Unknown),
+            Default::default(),
+        )
+        .unwrap();
+        assert_eq!(plain.num_outputs(10), 10);
+        let uneven = ScenarioSpec::DomainSplit {
+            increment: 3,
+            class_order: ClassOrder::Natural,
+        };
+        assert!(
+            build(uneven, Default::default()).is_err(),
+            "3 does not divide 10 classes"
+        );
     }
 
     #[test]

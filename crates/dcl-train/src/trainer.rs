@@ -106,6 +106,8 @@ pub struct Trainer<'a> {
     agent: Box<dyn Agent>,
     rehearsal: Option<Rehearsal>,
     masks: Masks,
+    /// The model's outputs: the data set's classes, or the scenario's labels.
+    num_classes: usize,
     /// Writes a checkpoint after every epoch, when set.
     checkpointer: Option<Checkpointer>,
     /// Where a resumed run stands.
@@ -131,9 +133,10 @@ impl<'a> Trainer<'a> {
             .pipelines(config.input_size, config.augment)
             .map_err(TrainError::Config)?;
         let image_shape = data.input_shape(&train_pipeline);
+        let num_classes = scenario.num_outputs(data.num_classes);
         let input = ModelInput {
             image_shape,
-            num_classes: data.num_classes,
+            num_classes,
         };
         let mut learner = Learner::new(
             &config.model,
@@ -156,9 +159,9 @@ impl<'a> Trainer<'a> {
                 let seed = config.seed.wrapping_add(world.rank() as u64);
                 Some(Rehearsal::new(
                     rehearsal_config.clone(),
-                    data.num_classes,
+                    num_classes,
                     image_shape,
-                    agent.payload_len(data.num_classes),
+                    agent.payload_len(num_classes),
                     train_len,
                     &*world,
                     config.batch_size,
@@ -173,7 +176,8 @@ impl<'a> Trainer<'a> {
             pipelines: [train_pipeline, test_pipeline],
             data,
             scenario,
-            masks: Masks::new(scenario, config.use_mask, data.num_classes, device),
+            masks: Masks::new(scenario, config.use_mask, num_classes, device),
+            num_classes,
             world,
             learner,
             agent,
@@ -363,7 +367,8 @@ impl<'a> Trainer<'a> {
                     None => Box::new(StepBatch::plain),
                 };
                 let device = self.device;
-                let collate = move |batch| collate(batch)?.staged(device);
+                let relabel = self.scenario.relabel.clone();
+                let collate = move |batch| collate(relabelled(&relabel, batch))?.staged(device);
                 let mut samples = shard(
                     &task.train,
                     Some(pass_seed(config.seed, task_id, epoch)),
@@ -486,6 +491,7 @@ impl<'a> Trainer<'a> {
                             augment_seed: 0,
                         },
                         &self.masks.test(j),
+                        self.scenario.relabel.clone(),
                     )?;
                     eval.push(totals.summed(&*world).into_record(j));
                 }
@@ -550,10 +556,13 @@ impl<'a> Trainer<'a> {
                 workers: self.config.dataloader_workers,
                 augment_seed: 0,
             },
-            |batch: HostBatch| tensors_of(&batch),
+            {
+                let relabel = self.scenario.relabel.clone();
+                move |batch: HostBatch| tensors_of(&relabelled(&relabel, batch))
+            },
         )
         .map(|batch| batch?);
-        let num_classes = self.data.num_classes;
+        let num_classes = self.num_classes;
         let seen = self.scenario.classes_seen(task);
         let seen_classes = (seen.len() < num_classes).then(|| class_mask(&seen, num_classes, self.device));
         let world = Arc::clone(&self.world);
@@ -579,7 +588,7 @@ impl<'a> Trainer<'a> {
                 )))
             }
         };
-        let num_classes = self.data.num_classes;
+        let num_classes = self.num_classes;
         let seen = self.scenario.classes_seen(task);
         let mask = (seen.len() < num_classes).then(|| class_mask(&seen, num_classes, self.device));
         let world = Arc::clone(&self.world);
@@ -1021,7 +1030,18 @@ fn train_pass(
     Ok(pass)
 }
 
-/// Loss, top-1 and top-5 of the learner on `samples` of `source`, scored as `masks` say.
+/// `batch` with its labels as the scenario's `relabel` map says, if it has one.
+fn relabelled(relabel: &Option<Arc<Vec<u32>>>, mut batch: HostBatch) -> HostBatch {
+    if let Some(map) = relabel {
+        for label in &mut batch.labels {
+            *label = map[*label as usize] as i64;
+        }
+    }
+    batch
+}
+
+/// Loss, top-1 and top-5 of the learner on `samples` of `source` (relabelled as the scenario
+/// says), scored as `masks` say.
 fn evaluate(
     learner: &Learner,
     device: Device,
@@ -1029,13 +1049,14 @@ fn evaluate(
     samples: &[SampleRef],
     loader_config: LoaderConfig,
     masks: &TestMasks,
+    relabel: Option<Arc<Vec<u32>>>,
 ) -> Result<Totals, TrainError> {
     let loader = Loader::spawn(
         source.clone(),
         samples.to_vec(),
         loader_config,
         move |batch: HostBatch| {
-            let (images, labels) = tensors_of(&batch)?;
+            let (images, labels) = tensors_of(&relabelled(&relabel, batch))?;
             Ok((staged(images, device)?, staged(labels, device)?))
         },
     );

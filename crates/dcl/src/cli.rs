@@ -48,7 +48,7 @@ pub enum ReproduceCommand {
 /// The flags of `dcl reproduce three-types`.
 #[derive(Debug, Args)]
 pub struct ThreeTypesArgs {
-    /// The scenarios: task, class or all (domain is not built yet).
+    /// The scenarios: task, domain, class or all.
     #[arg(long, default_value = "all")]
     pub scenario: String,
     /// Seeds per method and scenario (0, 1, …).

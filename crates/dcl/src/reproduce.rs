@@ -22,17 +22,18 @@ struct Method {
     /// Its name in the table (and `--methods`).
     name: &'static str,
     agent: &'static str,
-    /// Its `--agent-config` in the task- and the class-incremental scenario.
+    /// Its `--agent-config` in each scenario.
     config: fn(Scenario) -> String,
     /// Train each context on the data of every context so far (the upper target).
     joint: bool,
 }
 
-/// The scenarios of the comparison (domain-incremental Split-MNIST, whose labels are the
-/// position of the digit within its context, is not built yet).
+/// The scenarios of the comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     Task,
+    /// Each context's two digits labelled 0 and 1 (first or second), one head of two outputs.
+    Domain,
     Class,
 }
 
@@ -40,6 +41,7 @@ impl Scenario {
     fn name(self) -> &'static str {
         match self {
             Scenario::Task => "task",
+            Scenario::Domain => "domain",
             Scenario::Class => "class",
         }
     }
@@ -47,8 +49,19 @@ impl Scenario {
     fn title(self) -> &'static str {
         match self {
             Scenario::Task => "Task-IL",
+            Scenario::Domain => "Domain-IL",
             Scenario::Class => "Class-IL",
         }
+    }
+
+    /// Its `--tasksets-config`.
+    fn tasksets(self, joint: bool) -> String {
+        let split = match self {
+            Scenario::Domain => "'scenario': 'domain', 'increment': 2".to_owned(),
+            _ => format!("'scenario': '{}', 'initial_increment': 2, 'increment': 2", self.name()),
+        };
+        let joint = if joint { ", 'concatenate_tasksets': True" } else { "" };
+        format!("{{{split}{joint}}}")
     }
 }
 
@@ -75,6 +88,7 @@ const METHODS: &[Method] = &[
         agent: "ewc",
         config: |s| match s {
             Scenario::Task => "{'lambda': 1e5}".to_owned(),
+            Scenario::Domain => "{'lambda': 1e10}".to_owned(),
             Scenario::Class => "{'lambda': 1e9}".to_owned(),
         },
         joint: false,
@@ -84,6 +98,7 @@ const METHODS: &[Method] = &[
         agent: "si",
         config: |s| match s {
             Scenario::Task => "{'c': 10}".to_owned(),
+            Scenario::Domain => "{'c': 50000}".to_owned(),
             Scenario::Class => "{'c': 5000}".to_owned(),
         },
         joint: false,
@@ -124,10 +139,10 @@ const METHODS: &[Method] = &[
 pub fn run(args: ThreeTypesArgs) -> Result<()> {
     let scenarios: Vec<Scenario> = match args.scenario.as_str() {
         "task" => vec![Scenario::Task],
+        "domain" => vec![Scenario::Domain],
         "class" => vec![Scenario::Class],
-        "all" => vec![Scenario::Task, Scenario::Class],
-        "domain" => bail!("--scenario domain: domain-incremental Split-MNIST (labels within a context) is not built yet; use task, class or all"),
-        other => bail!("--scenario: '{other}' is not one of task, class, all"),
+        "all" => vec![Scenario::Task, Scenario::Domain, Scenario::Class],
+        other => bail!("--scenario: '{other}' is not one of task, domain, class, all"),
     };
     let methods: Vec<&Method> = match &args.methods {
         None => METHODS.iter().collect(),
@@ -192,15 +207,7 @@ fn run_one(args: &ThreeTypesArgs, method: &Method, scenario: Scenario, seed: usi
     } else {
         ("21", &[])
     };
-    let tasksets = format!(
-        "{{'scenario': '{}', 'initial_increment': 2, 'increment': 2{}}}",
-        scenario.name(),
-        if method.joint {
-            ", 'concatenate_tasksets': True"
-        } else {
-            ""
-        }
-    );
+    let tasksets = scenario.tasksets(method.joint);
     let mut command = Command::new(std::env::current_exe().context("cannot find the dcl executable")?);
     command
         .args(["train", "--quiet", "--overwrite", "--model", "mlp"])

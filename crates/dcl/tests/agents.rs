@@ -129,7 +129,7 @@ fn resumes_within_an_epoch_exactly(agent: &str) {
 }
 
 #[test]
-fn reproduce_three_types_runs_every_method_in_both_scenarios_and_writes_its_table() {
+fn reproduce_three_types_runs_every_method_in_every_scenario_and_writes_its_table() {
     let root = tempfile::tempdir().unwrap();
     let results = root.path().join("three-types");
     let run = || {
@@ -148,7 +148,7 @@ fn reproduce_three_types_runs_every_method_in_both_scenarios_and_writes_its_tabl
     let csv = std::fs::read_to_string(results.join("three-types.csv")).unwrap();
     for method in ["None", "Joint", "EWC", "SI", "LwF", "ER", "A-GEM", "DER++", "GDumb"] {
         assert!(table.contains(&format!("| {method} | ")), "{method} missing:\n{table}");
-        for scenario in ["task", "class"] {
+        for scenario in ["task", "domain", "class"] {
             assert!(
                 csv.contains(&format!("{method},{scenario},1,")),
                 "{method} {scenario}:\n{csv}"
@@ -164,7 +164,7 @@ fn reproduce_three_types_runs_every_method_in_both_scenarios_and_writes_its_tabl
             .unwrap();
         line.split(',').nth(3).unwrap().parse().unwrap()
     };
-    for scenario in ["task", "class"] {
+    for scenario in ["task", "domain", "class"] {
         assert!(
             mean("Joint", scenario) > mean("None", scenario) + 5.0,
             "{scenario}:\n{csv}"

@@ -62,12 +62,7 @@ pub fn parse(map: &Map<String, Value>) -> Result<(ScenarioSpec, bool)> {
             let Some(increment) = config.increment else {
                 bail!("--tasksets-config: scenario '{scenario}' needs 'increment'");
             };
-            let class_order = match (config.class_order, config.shuffle_classes) {
-                (Some(_), true) => bail!("--tasksets-config: give either 'class_order' or 'shuffle_classes', not both"),
-                (Some(order), false) => ClassOrder::Given(order),
-                (None, true) => ClassOrder::Shuffled,
-                (None, false) => ClassOrder::Natural,
-            };
+            let class_order = class_order(config.class_order, config.shuffle_classes)?;
             ScenarioSpec::Classes {
                 // continuum's convention: no (or 0) initial increment means `increment`.
                 initial_increment: config.initial_increment.filter(|&i| i > 0).unwrap_or(increment),
@@ -80,16 +75,29 @@ pub fn parse(map: &Map<String, Value>) -> Result<(ScenarioSpec, bool)> {
                 },
             }
         }
-        Some(scenario @ ("domain" | "permuted")) => {
-            refuse_others(scenario, &["num_tasks"])?;
-            let Some(num_tasks) = config.num_tasks else {
-                bail!("--tasksets-config: scenario '{scenario}' needs 'num_tasks'");
-            };
-            if scenario == "domain" {
+        Some("domain") => match (config.num_tasks, config.increment) {
+            (Some(_), Some(_)) => bail!(
+                "--tasksets-config: scenario 'domain' takes 'num_tasks' (random parts of all classes) or 'increment' (tasks of classes, relabelled within each), not both"
+            ),
+            (Some(num_tasks), None) => {
+                refuse_others("domain", &["num_tasks"])?;
                 ScenarioSpec::Instances { num_tasks }
-            } else {
-                ScenarioSpec::Permuted { num_tasks }
             }
+            (None, Some(increment)) => {
+                refuse_others("domain", &["increment", "class_order", "shuffle_classes"])?;
+                ScenarioSpec::DomainSplit {
+                    increment,
+                    class_order: class_order(config.class_order, config.shuffle_classes)?,
+                }
+            }
+            (None, None) => bail!("--tasksets-config: scenario 'domain' needs 'num_tasks' or 'increment'"),
+        },
+        Some("permuted") => {
+            refuse_others("permuted", &["num_tasks"])?;
+            let Some(num_tasks) = config.num_tasks else {
+                bail!("--tasksets-config: scenario 'permuted' needs 'num_tasks'");
+            };
+            ScenarioSpec::Permuted { num_tasks }
         }
         Some("rotated") => {
             refuse_others("rotated", &["num_tasks", "angles"])?;
@@ -108,6 +116,16 @@ pub fn parse(map: &Map<String, Value>) -> Result<(ScenarioSpec, bool)> {
         Some(other) => bail!("--tasksets-config: unknown scenario '{other}'; valid scenarios: {SCENARIOS}"),
     };
     Ok((spec, config.concatenate_tasksets))
+}
+
+/// The class order of a class split: given, shuffled with the seed, or natural.
+fn class_order(given: Option<Vec<usize>>, shuffle: bool) -> Result<ClassOrder> {
+    Ok(match (given, shuffle) {
+        (Some(_), true) => bail!("--tasksets-config: give either 'class_order' or 'shuffle_classes', not both"),
+        (Some(order), false) => ClassOrder::Given(order),
+        (None, true) => ClassOrder::Shuffled,
+        (None, false) => ClassOrder::Natural,
+    })
 }
 
 #[cfg(test)]
@@ -140,6 +158,16 @@ mod tests {
         assert_eq!(
             read("{'scenario': 'domain', 'num_tasks': 5, 'concatenate_tasksets': True}").unwrap(),
             (ScenarioSpec::Instances { num_tasks: 5 }, true)
+        );
+        assert_eq!(
+            read("{'scenario': 'domain', 'increment': 2}").unwrap(),
+            (
+                ScenarioSpec::DomainSplit {
+                    increment: 2,
+                    class_order: ClassOrder::Natural
+                },
+                false
+            )
         );
         assert_eq!(
             read("{'concatenate_tasksets': True}").unwrap(),
@@ -210,8 +238,9 @@ mod tests {
         );
         assert_eq!(
             error("{'scenario': 'domain'}"),
-            "--tasksets-config: scenario 'domain' needs 'num_tasks'"
+            "--tasksets-config: scenario 'domain' needs 'num_tasks' or 'increment'"
         );
+        assert!(error("{'scenario': 'domain', 'num_tasks': 5, 'increment': 2}").contains("not both"));
         assert_eq!(
             error("{'increment': 2}"),
             "--tasksets-config: 'increment' needs a 'scenario' ('class', 'task', 'domain', 'permuted', 'rotated')"
