@@ -65,18 +65,18 @@ else
   fi
   torch_ok || { rm -rf "$VENV"; die "torch $TORCH_VERSION does not import after installation"; }
 fi
-step "Reference models for the tests (torchvision, timm, safetensors; never imported at run time)"
+step "Reference models and readers for the tests (torchvision, timm, safetensors, tensorboard; never imported at run time)"
 refs_ok() {
-  "$VENV/bin/python" -c "import torchvision, timm, safetensors, sys; sys.exit(0 if torchvision.__version__.startswith('0.26.0') else 1)" \
+  "$VENV/bin/python" -c "import torchvision, timm, safetensors, tensorboard, sys; sys.exit(0 if torchvision.__version__.startswith('0.26.0') else 1)" \
     >/dev/null 2>&1
 }
 if refs_ok; then
   echo "present"
 else
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    "torch==$TORCH_VERSION" "torchvision==0.26.0" "timm==1.0.31" "safetensors" ||
-    die "pip install torchvision==0.26.0 timm==1.0.31 safetensors failed"
-  refs_ok || die "torchvision/timm do not import after installation"
+    "torch==$TORCH_VERSION" "torchvision==0.26.0" "timm==1.0.31" "safetensors" "tensorboard==2.18.0" ||
+    die "pip install torchvision==0.26.0 timm==1.0.31 safetensors tensorboard==2.18.0 failed"
+  refs_ok || die "torchvision/timm/tensorboard do not import after installation"
 fi
 TORCH_LIB="$("$VENV/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null)"
 

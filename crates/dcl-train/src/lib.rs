@@ -18,6 +18,7 @@ pub mod rehearsal;
 pub mod results;
 pub mod schedule;
 mod shim;
+pub mod tensorboard;
 pub mod trainer;
 pub mod writers;
 

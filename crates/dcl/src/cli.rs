@@ -99,6 +99,9 @@ pub struct TrainArgs {
     /// No progress bars: one line per epoch (for logs and CI).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Write TensorBoard event files under RESULTS/tensorboard as training goes (`false`: none).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub tensorboard: bool,
     /// Data-parallel runs: seconds any collective or remote draw may make no progress before
     /// the job ends with an error naming the rank(s) that stopped answering.
     #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = positive_seconds)]

@@ -94,6 +94,7 @@ pub fn run(args: TrainArgs, world: Arc<dyn Communicator>, interrupt: &Interrupt)
     let mut observer = RunObserver {
         display: world.is_root().then_some(&mut display),
         results: None,
+        board: None,
         interrupt,
     };
     if world.is_root() {
@@ -128,6 +129,16 @@ pub fn run(args: TrainArgs, world: Arc<dyn Communicator>, interrupt: &Interrupt)
             results.dir.path().display()
         ));
         results_dir = results.dir.path().to_owned();
+        if args.tensorboard {
+            let steps_before = resumed.as_ref().map_or(0, |(record, _)| {
+                record
+                    .epochs
+                    .iter()
+                    .map(|e| e.train_images.div_ceil(config.batch_size * world.size()) as u64)
+                    .sum()
+            });
+            observer.board = Board::create(&results_dir.join("tensorboard"), steps_before);
+        }
         observer.results = Some(results);
     }
     // Every rank writes its part of each checkpoint into the directory rank 0 created.
@@ -436,7 +447,72 @@ impl Results {
 struct RunObserver<'a> {
     display: Option<&'a mut ProgressDisplay>,
     results: Option<Results>,
+    /// TensorBoard's event file (rank 0, with `--tensorboard true`).
+    board: Option<Board>,
     interrupt: &'a Interrupt,
+}
+
+/// The scalars of a run in a TensorBoard event file, against the run's training steps.
+struct Board {
+    writer: dcl_train::tensorboard::EventWriter,
+    /// Training steps so far (of every task and epoch).
+    step: u64,
+}
+
+impl Board {
+    /// A new event file in `dir` for a run `steps_before` steps in (resumed); `None`, with a
+    /// warning, when it cannot be created (the run goes on without it).
+    fn create(dir: &Path, steps_before: u64) -> Option<Self> {
+        match dcl_train::tensorboard::EventWriter::create(dir) {
+            Ok(writer) => Some(Board {
+                writer,
+                step: steps_before,
+            }),
+            Err(e) => {
+                dcl_dist::write_line(&format!("warning: no TensorBoard events ({}: {e})", dir.display()));
+                None
+            }
+        }
+    }
+
+    /// Writes `values` at the current step; false (after a warning) when it cannot.
+    fn write(&mut self, values: &[(&str, f64)]) -> bool {
+        match self.writer.scalars(self.step, values) {
+            Ok(()) => true,
+            Err(e) => {
+                dcl_dist::write_line(&format!(
+                    "warning: TensorBoard events stop ({}: {e})",
+                    self.writer.path().display()
+                ));
+                false
+            }
+        }
+    }
+
+    /// The scalars of an epoch: training loss, top-1 and throughput, every evaluated task's
+    /// top-1 (and task-IL top-1) and their mean, the rehearsal timings per step.
+    fn epoch(&mut self, record: &EpochRecord) -> bool {
+        let mut named: Vec<(String, f64)> = vec![
+            ("train/epoch_loss".into(), record.train_loss),
+            ("train/epoch_top1".into(), record.train_top1),
+            ("train/images_per_second".into(), record.images_per_second),
+        ];
+        for eval in &record.eval {
+            named.push((format!("test/task_{}/top1", eval.task + 1), eval.top1));
+            if let Some(task_il) = eval.top1_task_il {
+                named.push((format!("test/task_{}/top1_task_il", eval.task + 1), task_il));
+            }
+        }
+        let mean = record.eval.iter().map(|e| e.top1).sum::<f64>() / record.eval.len().max(1) as f64;
+        named.push(("test/mean_top1".into(), mean));
+        if let Some(timing) = &record.rehearsal_timing {
+            for (stage, ms) in timing.per_step_ms() {
+                named.push((format!("rehearsal/{}_ms_per_step", stage.replace(' ', "_")), ms));
+            }
+        }
+        let values: Vec<(&str, f64)> = named.iter().map(|(t, v)| (t.as_str(), *v)).collect();
+        self.write(&values)
+    }
 }
 
 impl TrainObserver for RunObserver<'_> {
@@ -450,11 +526,22 @@ impl TrainObserver for RunObserver<'_> {
         if let Some(display) = &mut self.display {
             display.epoch_resumed(batches_done);
         }
+        if let Some(board) = &mut self.board {
+            board.step += batches_done as u64;
+        }
     }
 
     fn batch_finished(&mut self, images: usize, loss: Option<f64>) {
         if let Some(display) = &mut self.display {
             display.batch_finished(images, loss);
+        }
+        if let Some(board) = &mut self.board {
+            board.step += 1;
+            if let Some(loss) = loss {
+                if !board.write(&[("train/loss", loss)]) {
+                    self.board = None;
+                }
+            }
         }
     }
 
@@ -467,6 +554,9 @@ impl TrainObserver for RunObserver<'_> {
     fn epoch_finished(&mut self, record: &EpochRecord) {
         if let Some(display) = &mut self.display {
             display.epoch_finished(record);
+        }
+        if self.board.as_mut().is_some_and(|board| !board.epoch(record)) {
+            self.board = None;
         }
     }
 
