@@ -235,6 +235,18 @@ fn impossible_settings_are_rejected_before_training() {
         &dcl(&["train", "--model", "mnistnet", "--lr=-1"]),
         "--lr must be a finite number >= 0",
     );
+    assert_user_error(
+        &dcl(&[
+            "train",
+            "--model",
+            "mnistnet",
+            "--checkpoint-every-steps",
+            "3",
+            "--batches-per-allreduce",
+            "2",
+        ]),
+        "--checkpoint-every-steps must be a positive multiple of --batches-per-allreduce (2), not 3",
+    );
 }
 
 /// Runs `dcl train` on MNIST with `extra` flags into `results`; asserts success.
