@@ -38,6 +38,8 @@ dpkg -s libturbojpeg0-dev >/dev/null 2>&1 || missing+=(libturbojpeg0-dev)
 dpkg -s libjpeg62-turbo-dev >/dev/null 2>&1 || missing+=(libjpeg62-turbo-dev)
 # Fashion-MNIST's offline source (gzip IDX files under /usr/share/datasets/fashion-mnist).
 [ -d /usr/share/datasets/fashion-mnist ] || missing+=(dataset-fashion-mnist)
+# The tests open `dcl report`'s page in a real browser (headless; never needed to train).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq

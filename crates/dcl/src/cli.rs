@@ -30,12 +30,25 @@ pub enum Command {
     /// Measure performance.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// An HTML page comparing runs side by side (and every plot as SVG).
+    Report(ReportArgs),
     /// Reproduce the comparisons of published continual-learning papers.
     #[command(subcommand)]
     Reproduce(ReproduceCommand),
     /// The watchdog of a run's results (started by `dcl train`, not by hand).
     #[command(hide = true)]
     Watch { dir: PathBuf },
+}
+
+/// The flags of `dcl report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The results directories of the runs.
+    #[arg(value_name = "RUN_DIR")]
+    pub runs: Vec<PathBuf>,
+    /// Where the page (index.html) and the plots go.
+    #[arg(long, short = 'o', default_value = "report", value_name = "DIR")]
+    pub output: PathBuf,
 }
 
 /// The comparisons `dcl reproduce` runs.

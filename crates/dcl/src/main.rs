@@ -7,6 +7,7 @@
 mod bench;
 mod cli;
 mod fetch;
+mod html;
 mod models;
 mod options;
 mod progress;
@@ -46,6 +47,7 @@ fn main() {
         cli::Command::Bench(cli::BenchCommand::Allreduce(args)) => bench::run_allreduce(args),
         cli::Command::Bench(cli::BenchCommand::Agents(args)) => bench::run_agents(args),
         cli::Command::Reproduce(cli::ReproduceCommand::ThreeTypes(args)) => reproduce::run(args),
+        cli::Command::Report(args) => html::run(args),
         cli::Command::Watch { dir } => watchdog::run(dir),
     };
     if let Err(error) = result {
