@@ -57,7 +57,7 @@ fn a_report_compares_runs_and_opens_in_a_browser_without_errors() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(plots.len(), 7, "{plots:?}");
+    assert_eq!(plots.len(), 14, "every plot as SVG and PNG: {plots:?}");
 
     // Headless Chromium: the page loads, logs no error, and its DOM holds every plot.
     let chromium = Command::new("chromium")

@@ -1,5 +1,5 @@
 //! `dcl report RUN_DIR... [-o DIR]`: one static HTML page comparing runs side by side (no
-//! server, no network, no script: everything inline), and every plot as an SVG file.
+//! server, no network, no script: everything inline), and every plot as SVG and PNG files.
 //!
 //! Runs whose configurations differ only in the seed (and their results directory) form one
 //! group, shown as mean ± standard deviation over its runs. Per group: the accuracy matrix as a
@@ -42,6 +42,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
     }
     let runs = args.runs.iter().map(|dir| load(dir)).collect::<Result<Vec<Run>>>()?;
     let groups = group(runs);
+    let rasteriser = plots::Rasteriser::new();
     let plots_dir = args.output.join("plots");
     std::fs::create_dir_all(&plots_dir).with_context(|| format!("cannot create {}", plots_dir.display()))?;
     let mut page = String::new();
@@ -77,6 +78,8 @@ pub fn run(args: ReportArgs) -> Result<()> {
         for (name, svg) in charts.iter().chain(timing_chart(group)?.iter()) {
             let file = plots_dir.join(format!("group{}-{name}.svg", g + 1));
             std::fs::write(&file, svg).with_context(|| format!("cannot write {}", file.display()))?;
+            let png = file.with_extension("png");
+            std::fs::write(&png, rasteriser.png(svg)?).with_context(|| format!("cannot write {}", png.display()))?;
             let _ = writeln!(page, "<figure>{svg}</figure>");
         }
         page.push_str("</div></section>\n");

@@ -185,9 +185,48 @@ pub fn bars(bars: &[(String, f64)], title: &str) -> Result<String> {
     Ok(svg)
 }
 
+/// Rasterises plots to PNG (resvg), their text in the system's sans-serif font.
+pub struct Rasteriser {
+    options: resvg::usvg::Options<'static>,
+}
+
+impl Rasteriser {
+    /// Loads the system's fonts once; "sans-serif" becomes the first of the usual families
+    /// found (usvg's default, Arial, is rarely installed on Linux).
+    pub fn new() -> Self {
+        let mut options = resvg::usvg::Options::default();
+        let fonts = options.fontdb_mut();
+        fonts.load_system_fonts();
+        let usual = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans"];
+        let present = usual.into_iter().find(|family| {
+            fonts
+                .faces()
+                .any(|face| face.families.iter().any(|(name, _)| name == family))
+        });
+        if let Some(family) = present {
+            fonts.set_sans_serif_family(family);
+        }
+        Rasteriser { options }
+    }
+
+    /// The PNG of an SVG plot.
+    pub fn png(&self, svg: &str) -> Result<Vec<u8>> {
+        let tree = resvg::usvg::Tree::from_str(svg, &self.options).map_err(|e| anyhow!("a plot's SVG: {e}"))?;
+        let size = tree.size().to_int_size();
+        let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+            .ok_or_else(|| anyhow!("a plot of {}x{} pixels", size.width(), size.height()))?;
+        resvg::render(&tree, resvg::tiny_skia::Transform::default(), &mut pixmap.as_mut());
+        pixmap.encode_png().map_err(|e| anyhow!("encoding a plot as PNG: {e}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn svg_of_bars() -> String {
+        bars(&[("sample".into(), 0.25)], "b").unwrap()
+    }
 
     #[test]
     fn plots_are_svg_with_their_values() {
@@ -203,6 +242,13 @@ mod tests {
         assert!(line(&[(1.0, 1000.0), (2.0, 1200.0)], "l")
             .unwrap()
             .contains("<polyline"));
+        let png = Rasteriser::new().png(&svg_of_bars()).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(
+            u32::from_be_bytes(png[16..20].try_into().unwrap()),
+            SIZE.0,
+            "the PNG's width"
+        );
         assert_eq!(heat(0.0), RGBColor(230, 60, 80));
         assert_eq!(heat(100.0), RGBColor(50, 230, 80));
     }
