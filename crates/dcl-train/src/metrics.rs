@@ -35,6 +35,9 @@ pub struct EpochRecord {
     pub train_seconds: f64,
     /// `train_images / train_seconds`.
     pub images_per_second: f64,
+    /// The learning rate of the epoch's last step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
     /// One entry per task seen so far.
     pub eval: Vec<EvalRecord>,
     /// The rehearsal pipeline's timing breakdown over the epoch (rehearsal agents).
@@ -213,6 +216,7 @@ mod tests {
             train_images: 100,
             train_seconds: 0.5,
             images_per_second: 200.0,
+            lr: None,
             rehearsal_timing: None,
             rehearsal_draws: None,
             eval: top1s

@@ -503,6 +503,7 @@ impl<'a> Trainer<'a> {
                     train_images: pass.fresh_samples,
                     train_seconds: pass.seconds,
                     images_per_second: pass.fresh_samples as f64 / pass.seconds,
+                    lr: Some(lr_at(steps.saturating_sub(1))),
                     eval,
                     rehearsal_timing: rehearsal_window.as_ref().map(|w| w.timing),
                     rehearsal_draws: rehearsal_window.as_ref().map(|w| w.draws.clone()),

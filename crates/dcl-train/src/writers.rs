@@ -140,6 +140,7 @@ mod tests {
             train_images: 100,
             train_seconds: 2.0,
             images_per_second: 50.0,
+            lr: None,
             eval: evals,
             rehearsal_timing: None,
             rehearsal_draws: None,

@@ -497,6 +497,9 @@ impl Board {
             ("train/epoch_top1".into(), record.train_top1),
             ("train/images_per_second".into(), record.images_per_second),
         ];
+        if let Some(lr) = record.lr {
+            named.push(("train/lr".into(), lr));
+        }
         for eval in &record.eval {
             named.push((format!("test/task_{}/top1", eval.task + 1), eval.top1));
             if let Some(task_il) = eval.top1_task_il {

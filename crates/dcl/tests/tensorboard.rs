@@ -92,6 +92,7 @@ fn tensorboard_reads_the_scalars_of_a_run_as_it_goes() {
         "train/epoch_loss",
         "train/epoch_top1",
         "train/images_per_second",
+        "train/lr",
         "rehearsal/sample_ms_per_step",
         "rehearsal/buffer_update_ms_per_step",
     ] {
