@@ -521,6 +521,60 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
         }
     }
 
+    /// Appends every stored sample of `class` to `out`, in the order they were stored.
+    pub fn class_samples(&self, class: usize, out: &mut Drawn<T>) {
+        for &slot in &self.by_class[class] {
+            self.copy_slot(slot as usize, out);
+        }
+    }
+
+    /// Replaces the whole content by `samples` (as [`RehearsalBuffer::offer_records`] gives
+    /// them), stored in order, tagged with the current era, bypassing the policy: a memory
+    /// curated by its owner (iCaRL's exemplars). The counts of samples offered stay.
+    pub fn replace_contents(
+        &mut self,
+        samples: &[T],
+        lengths: &[u32],
+        labels: &[u32],
+        payloads: &[f32],
+    ) -> Result<(), BufferError> {
+        let (n, plen) = (labels.len(), self.config.payload_len);
+        if n > self.config.capacity {
+            return Err(BufferError::Shape {
+                values: n,
+                sample_len: SampleLen::Fixed(self.config.capacity),
+            });
+        }
+        let total: usize = lengths.iter().map(|&l| l as usize).sum();
+        if lengths.len() != n || total != samples.len() || payloads.len() != n * plen {
+            return Err(BufferError::Shape {
+                values: samples.len(),
+                sample_len: self.config.sample_len,
+            });
+        }
+        if let Some(&label) = labels.iter().find(|&&l| l as usize >= self.config.num_classes) {
+            return Err(BufferError::Label {
+                label,
+                num_classes: self.config.num_classes,
+            });
+        }
+        self.occupied.clear();
+        for class in &mut self.by_class {
+            class.clear();
+        }
+        let mut start = 0;
+        for (i, (&label, &len)) in labels.iter().zip(lengths).enumerate() {
+            let slot = i as u32;
+            self.occupied.push(slot);
+            self.assign(slot, label);
+            self.eras[i] = self.era;
+            self.samples.set(i, &samples[start..start + len as usize]);
+            start += len as usize;
+            self.payloads[i * plen..(i + 1) * plen].copy_from_slice(&payloads[i * plen..(i + 1) * plen]);
+        }
+        Ok(())
+    }
+
     /// Appends slot `slot` to `out`.
     pub fn copy_slot(&self, slot: usize, out: &mut Drawn<T>) {
         let plen = self.config.payload_len;
@@ -819,6 +873,31 @@ mod tests {
         drawn.clear();
         buffer.sample(100, &mut drawn);
         assert_eq!(drawn.len(), 50);
+    }
+
+    #[test]
+    fn a_curated_memory_replaces_the_content_and_keeps_its_order_per_class() {
+        let mut buffer = RehearsalBuffer::new(config(6, 3, InsertionPolicy::ClassBalanced, 1)).unwrap();
+        buffer.offer(&[1.0, 1.5, 2.0, 2.5, 3.0, 3.5], &[0, 1, 2], &[]).unwrap();
+        buffer.begin_era(4);
+        let samples = [10.0, 10.5, 11.0, 11.5, 12.0, 12.5, 20.0, 20.5];
+        buffer.replace_contents(&samples, &[2; 4], &[1, 1, 1, 2], &[]).unwrap();
+        assert_eq!(buffer.len(), 4);
+        assert_eq!(buffer.class_counts(), vec![0, 3, 1]);
+        assert_eq!(buffer.seen(), 3, "offered counts stay");
+        let mut out = Drawn::default();
+        buffer.class_samples(1, &mut out);
+        assert_eq!(out.samples, vec![10.0, 10.5, 11.0, 11.5, 12.0, 12.5], "stored order");
+        assert_eq!(buffer.eligible(Some(4)), 0, "all of era 4");
+        assert_eq!(buffer.eligible(Some(5)), 4);
+        assert!(
+            buffer.replace_contents(&[0.0; 14], &[2; 7], &[0; 7], &[]).is_err(),
+            "over capacity"
+        );
+        assert!(
+            buffer.replace_contents(&[0.0; 2], &[2], &[3], &[]).is_err(),
+            "label out of range"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod weights;
 
 use std::path::PathBuf;
 
-use tch::nn;
+use tch::{nn, Tensor};
 
 pub use config::{ConfigKey, ModelConfig};
 
@@ -39,6 +39,12 @@ pub trait Classifier: nn::ModuleT {
     /// 0 at its first epoch). Models that schedule a regulariser over training set it here
     /// (EfficientNetV2 raises its drop path rate linearly, as upstream does); others ignore it.
     fn set_progress(&self, _fraction: f64) {}
+    /// The representation the classifier head reads (the penultimate layer), for agents that
+    /// classify by it (iCaRL's nearest mean of exemplars); `None` where a model does not expose
+    /// it.
+    fn features_t(&self, _xs: &Tensor, _train: bool) -> Option<Tensor> {
+        None
+    }
 }
 
 /// A classifier built by the registry.

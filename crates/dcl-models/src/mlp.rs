@@ -34,17 +34,26 @@ pub struct Mlp {
     output: nn::Linear,
 }
 
-impl nn::ModuleT for Mlp {
-    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
-        let features = self
-            .hidden
+impl Mlp {
+    /// The last hidden layer's activations.
+    fn features(&self, xs: &Tensor) -> Tensor {
+        self.hidden
             .iter()
-            .fold(xs.flatten(1, -1), |x, layer| x.apply(layer).relu());
-        features.apply(&self.output)
+            .fold(xs.flatten(1, -1), |x, layer| x.apply(layer).relu())
     }
 }
 
-impl Classifier for Mlp {}
+impl nn::ModuleT for Mlp {
+    fn forward_t(&self, xs: &Tensor, _train: bool) -> Tensor {
+        self.features(xs).apply(&self.output)
+    }
+}
+
+impl Classifier for Mlp {
+    fn features_t(&self, xs: &Tensor, _train: bool) -> Option<Tensor> {
+        Some(self.features(xs))
+    }
+}
 
 /// The registry constructor: any image shape.
 pub fn build(path: &nn::Path, input: ModelInput, config: &ModelConfig) -> Result<Model, ModelError> {

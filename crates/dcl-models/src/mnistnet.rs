@@ -33,8 +33,9 @@ impl MnistNet {
     }
 }
 
-impl nn::ModuleT for MnistNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+impl MnistNet {
+    /// The activations of the first fully connected layer (before its dropout).
+    fn features(&self, xs: &Tensor, train: bool) -> Tensor {
         xs.apply(&self.conv1)
             .max_pool2d_default(2)
             .relu()
@@ -45,12 +46,20 @@ impl nn::ModuleT for MnistNet {
             .flatten(1, -1)
             .apply(&self.fc1)
             .relu()
-            .dropout(0.5, train)
-            .apply(&self.fc2)
     }
 }
 
-impl Classifier for MnistNet {}
+impl nn::ModuleT for MnistNet {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.features(xs, train).dropout(0.5, train).apply(&self.fc2)
+    }
+}
+
+impl Classifier for MnistNet {
+    fn features_t(&self, xs: &Tensor, train: bool) -> Option<Tensor> {
+        Some(self.features(xs, train))
+    }
+}
 
 /// The registry constructor: checks the input shape, then builds the network.
 pub fn build(path: &nn::Path, input: ModelInput, _config: &ModelConfig) -> Result<Model, ModelError> {

@@ -175,6 +175,10 @@ pub struct PassProgress {
     pub seconds: f64,
     /// This rank's rehearsal over the steps done.
     pub rehearsal: Option<RehearsalWindow>,
+    /// Whether the agent has consolidated the task already (a stop in the evaluation after a
+    /// task's last pass).
+    #[serde(default)]
+    pub task_ended: bool,
 }
 
 /// The small part of a checkpoint, `state.json`.
@@ -626,6 +630,7 @@ mod tests {
             top1_hits: 40,
             seconds: 1.5,
             rehearsal: None,
+            task_ended: false,
         };
         let snapshot = Snapshot {
             state: state_at(Position::within_epoch(0, 0, 2), 1, RunRecord::default()),

@@ -470,6 +470,19 @@ impl Learner {
         Ok(logits.f_to_kind(tch::Kind::Float)?)
     }
 
+    /// The features (penultimate layer, float32) of a batch in evaluation mode, without
+    /// gradients; `None` where the model does not expose them.
+    pub fn features(&self, images: &Tensor) -> Result<Option<Tensor>, TrainError> {
+        tch::no_grad(|| self.model.features_t(images, false))
+            .map(|f| Ok(f.f_to_kind(tch::Kind::Float)?))
+            .transpose()
+    }
+
+    /// The name of the model, for messages.
+    pub fn model_name(&self) -> &str {
+        &self.spec.0
+    }
+
     /// The variables, for checks and checkpoints.
     pub fn variables(&self) -> &nn::VarStore {
         &self.vars

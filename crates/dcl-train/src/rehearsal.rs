@@ -307,6 +307,8 @@ pub struct Rehearsal {
     /// Holds each pass's draws back until the previous batch is in the buffer, when the
     /// training thread offers.
     gate: Arc<StepGate>,
+    /// Whether the stream is offered to the buffer (not when its owner curates it).
+    stores_stream: bool,
 }
 
 /// The steps whose fresh samples the training thread has offered to the buffer, for the
@@ -419,6 +421,7 @@ impl Rehearsal {
             image_shape,
             payload_len,
             gate: Arc::default(),
+            stores_stream: true,
         })
     }
 
@@ -464,6 +467,7 @@ impl Rehearsal {
         let mut step = first_step;
         let payload_len = self.payload_len;
         let offer_later = payload_len > 0;
+        let stores_stream = self.stores_stream;
         self.gate.open(first_step);
         let gate = Arc::clone(&self.gate);
         move |fresh: HostBatch| {
@@ -532,7 +536,7 @@ impl Rehearsal {
             let offer = offer_later.then(|| PendingOffer::of(&fresh, labels.clone(), replay.store));
             let (weights, copy) = {
                 let mut buffer = buffer.lock().expect("buffer lock poisoned");
-                if !offer_later {
+                if !offer_later && stores_stream {
                     match replay.store {
                         StoreMode::Tensor => buffer.offer(as_bytes(&fresh.images), &labels, &[])?,
                         StoreMode::Raw => {
@@ -560,6 +564,65 @@ impl Rehearsal {
                 offer,
                 ..batch
             })
+        }
+    }
+
+    /// Stops offering the stream to the buffer: its owner curates it
+    /// ([`Rehearsal::replace_memory`]).
+    pub fn keep_stream_out(&mut self) {
+        self.stores_stream = false;
+    }
+
+    /// The classes the buffer knows.
+    pub fn num_classes(&self) -> usize {
+        self.buffer.lock().expect("buffer lock poisoned").config().num_classes
+    }
+
+    /// This worker's slots.
+    pub fn capacity(&self) -> usize {
+        self.buffer.lock().expect("buffer lock poisoned").config().capacity
+    }
+
+    /// The samples stored of `class`.
+    pub fn class_len(&self, class: usize) -> usize {
+        self.buffer.lock().expect("buffer lock poisoned").class_counts()[class]
+    }
+
+    /// The stored network inputs of `class`, in the order they were stored (tensor store).
+    pub fn class_images(&self, class: usize) -> Result<Tensor, TrainError> {
+        self.tensor_store()?;
+        let mut drawn = Drawn::default();
+        self.buffer
+            .lock()
+            .expect("buffer lock poisoned")
+            .class_samples(class, &mut drawn);
+        let values: Vec<f32> = drawn
+            .samples
+            .chunks_exact(size_of::<f32>())
+            .map(|b| f32::from_ne_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        let [c, h, w] = self.image_shape.map(|d| d as i64);
+        host_tensor(&values, &[drawn.len() as i64, c, h, w])
+    }
+
+    /// Replaces the buffer's content by `images` (network inputs) of `labels`, in order.
+    pub fn replace_memory(&self, images: &Tensor, labels: &[u32]) -> Result<(), TrainError> {
+        self.tensor_store()?;
+        let values = Vec::<f32>::try_from(images.f_to_device(tch::Device::Cpu)?.f_contiguous()?.f_flatten(0, -1)?)?;
+        let len = (self.image_shape.iter().product::<usize>() * size_of::<f32>()) as u32;
+        let mut buffer = self.buffer.lock().expect("buffer lock poisoned");
+        let payloads = vec![0.0; labels.len() * buffer.config().payload_len];
+        buffer.replace_contents(as_bytes(&values), &vec![len; labels.len()], labels, &payloads)?;
+        Ok(())
+    }
+
+    /// Refuses a buffer of raw samples, for the operations on network inputs.
+    fn tensor_store(&self) -> Result<(), TrainError> {
+        match self.config.store {
+            StoreMode::Tensor => Ok(()),
+            StoreMode::Raw => Err(TrainError::Config(
+                "--agent-config: this agent keeps its memory as network inputs: drop 'store': 'raw'".into(),
+            )),
         }
     }
 
@@ -592,11 +655,7 @@ impl Rehearsal {
     /// This worker's memory: every stored sample as a network input, and its label, on
     /// `device` (stored tensors only).
     pub fn memory(&self, device: tch::Device) -> Result<(Tensor, Tensor), TrainError> {
-        if self.config.store != StoreMode::Tensor {
-            return Err(TrainError::Config(
-                "--agent-config: this agent trains on its memory as stored network inputs: drop 'store': 'raw'".into(),
-            ));
-        }
+        self.tensor_store()?;
         let mut drawn = Drawn::default();
         {
             let buffer = self.buffer.lock().expect("buffer lock poisoned");

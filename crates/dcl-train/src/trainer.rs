@@ -150,7 +150,7 @@ impl<'a> Trainer<'a> {
         learner.set_fp16_allreduce(config.fp16_allreduce);
         learner.set_precision(config.amp)?;
         let agent = agents::build(&config.agent.method);
-        let rehearsal = match &config.agent.rehearsal {
+        let mut rehearsal = match &config.agent.rehearsal {
             Some(rehearsal_config) => {
                 let train_len = config
                     .train_samples
@@ -170,6 +170,9 @@ impl<'a> Trainer<'a> {
             }
             None => None,
         };
+        if let Some(rehearsal) = rehearsal.as_mut().filter(|_| !agent.stores_stream()) {
+            rehearsal.keep_stream_out();
+        }
         Ok(Trainer {
             config,
             device,
@@ -454,6 +457,12 @@ impl<'a> Trainer<'a> {
                 let rehearsal_window = local_window.as_ref().map(|w| w.summed(&*world));
                 record.train_seconds += pass.seconds;
 
+                // The agent consolidates after a task's last pass, before its evaluation (iCaRL
+                // chooses the exemplars it classifies by); a pass resumed after that skips it.
+                let last_epoch = epoch + 1 == config.epochs;
+                if last_epoch && !plan.progress.task_ended {
+                    self.end_task(task_id, &test_source)?;
+                }
                 if !self.agent.trains_on_stream() {
                     self.retrain(task_id, epoch)?;
                 }
@@ -463,7 +472,10 @@ impl<'a> Trainer<'a> {
                     if let Err(stopped) = stop_if_asked(observer, &*world) {
                         // Stopped in evaluation: the checkpoint holds the pass, to evaluate anew.
                         if let Some(checkpointer) = &mut self.checkpointer {
-                            let progress = local_pass.progress(local_window.clone());
+                            let progress = PassProgress {
+                                task_ended: last_epoch,
+                                ..local_pass.progress(local_window.clone())
+                            };
                             let snapshot = snapshot(
                                 (&self.learner, self.agent.as_ref()),
                                 self.rehearsal.as_ref(),
@@ -479,7 +491,7 @@ impl<'a> Trainer<'a> {
                     }
                     let samples = shard(&self.scenario.tasks[j].test, None, rank, size, false);
                     let totals = evaluate(
-                        &self.learner,
+                        (&self.learner, self.agent.as_ref()),
                         self.device,
                         &test_source,
                         &samples,
@@ -516,9 +528,6 @@ impl<'a> Trainer<'a> {
                     record.rehearsal = Some(rehearsal.report(&*world));
                 }
                 observer.evaluated(&record)?;
-                if epoch + 1 == config.epochs {
-                    self.end_task(task_id, &test_source)?;
-                }
                 if let Some(checkpointer) = &mut self.checkpointer {
                     let snapshot = snapshot(
                         (&self.learner, self.agent.as_ref()),
@@ -573,6 +582,7 @@ impl<'a> Trainer<'a> {
                 batches: &mut batches,
                 seen_classes: seen_classes.as_ref(),
                 world: &*world,
+                memory: self.rehearsal.as_ref(),
             })
         })
     }
@@ -815,6 +825,7 @@ impl Pass {
             top1_hits: self.totals.top1_hits,
             seconds: self.seconds,
             rehearsal,
+            task_ended: false,
         }
     }
 
@@ -1044,7 +1055,7 @@ fn relabelled(relabel: &Option<Arc<Vec<u32>>>, mut batch: HostBatch) -> HostBatc
 /// Loss, top-1 and top-5 of the learner on `samples` of `source` (relabelled as the scenario
 /// says), scored as `masks` say.
 fn evaluate(
-    learner: &Learner,
+    (learner, agent): (&Learner, &dyn Agent),
     device: Device,
     source: &LoaderSource,
     samples: &[SampleRef],
@@ -1062,13 +1073,13 @@ fn evaluate(
         },
     );
     guarded("evaluation", || {
-        tch::no_grad(|| evaluate_batches(learner, device, loader, samples.len(), masks))
+        tch::no_grad(|| evaluate_batches((learner, agent), device, loader, samples.len(), masks))
     })
 }
 
 /// The sums of [`evaluate`] over the batches of `loader`.
 fn evaluate_batches(
-    learner: &Learner,
+    (learner, agent): (&Learner, &dyn Agent),
     device: Device,
     loader: Loader<Result<(Tensor, Tensor), TrainError>>,
     samples: usize,
@@ -1081,7 +1092,10 @@ fn evaluate_batches(
     for batch in loader {
         let (images, labels) = batch??;
         let (images, labels) = (on_device(&images, device)?, on_device(&labels, device)?);
-        let raw = learner.predict(&images)?;
+        let raw = match agent.classify(learner, &images)? {
+            Some(scores) => scores,
+            None => learner.predict(&images)?,
+        };
         let logits = match masks.protocol {
             Some(mask) => raw.f_add(mask)?,
             None => raw.shallow_clone(),

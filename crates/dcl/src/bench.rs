@@ -670,6 +670,7 @@ pub fn run_agents(args: crate::cli::AgentsArgs) -> Result<()> {
             batches: &mut batches,
             seen_classes: None,
             world: &dcl_dist::SingleProcess,
+            memory: None,
         })?;
         runs.push((name, learner, agent, replays, Vec::new()));
     }

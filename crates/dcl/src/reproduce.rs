@@ -128,6 +128,12 @@ const METHODS: &[Method] = &[
         joint: false,
     },
     Method {
+        name: "iCaRL",
+        agent: "icarl",
+        config: replay,
+        joint: false,
+    },
+    Method {
         name: "GDumb",
         agent: "gdumb",
         config: |_| "{'rehearsal_size': 100}".to_owned(),

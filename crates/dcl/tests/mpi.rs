@@ -544,6 +544,7 @@ fn every_agent_runs_on_two_ranks_and_der_repeats_exactly() {
         ("agem", "class", rehearsal),
         ("derpp", "class", rehearsal),
         ("gdumb", "class", "{'buffer_size': 201, 'epochs': 2}"),
+        ("icarl", "class", rehearsal),
     ] {
         let results = root.path().join(agent);
         let tasksets = scenario(kind);

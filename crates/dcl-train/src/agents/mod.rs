@@ -13,6 +13,7 @@ mod agem;
 mod der;
 mod ewc;
 mod gdumb;
+mod icarl;
 mod lwf;
 mod si;
 
@@ -45,11 +46,14 @@ pub enum Method {
     Der(der::DerConfig),
     /// GDumb (Prabhu et al. 2020).
     Gdumb(gdumb::GdumbConfig),
+    /// iCaRL (Rebuffi et al. 2017).
+    Icarl(icarl::IcarlConfig),
 }
 
 pub use der::DerConfig;
 pub use ewc::EwcConfig;
 pub use gdumb::GdumbConfig;
+pub use icarl::IcarlConfig;
 pub use lwf::LwfConfig;
 pub use si::SiConfig;
 
@@ -93,6 +97,8 @@ pub struct TaskEnd<'a> {
     /// The logit mask of the classes trained on so far, if not all.
     pub seen_classes: Option<&'a Tensor>,
     pub world: &'a dyn Communicator,
+    /// The run's rehearsal buffer, for agents that curate it.
+    pub memory: Option<&'a crate::rehearsal::Rehearsal>,
 }
 
 /// An evaluation about to happen, for agents that train the model for it.
@@ -121,6 +127,18 @@ pub trait Agent: Send {
     /// over `num_classes`, for DER); 0: none.
     fn payload_len(&self, _num_classes: usize) -> usize {
         0
+    }
+
+    /// Whether the stream's samples are offered to the rehearsal buffer (iCaRL curates it at
+    /// the ends of tasks instead).
+    fn stores_stream(&self) -> bool {
+        true
+    }
+
+    /// Scores for evaluation instead of the model's logits (iCaRL's nearest mean of
+    /// exemplars); `None`: the logits.
+    fn classify(&self, _learner: &Learner, _images: &Tensor) -> Result<Option<Tensor>, TrainError> {
+        Ok(None)
     }
 
     /// Whether the model trains on the stream (GDumb: the stream only fills the memory).
@@ -155,7 +173,7 @@ pub trait Agent: Send {
         Ok(())
     }
 
-    /// After a task's last epoch and its evaluation.
+    /// After a task's last training pass, before its evaluation.
     fn end_task(&mut self, _task: TaskEnd) -> Result<(), TrainError> {
         Ok(())
     }
@@ -191,6 +209,7 @@ pub fn build(method: &Method) -> Box<dyn Agent> {
         Method::Agem => Box::new(agem::Agem),
         Method::Der(config) => Box::new(der::Der::new(config.clone())),
         Method::Gdumb(config) => Box::new(gdumb::Gdumb::new(config.clone())),
+        Method::Icarl(config) => Box::new(icarl::Icarl::new(config.clone())),
     }
 }
 
@@ -306,6 +325,7 @@ mod tests {
                 batches: &mut iter,
                 seen_classes: None,
                 world: &dcl_dist::SingleProcess,
+                memory: None,
             })
             .unwrap();
     }

@@ -1,7 +1,7 @@
 //! `--agent` and `--agent-config`: the agent and its typed configuration.
 
 use anyhow::{bail, Result};
-use dcl_train::agents::{DerConfig, EwcConfig, GdumbConfig, LwfConfig, Method, SiConfig};
+use dcl_train::agents::{DerConfig, EwcConfig, GdumbConfig, IcarlConfig, LwfConfig, Method, SiConfig};
 use dcl_train::{AgentConfig, BufferSize, PipelineMode, PolicyName, RehearsalConfig, ReplaySource, StoreMode};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -10,7 +10,7 @@ use super::typed;
 
 /// The agents and upstream's names for them.
 pub const AGENTS: &str =
-    "base, er (aliases: nil, nil_cpp, nil_cpp_cat, nil_local), agem, der, derpp, gdumb, ewc, online_ewc, si, lwf";
+    "base, er (aliases: nil, nil_cpp, nil_cpp_cat, nil_local), agem, der, derpp, gdumb, icarl, ewc, online_ewc, si, lwf";
 
 /// The keys `--agent-config` accepts for the base agent.
 #[derive(Debug, Deserialize)]
@@ -185,6 +185,12 @@ const ALIASES: &[Alias] = &[
         notice: "",
     },
     Alias {
+        name: "icarl",
+        mode: None,
+        global_sampling: None,
+        notice: "",
+    },
+    Alias {
         name: "gdumb",
         mode: None,
         global_sampling: None,
@@ -312,6 +318,12 @@ pub fn parse(name: &str, map: &Map<String, Value>) -> Result<(AgentConfig, Optio
             alpha: weight("alpha", defaults::DER_ALPHA)?,
             beta: weight("beta", defaults::DERPP_BETA)?,
         }),
+        "icarl" => Method::Icarl(IcarlConfig {
+            distillation: LwfConfig {
+                alpha: weight("alpha", defaults::lwf_alpha())?,
+                temperature: weight("temperature", defaults::lwf_temperature())?,
+            },
+        }),
         "gdumb" => {
             let epochs = match map.remove("epochs") {
                 None => defaults::GDUMB_EPOCHS,
@@ -426,6 +438,16 @@ mod tests {
         assert_eq!(agent.method, Method::Gdumb(GdumbConfig { epochs: 3 }));
         assert_eq!(agent.rehearsal.unwrap().num_representatives, 0, "GDumb draws nothing");
         assert!(read("gdumb", "{'buffer_size': 100, 'epochs': 0}").is_err());
+        let (agent, _) = read("icarl", "{'buffer_size': 100, 'temperature': 3}").unwrap();
+        assert_eq!(
+            agent.method,
+            Method::Icarl(IcarlConfig {
+                distillation: LwfConfig {
+                    alpha: 1.0,
+                    temperature: 3.0
+                }
+            })
+        );
     }
 
     #[test]
