@@ -145,8 +145,9 @@ impl ResNet {
     }
 }
 
-impl ModuleT for ResNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+impl ResNet {
+    /// The globally pooled output of the last stage: what `fc` reads.
+    fn features(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut ys = self.stem.forward_t(xs, train).relu_();
         if self.max_pool {
             ys = ys.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
@@ -154,11 +155,21 @@ impl ModuleT for ResNet {
         for block in &self.blocks {
             ys = block.forward_t(&ys, train);
         }
-        ys.adaptive_avg_pool2d([1, 1]).flatten(1, -1).apply(&self.fc)
+        ys.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
     }
 }
 
-impl Classifier for ResNet {}
+impl ModuleT for ResNet {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.features(xs, train).apply(&self.fc)
+    }
+}
+
+impl Classifier for ResNet {
+    fn features_t(&self, xs: &Tensor, train: bool) -> Option<Tensor> {
+        Some(self.features(xs, train))
+    }
+}
 
 /// The registry constructor of the ResNet of `depth`.
 pub fn build(path: &nn::Path, input: ModelInput, config: &ModelConfig, depth: &Depth) -> Result<Model, ModelError> {
@@ -171,4 +182,26 @@ pub fn build(path: &nn::Path, input: ModelInput, config: &ModelConfig, depth: &D
         input.num_classes as i64,
         cifar_stem,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_are_what_the_head_reads() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let input = ModelInput {
+            image_shape: [3, 32, 32],
+            num_classes: 10,
+        };
+        let config = ModelConfig::new(serde_json::from_str(r#"{"stem": "cifar"}"#).unwrap());
+        let net = crate::build("resnet18", &vs.root(), input, &config).unwrap().model;
+        let x = Tensor::rand([2, 3, 32, 32], tch::kind::FLOAT_CPU);
+        let features = net.features_t(&x, false).expect("ResNets expose their features");
+        assert_eq!(features.size(), vec![2, 512]);
+        let fc = vs.variables();
+        let logits = features.matmul(&fc["fc.weight"].tr()) + &fc["fc.bias"];
+        assert!(logits.allclose(&net.forward_t(&x, false), 1e-5, 1e-5, false));
+    }
 }
