@@ -213,8 +213,9 @@ impl ConvNeXt {
     }
 }
 
-impl ModuleT for ConvNeXt {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+impl ConvNeXt {
+    /// The pooled, normalised output of the last stage: what the head's dropout and `fc` read.
+    fn features(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut ys = self.stem_norm.forward(&xs.apply(&self.stem_conv));
         for stage in &self.stages {
             if let Some((norm, conv)) = &stage.downsample {
@@ -224,17 +225,23 @@ impl ModuleT for ConvNeXt {
                 ys = block.forward_t(&ys, train);
             }
         }
-        self.head_norm
-            .forward(&ys.adaptive_avg_pool2d([1, 1]))
-            .flatten(1, -1)
-            .dropout(self.drop_rate, train)
-            .apply(&self.fc)
+        self.head_norm.forward(&ys.adaptive_avg_pool2d([1, 1])).flatten(1, -1)
+    }
+}
+
+impl ModuleT for ConvNeXt {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.features(xs, train).dropout(self.drop_rate, train).apply(&self.fc)
     }
 }
 
 impl Classifier for ConvNeXt {
     fn set_drop_path_rate(&self, rate: f64) {
         self.drop_path_rate.set(rate);
+    }
+
+    fn features_t(&self, xs: &Tensor, train: bool) -> Option<Tensor> {
+        Some(self.features(xs, train))
     }
 }
 

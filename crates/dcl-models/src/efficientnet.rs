@@ -292,8 +292,9 @@ impl EfficientNet {
     }
 }
 
-impl ModuleT for EfficientNet {
-    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+impl EfficientNet {
+    /// The pooled output of the head convolution: what the dropout and `classifier` read.
+    fn features(&self, xs: &Tensor, train: bool) -> Tensor {
         let mut ys = self.stem.forward_t(xs, train).silu();
         for block in &self.blocks {
             ys = block.forward_t(&ys, train);
@@ -303,6 +304,12 @@ impl ModuleT for EfficientNet {
             .silu()
             .adaptive_avg_pool2d([1, 1])
             .flatten(1, -1)
+    }
+}
+
+impl ModuleT for EfficientNet {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> Tensor {
+        self.features(xs, train)
             .dropout(self.drop_rate, train)
             .apply(&self.classifier)
     }
@@ -315,6 +322,10 @@ impl Classifier for EfficientNet {
 
     fn set_progress(&self, fraction: f64) {
         self.set_drop_path_rate(self.final_drop_path_rate * fraction);
+    }
+
+    fn features_t(&self, xs: &Tensor, train: bool) -> Option<Tensor> {
+        Some(self.features(xs, train))
     }
 }
 

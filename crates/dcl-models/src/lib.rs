@@ -251,6 +251,39 @@ mod tests {
     }
 
     #[test]
+    fn every_model_exposes_the_features_its_head_reads() {
+        for entry in MODELS {
+            let shape = if entry.name == "mnistnet" {
+                [1, 28, 28]
+            } else {
+                [3, 64, 64]
+            };
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let net = build(entry.name, &vs.root(), input(shape, 7), &ModelConfig::default())
+                .unwrap()
+                .model;
+            let x = Tensor::rand(
+                [2, shape[0] as i64, shape[1] as i64, shape[2] as i64],
+                tch::kind::FLOAT_CPU,
+            );
+            let features = net
+                .features_t(&x, false)
+                .unwrap_or_else(|| panic!("{}: no features", entry.name));
+            let vars = vs.variables();
+            let (weight, bias) = (
+                &vars[&format!("{}.weight", entry.head)],
+                &vars[&format!("{}.bias", entry.head)],
+            );
+            let logits = features.matmul(&weight.tr()) + bias;
+            assert!(
+                logits.allclose(&net.forward_t(&x, false), 1e-4, 1e-4, false),
+                "{}: the head of the features is not the model's output",
+                entry.name
+            );
+        }
+    }
+
+    #[test]
     fn unknown_models_list_the_valid_ones() {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let message = build(

@@ -183,25 +183,3 @@ pub fn build(path: &nn::Path, input: ModelInput, config: &ModelConfig, depth: &D
         cifar_stem,
     )))
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn features_are_what_the_head_reads() {
-        let vs = nn::VarStore::new(tch::Device::Cpu);
-        let input = ModelInput {
-            image_shape: [3, 32, 32],
-            num_classes: 10,
-        };
-        let config = ModelConfig::new(serde_json::from_str(r#"{"stem": "cifar"}"#).unwrap());
-        let net = crate::build("resnet18", &vs.root(), input, &config).unwrap().model;
-        let x = Tensor::rand([2, 3, 32, 32], tch::kind::FLOAT_CPU);
-        let features = net.features_t(&x, false).expect("ResNets expose their features");
-        assert_eq!(features.size(), vec![2, 512]);
-        let fc = vs.variables();
-        let logits = features.matmul(&fc["fc.weight"].tr()) + &fc["fc.bias"];
-        assert!(logits.allclose(&net.forward_t(&x, false), 1e-5, 1e-5, false));
-    }
-}

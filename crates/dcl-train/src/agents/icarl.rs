@@ -9,7 +9,7 @@
 //! them as `er` does, with LwF's distillation (cross-entropy plus distillation, where Rebuffi et
 //! al. use binary cross-entropies). Evaluation scores each class by minus the squared distance
 //! of the L2-normalised features to its exemplars' normalised mean (means over every rank's
-//! exemplars). Needs a model that exposes its features (`mlp`, `mnistnet`, the ResNets).
+//! exemplars). Every model of the registry exposes its features.
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, Tensor};
@@ -92,7 +92,7 @@ impl Agent for Icarl {
         let learner: &mut Learner = task.learner;
         let missing = || {
             TrainError::Config(format!(
-                "iCaRL classifies by the model's features, which {} does not expose (mlp, mnistnet and the ResNets do)",
+                "iCaRL classifies by the model's features, which {} does not expose",
                 learner.model_name()
             ))
         };
