@@ -419,30 +419,8 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
         labels: &[u32],
         payloads: &[f32],
     ) -> Result<(), BufferError> {
-        let (n, plen) = (labels.len(), self.config.payload_len);
-        let total: usize = lengths.iter().map(|&l| l as usize).sum();
-        let fits = |&l: &u32| match self.config.sample_len {
-            SampleLen::Fixed(len) => l as usize == len,
-            SampleLen::Variable => true,
-        };
-        if lengths.len() != n || total != samples.len() || !lengths.iter().all(fits) {
-            return Err(BufferError::Shape {
-                values: samples.len(),
-                sample_len: self.config.sample_len,
-            });
-        }
-        if payloads.len() != n * plen {
-            return Err(BufferError::Shape {
-                values: payloads.len(),
-                sample_len: SampleLen::Fixed(plen),
-            });
-        }
-        if let Some(&label) = labels.iter().find(|&&l| l as usize >= self.config.num_classes) {
-            return Err(BufferError::Label {
-                label,
-                num_classes: self.config.num_classes,
-            });
-        }
+        self.check_records(samples, lengths, labels, payloads)?;
+        let plen = self.config.payload_len;
         let mut start = 0;
         for (i, (&label, &len)) in labels.iter().zip(lengths).enumerate() {
             let sample = &samples[start..start + len as usize];
@@ -521,6 +499,42 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
         }
     }
 
+    /// Checks a batch given as [`RehearsalBuffer::offer_records`] takes it: as many lengths and
+    /// payloads as labels, samples of those lengths (of the buffer's, when fixed), labels in range.
+    fn check_records(
+        &self,
+        samples: &[T],
+        lengths: &[u32],
+        labels: &[u32],
+        payloads: &[f32],
+    ) -> Result<(), BufferError> {
+        let (n, plen) = (labels.len(), self.config.payload_len);
+        let total: usize = lengths.iter().map(|&l| l as usize).sum();
+        let fits = |&l: &u32| match self.config.sample_len {
+            SampleLen::Fixed(len) => l as usize == len,
+            SampleLen::Variable => true,
+        };
+        if lengths.len() != n || total != samples.len() || !lengths.iter().all(fits) {
+            return Err(BufferError::Shape {
+                values: samples.len(),
+                sample_len: self.config.sample_len,
+            });
+        }
+        if payloads.len() != n * plen {
+            return Err(BufferError::Shape {
+                values: payloads.len(),
+                sample_len: SampleLen::Fixed(plen),
+            });
+        }
+        match labels.iter().find(|&&l| l as usize >= self.config.num_classes) {
+            Some(&label) => Err(BufferError::Label {
+                label,
+                num_classes: self.config.num_classes,
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Appends every stored sample of `class` to `out`, in the order they were stored.
     pub fn class_samples(&self, class: usize, out: &mut Drawn<T>) {
         for &slot in &self.by_class[class] {
@@ -545,19 +559,7 @@ impl<T: Copy + Default> RehearsalBuffer<T> {
                 sample_len: SampleLen::Fixed(self.config.capacity),
             });
         }
-        let total: usize = lengths.iter().map(|&l| l as usize).sum();
-        if lengths.len() != n || total != samples.len() || payloads.len() != n * plen {
-            return Err(BufferError::Shape {
-                values: samples.len(),
-                sample_len: self.config.sample_len,
-            });
-        }
-        if let Some(&label) = labels.iter().find(|&&l| l as usize >= self.config.num_classes) {
-            return Err(BufferError::Label {
-                label,
-                num_classes: self.config.num_classes,
-            });
-        }
+        self.check_records(samples, lengths, labels, payloads)?;
         self.occupied.clear();
         for class in &mut self.by_class {
             class.clear();
