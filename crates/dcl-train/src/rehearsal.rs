@@ -596,11 +596,12 @@ impl Rehearsal {
             .lock()
             .expect("buffer lock poisoned")
             .class_samples(class, &mut drawn);
-        let values: Vec<f32> = drawn
-            .samples
-            .chunks_exact(size_of::<f32>())
-            .map(|b| f32::from_ne_bytes(b.try_into().expect("4 bytes")))
-            .collect();
+        self.inputs_of(&drawn)
+    }
+
+    /// The network inputs of stored samples (tensor store), one image after the other.
+    fn inputs_of(&self, drawn: &Drawn<u8>) -> Result<Tensor, TrainError> {
+        let values: Vec<f32> = floats_of(&drawn.samples).collect();
         let [c, h, w] = self.image_shape.map(|d| d as i64);
         host_tensor(&values, &[drawn.len() as i64, c, h, w])
     }
@@ -662,17 +663,10 @@ impl Rehearsal {
             // Every stored sample, in an order that depends on nothing but the buffer.
             buffer.draw_with(&mut ChaCha8Rng::seed_from_u64(0), buffer.len(), None, &mut drawn);
         }
-        let [c, h, w] = self.image_shape.map(|d| d as i64);
-        let n = drawn.len() as i64;
-        let values: Vec<f32> = drawn
-            .samples
-            .chunks_exact(size_of::<f32>())
-            .map(|b| f32::from_ne_bytes(b.try_into().expect("4 bytes")))
-            .collect();
         let labels: Vec<i64> = drawn.labels.iter().map(|&l| l as i64).collect();
         Ok((
-            host_tensor(&values, &[n, c, h, w])?.f_to_device(device)?,
-            host_tensor(&labels, &[n])?.f_to_device(device)?,
+            self.inputs_of(&drawn)?.f_to_device(device)?,
+            host_tensor(&labels, &[labels.len() as i64])?.f_to_device(device)?,
         ))
     }
 
@@ -842,12 +836,7 @@ impl Replay {
     fn images(&mut self, drawn: &Drawn<u8>) -> Result<&[f32], TrainError> {
         self.images.clear();
         match self.store {
-            StoreMode::Tensor => self.images.extend(
-                drawn
-                    .samples
-                    .chunks_exact(size_of::<f32>())
-                    .map(|b| f32::from_ne_bytes(b.try_into().expect("4 bytes"))),
-            ),
+            StoreMode::Tensor => self.images.extend(floats_of(&drawn.samples)),
             StoreMode::Raw => {
                 for (i, record) in drawn.records().enumerate() {
                     let seed = self.augment_seed ^ (self.step << 32 | i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -872,6 +861,13 @@ impl Replay {
         }
         Ok(&self.images)
     }
+}
+
+/// The values of bytes kept by [`as_bytes`].
+fn floats_of(bytes: &[u8]) -> impl Iterator<Item = f32> + '_ {
+    bytes
+        .chunks_exact(size_of::<f32>())
+        .map(|b| f32::from_ne_bytes(b.try_into().expect("4 bytes")))
 }
 
 /// The bytes of `values` in native order, as the buffer keeps tensors.
@@ -1114,20 +1110,14 @@ mod tests {
         );
     }
 
-    #[test]
-    fn stored_logits_are_offered_after_their_step_and_travel_with_their_samples() {
-        let rehearsal = Rehearsal::new(
-            config(PipelineMode::Flyweight, ReplaySource::All),
-            10,
-            [1, 1, 2],
-            2,
-            200,
-            &SingleProcess,
-            10,
-            7,
-        )
-        .unwrap();
-        assert!(rehearsal.offers_after_step());
+    /// A rehearsal storing two floats of "logits" with every sample (flyweight pipeline).
+    fn storing_logits() -> Rehearsal {
+        let config = config(PipelineMode::Flyweight, ReplaySource::All);
+        Rehearsal::new(config, 10, [1, 1, 2], 2, 200, &SingleProcess, 10, 7).unwrap()
+    }
+
+    /// A pass of six batches of 10 over the tagged set through `rehearsal`.
+    fn six_batches(rehearsal: &Rehearsal) -> Loader<Result<StepBatch, TrainError>> {
         let loader_config = LoaderConfig {
             batch_size: 10,
             shuffle_seed: None,
@@ -1135,7 +1125,14 @@ mod tests {
             workers: 0,
             augment_seed: 0,
         };
-        let mut loader = Loader::spawn(tagged_set(), refs(0..60u32), loader_config, collate(&rehearsal, 0));
+        Loader::spawn(tagged_set(), refs(0..60u32), loader_config, collate(rehearsal, 0))
+    }
+
+    #[test]
+    fn stored_logits_are_offered_after_their_step_and_travel_with_their_samples() {
+        let rehearsal = storing_logits();
+        assert!(rehearsal.offers_after_step());
+        let mut loader = six_batches(&rehearsal);
         // A failed assertion must not leave the loader waiting for an offer: the pass ends
         // before the loader (declared first) is dropped.
         struct EndPass<'r>(&'r Rehearsal);
@@ -1174,25 +1171,8 @@ mod tests {
 
     #[test]
     fn a_pass_that_ends_releases_draws_waiting_for_a_step() {
-        let rehearsal = Rehearsal::new(
-            config(PipelineMode::Flyweight, ReplaySource::All),
-            10,
-            [1, 1, 2],
-            2,
-            200,
-            &SingleProcess,
-            10,
-            7,
-        )
-        .unwrap();
-        let loader_config = LoaderConfig {
-            batch_size: 10,
-            shuffle_seed: None,
-            prefetch: 2,
-            workers: 0,
-            augment_seed: 0,
-        };
-        let mut loader = Loader::spawn(tagged_set(), refs(0..60u32), loader_config, collate(&rehearsal, 0));
+        let rehearsal = storing_logits();
+        let mut loader = six_batches(&rehearsal);
         let _first = loader.next().unwrap().unwrap().unwrap();
         // The second batch waits for the first's offer, which never comes: the pass ends.
         rehearsal.end_pass();
