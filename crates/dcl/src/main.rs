@@ -14,6 +14,7 @@ mod progress;
 mod report;
 mod reproduce;
 mod signals;
+mod stats;
 mod train;
 mod watchdog;
 

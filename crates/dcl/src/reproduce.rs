@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::cli::ThreeTypesArgs;
+use crate::stats::mean_std;
 
 /// One method of the comparison.
 struct Method {
@@ -255,18 +256,6 @@ fn accuracy_of(summary: &Value, path: &Path) -> Result<f64> {
         .with_context(|| format!("{}: no final_average_accuracy", path.display()))
 }
 
-/// The mean and the sample standard deviation of `values` (0 for one value).
-fn mean_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = if values.len() > 1 {
-        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
-}
-
 type Rows<'a> = Vec<(&'a str, Vec<(Scenario, Vec<f64>)>)>;
 
 /// The markdown and CSV tables of `rows`.
@@ -294,7 +283,7 @@ fn table(args: &ThreeTypesArgs, scenarios: &[Scenario], rows: &Rows) -> (String,
     for (method, cells) in rows {
         let mut shown = Vec::new();
         for (scenario, values) in cells {
-            let (mean, std) = mean_std(values);
+            let (mean, std) = mean_std(values).expect("every method runs at least one seed");
             shown.push(format!("{mean:.2} ± {std:.2}"));
             let list: Vec<String> = values.iter().map(|v| format!("{v:.4}")).collect();
             let _ = writeln!(
@@ -313,14 +302,6 @@ fn table(args: &ThreeTypesArgs, scenarios: &[Scenario], rows: &Rows) -> (String,
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mean_and_sample_standard_deviation() {
-        assert_eq!(mean_std(&[2.0]), (2.0, 0.0));
-        let (mean, std) = mean_std(&[1.0, 2.0, 3.0, 4.0]);
-        assert_eq!(mean, 2.5);
-        assert!((std - 1.2909944).abs() < 1e-6);
-    }
 
     #[test]
     fn run_directories_name_the_scenario_method_and_seed() {

@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::cli::ReportArgs;
+use crate::stats::mean_std;
 
 /// One run: its directory, configuration and summary.
 struct Run {
@@ -179,21 +180,6 @@ fn compact(value: &Value) -> String {
     } else {
         text
     }
-}
-
-/// The mean and sample standard deviation of `values`.
-fn mean_std(values: &[f64]) -> Option<(f64, f64)> {
-    if values.is_empty() {
-        return None;
-    }
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = if values.len() > 1 {
-        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    Some((mean, var.sqrt()))
 }
 
 fn cell(values: &[f64]) -> String {
