@@ -113,6 +113,9 @@ pub struct RunConfig {
     /// Evaluate on the first N test samples only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_samples: Option<usize>,
+    /// The inputs' `(mean, std)` for every channel, in place of the data set's normalisation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub normalization: Option<(f32, f32)>,
     /// Report the training loss every N batches.
     pub log_interval: usize,
     /// Where the run's files go.
@@ -201,6 +204,7 @@ pub(crate) mod tests {
             threads: 0,
             dataloader_workers: 0,
             train_samples: None,
+            normalization: None,
             test_samples: None,
             log_interval: 10,
             results_dir: "results/x".into(),

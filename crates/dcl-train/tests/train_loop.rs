@@ -95,6 +95,7 @@ fn config(seed: u64, epochs: usize) -> RunConfig {
         threads: 1,
         dataloader_workers: 0,
         train_samples: None,
+        normalization: None,
         test_samples: None,
         log_interval: 5,
         results_dir: "unused".into(),

@@ -56,19 +56,18 @@ pub struct ReportArgs {
 pub enum ReproduceCommand {
     /// van de Ven et al. (2022), "Three types of incremental learning": Split-MNIST, every method.
     ThreeTypes(ThreeTypesArgs),
+    /// Buzzega et al. (2020) / Mammoth: Seq-MNIST class-IL, online, buffers of 200 and 500.
+    SeqMnist(SeqMnistArgs),
 }
 
-/// The flags of `dcl reproduce three-types`.
+/// The flags every comparison of `dcl reproduce` takes.
 #[derive(Debug, Args)]
-pub struct ThreeTypesArgs {
-    /// The scenarios: task, domain, class or all.
-    #[arg(long, default_value = "all")]
-    pub scenario: String,
-    /// Seeds per method and scenario (0, 1, …).
+pub struct ComparisonArgs {
+    /// Seeds per method and setting (0, 1, …).
     #[arg(long, default_value_t = 5)]
     pub seeds: usize,
-    /// A reduced variant (1 epoch per context, 3,000 training images) that checks the whole
-    /// comparison end to end in a minute.
+    /// A reduced variant (fewer images, fewer epochs) that checks the whole comparison end to
+    /// end in a minute.
     #[arg(long)]
     pub quick: bool,
     /// The methods to run, comma-separated [default: all].
@@ -80,12 +79,35 @@ pub struct ThreeTypesArgs {
     /// Where the data sets are [default: as dcl train].
     #[arg(long, value_name = "DIR")]
     pub dataset_dir: Option<PathBuf>,
-    /// Where every run's results and the tables go.
-    #[arg(long, default_value = "results/three-types", value_name = "DIR")]
-    pub results_dir: PathBuf,
-    /// Intra-op threads of each run.
-    #[arg(long, default_value_t = 2)]
-    pub threads: usize,
+    /// Where every run's results and the tables go [default: results/<comparison>].
+    #[arg(long, value_name = "DIR")]
+    pub results_dir: Option<PathBuf>,
+    /// Intra-op threads of each run [default: 2 for three-types, 1 for seq-mnist].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub threads: Option<u32>,
+    /// Runs at once (each a `dcl train` process of --threads threads).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: u32,
+}
+
+/// The flags of `dcl reproduce three-types`.
+#[derive(Debug, Args)]
+pub struct ThreeTypesArgs {
+    /// The scenarios: task, domain, class or all.
+    #[arg(long, default_value = "all")]
+    pub scenario: String,
+    #[command(flatten)]
+    pub comparison: ComparisonArgs,
+}
+
+/// The flags of `dcl reproduce seq-mnist`.
+#[derive(Debug, Args)]
+pub struct SeqMnistArgs {
+    /// The buffer sizes of the methods that store samples, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "200,500")]
+    pub buffers: Vec<usize>,
+    #[command(flatten)]
+    pub comparison: ComparisonArgs,
 }
 
 /// The flags of `dcl train`: upstream's options plus dcl's own.

@@ -47,7 +47,7 @@ fn main() {
         cli::Command::Bench(cli::BenchCommand::Checkpoint(args)) => bench::run_checkpoint(args),
         cli::Command::Bench(cli::BenchCommand::Allreduce(args)) => bench::run_allreduce(args),
         cli::Command::Bench(cli::BenchCommand::Agents(args)) => bench::run_agents(args),
-        cli::Command::Reproduce(cli::ReproduceCommand::ThreeTypes(args)) => reproduce::run(args),
+        cli::Command::Reproduce(command) => reproduce::run(command),
         cli::Command::Report(args) => html::run(args),
         cli::Command::Watch { dir } => watchdog::run(dir),
     };

@@ -229,7 +229,10 @@ fn load(
     world: &dyn Communicator,
 ) -> Result<Prepared> {
     let dataset = dcl_data::catalog::find(&config.dataset)?;
-    let data = dataset.load(&config.dataset_dir, dataset_dir_is_default)?;
+    let mut data = dataset.load(&config.dataset_dir, dataset_dir_is_default)?;
+    if let Some((mean, std)) = config.normalization {
+        data.normalization = dcl_data::Normalization::uniform(mean, std);
+    }
     let scenario_options = ScenarioOptions {
         concatenate: config.concatenate_tasksets,
         train_limit: config.train_samples,

@@ -146,6 +146,29 @@ fn the_same_seed_gives_the_same_run_and_another_seed_another() {
 }
 
 #[test]
+fn normalize_replaces_the_data_sets_normalisation_and_is_recorded() {
+    let root = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let results = root.path().join(name);
+        let output = train_small_with(&results, "640", "7", extra);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let summary = read_json(&results.join("summary.json"));
+        let config = read_json(&results.join("config.json"));
+        (summary["accuracy_matrix"].clone(), config["normalization"].clone())
+    };
+    let (default, recorded) = run("default", &[]);
+    assert_eq!(recorded, serde_json::Value::Null, "the data set's own is not recorded");
+    // MNIST's own normalisation is (0.5, 0.5): naming it gives the same run, bit for bit.
+    let (same, recorded) = run("same", &["--normalize", "0.5,0.5"]);
+    assert_eq!(same, default);
+    assert_eq!(recorded, serde_json::json!([0.5, 0.5]));
+    // Pixels in [0, 1] are other inputs, so another run.
+    let (raw, recorded) = run("none", &["--normalize", "none"]);
+    assert_ne!(raw, default);
+    assert_eq!(recorded, serde_json::json!([0.0, 1.0]));
+}
+
+#[test]
 fn an_existing_results_directory_is_refused_and_left_intact() {
     let root = tempfile::tempdir().unwrap();
     std::fs::write(root.path().join("summary.json"), "earlier results").unwrap();
@@ -796,6 +819,11 @@ fn malformed_inputs_get_the_one_line_errors_of_the_readme_table() {
         (
             vec!["--lr", "-1"],
             "--lr must be a finite number >= 0, not -1".into(),
+            1,
+        ),
+        (
+            vec!["--normalize", "0.5,0"],
+            "--normalize: the mean must be finite and the std a positive number, not '0.5,0'".into(),
             1,
         ),
         (

@@ -132,6 +132,10 @@ pub struct TrainOptions {
     /// Evaluate on the first N test samples only (quick experiments, smoke tests).
     #[arg(long, value_name = "N")]
     pub test_samples: Option<usize>,
+    /// Input normalisation: `dataset` (the data set's own), `none` (pixels in [0, 1], as
+    /// torchvision's ToTensor alone) or `MEAN,STD` for every channel.
+    #[arg(long, value_name = "dataset|none|MEAN,STD")]
+    pub normalize: Option<String>,
     /// Show the training loss every N batches.
     #[arg(long, default_value_t = 10)]
     pub log_interval: usize,
@@ -210,6 +214,25 @@ pub struct Resolved {
 
 /// Resolves the options into the configuration of a run; `results_dir` names the default
 /// results directory from the model and data set names.
+/// The `(mean, std)` of `--normalize` (`None` for `dataset`: the data set's own).
+fn parse_normalization(text: &str) -> Result<Option<(f32, f32)>> {
+    match text.trim() {
+        "dataset" => return Ok(None),
+        "none" => return Ok(Some((0.0, 1.0))),
+        _ => {}
+    }
+    let numbers: Vec<f32> = text
+        .split(',')
+        .map(|n| n.trim().parse::<f32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow!("--normalize: expected dataset, none or MEAN,STD, not '{text}'"))?;
+    match numbers[..] {
+        [mean, std] if mean.is_finite() && std.is_finite() && std > 0.0 => Ok(Some((mean, std))),
+        [_, _] => bail!("--normalize: the mean must be finite and the std a positive number, not '{text}'"),
+        _ => bail!("--normalize: expected dataset, none or MEAN,STD, not '{text}'"),
+    }
+}
+
 pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> PathBuf) -> Result<Resolved> {
     let model = options
         .model
@@ -310,6 +333,7 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         dataloader_workers: options.dataloader_workers.unwrap_or(0),
         train_samples: options.train_samples,
         test_samples: options.test_samples,
+        normalization: options.normalize.as_deref().map(parse_normalization).transpose()?.flatten(),
         log_interval: options.log_interval,
     };
     config.validate()?;

@@ -3,19 +3,16 @@
 //! for every method dcl has (and GDumb, which the paper does not run): 5 contexts of 2 digits; an MLP of two hidden layers of 400 units;
 //! Adam at a learning rate of 1e-3; batches of 128; 2,000 iterations per context (21 epochs of
 //! its 12,000 images); a budget of 100 stored samples per class; the regularisation strengths
-//! of their code (`param_values.py`) per scenario. Each run is a `dcl train` of its own (its
-//! results directory kept, a complete one reused when the command runs again); the table of
-//! final average accuracies (mean ± standard deviation over the seeds) is written as markdown
-//! and CSV.
+//! of their code (`param_values.py`) per scenario. The table: final average accuracies (mean ±
+//! standard deviation over the seeds) per method and scenario.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{bail, Context, Result};
-use serde_json::Value;
+use anyhow::{bail, Result};
 
-use crate::cli::ThreeTypesArgs;
+use super::{dataset_title, final_accuracy, prepare, run_jobs, select, slug, write_tables, Job};
+use crate::cli::{ComparisonArgs, ThreeTypesArgs};
 use crate::stats::mean_std;
 
 /// One method of the comparison.
@@ -151,115 +148,81 @@ pub fn run(args: ThreeTypesArgs) -> Result<()> {
         "all" => vec![Scenario::Task, Scenario::Domain, Scenario::Class],
         other => bail!("--scenario: '{other}' is not one of task, domain, class, all"),
     };
-    let methods: Vec<&Method> = match &args.methods {
-        None => METHODS.iter().collect(),
-        Some(names) => names
-            .iter()
-            .map(|name| {
-                METHODS
-                    .iter()
-                    .find(|m| m.name.eq_ignore_ascii_case(name))
-                    .with_context(|| {
-                        let all: Vec<&str> = METHODS.iter().map(|m| m.name).collect();
-                        format!("--methods: no method '{name}'; the methods: {}", all.join(", "))
-                    })
-            })
-            .collect::<Result<_>>()?,
-    };
-    if args.seeds == 0 {
-        bail!("--seeds must be at least 1");
+    let common = &args.comparison;
+    let methods = select(METHODS, &common.methods, |m| m.name)?;
+    let root = prepare(common, "results/three-types")?;
+    let mut jobs = Vec::new();
+    for method in &methods {
+        for &scenario in &scenarios {
+            jobs.extend((0..common.seeds).map(|seed| job(common, &root, method, scenario, seed)));
+        }
     }
-    std::fs::create_dir_all(&args.results_dir)
-        .with_context(|| format!("cannot create {}", args.results_dir.display()))?;
+    let summaries = run_jobs(&jobs, common, common.threads.unwrap_or(2))?;
+    let mut accuracies = jobs
+        .iter()
+        .zip(&summaries)
+        .map(|(job, summary)| final_accuracy(summary, false, &job.label));
     let mut rows = Vec::new();
     for method in &methods {
         let mut cells = Vec::new();
         for &scenario in &scenarios {
-            let accuracies = (0..args.seeds)
-                .map(|seed| run_one(&args, method, scenario, seed))
-                .collect::<Result<Vec<f64>>>()?;
-            cells.push((scenario, accuracies));
+            let values = accuracies.by_ref().take(common.seeds).collect::<Result<Vec<f64>>>()?;
+            cells.push((scenario, values));
         }
         rows.push((method.name, cells));
     }
-    let (markdown, csv) = table(&args, &scenarios, &rows);
-    let md_path = args.results_dir.join("three-types.md");
-    let csv_path = args.results_dir.join("three-types.csv");
-    std::fs::write(&md_path, &markdown).with_context(|| format!("cannot write {}", md_path.display()))?;
-    std::fs::write(&csv_path, &csv).with_context(|| format!("cannot write {}", csv_path.display()))?;
-    print!("{markdown}");
-    eprintln!("tables: {} and {}", md_path.display(), csv_path.display());
-    Ok(())
+    let (markdown, csv) = table(common, &scenarios, &rows);
+    write_tables(&root, "three-types", &markdown, &csv)
 }
 
 /// The results directory of one run.
 fn run_dir(root: &Path, method: &Method, scenario: Scenario, seed: usize) -> PathBuf {
-    let name = method.name.to_lowercase().replace("++", "pp").replace('-', "");
-    root.join(format!("{}-{name}-seed{seed}", scenario.name()))
+    root.join(format!("{}-{}-seed{seed}", scenario.name(), slug(method.name)))
 }
 
-/// The final average accuracy of `method` in `scenario` with `seed`: a `dcl train` run, or the
-/// complete one already in its directory.
-fn run_one(args: &ThreeTypesArgs, method: &Method, scenario: Scenario, seed: usize) -> Result<f64> {
-    let dir = run_dir(&args.results_dir, method, scenario, seed);
-    let summary_path = dir.join("summary.json");
-    let finished = |summary: &Value| summary["status"] == "complete";
-    if let Some(summary) = read_summary(&summary_path).filter(finished) {
-        eprintln!("{} {} seed {seed}: done before", method.name, scenario.title());
-        return accuracy_of(&summary, &summary_path);
-    }
-    eprintln!("{} {} seed {seed}: training…", method.name, scenario.title());
+/// The `dcl train` of `method` in `scenario` with `seed`.
+fn job(args: &ComparisonArgs, root: &Path, method: &Method, scenario: Scenario, seed: usize) -> Job {
     let (epochs, samples): (&str, &[&str]) = if args.quick {
         ("1", &["--train-samples", "3000", "--test-samples", "1000"])
     } else {
         ("21", &[])
     };
-    let tasksets = scenario.tasksets(method.joint);
-    let mut command = Command::new(std::env::current_exe().context("cannot find the dcl executable")?);
-    command
-        .args(["train", "--quiet", "--overwrite", "--model", "mlp"])
-        .args(["--model-config", "{'layers': 2, 'units': 400}"])
-        .args(["--dataset", &args.dataset, "--epochs", epochs, "--batch-size", "128"])
-        .args(["--optimizer-regime", "[{'epoch': 0, 'optimizer': 'Adam', 'lr': 0.001}]"])
-        .args(["--seed", &seed.to_string(), "--threads", &args.threads.to_string()])
-        .args(["--agent", method.agent, "--agent-config", &(method.config)(scenario)])
-        .args(["--tasksets-config", &tasksets])
-        .args(samples)
-        .arg("--results-dir")
-        .arg(&dir);
-    if let Some(data) = &args.dataset_dir {
-        command.arg("--dataset-dir").arg(data);
+    let mut flags: Vec<String> = [
+        "--model",
+        "mlp",
+        "--model-config",
+        "{'layers': 2, 'units': 400}",
+        "--dataset",
+        &args.dataset,
+        "--epochs",
+        epochs,
+        "--batch-size",
+        "128",
+        "--optimizer-regime",
+        "[{'epoch': 0, 'optimizer': 'Adam', 'lr': 0.001}]",
+        "--seed",
+        &seed.to_string(),
+        "--agent",
+        method.agent,
+        "--agent-config",
+        &(method.config)(scenario),
+        "--tasksets-config",
+        &scenario.tasksets(method.joint),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    flags.extend(samples.iter().map(|s| s.to_string()));
+    Job {
+        label: format!("{} {} seed {seed}", method.name, scenario.title()),
+        dir: run_dir(root, method, scenario, seed),
+        flags,
     }
-    let status = command
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("cannot start dcl train")?;
-    if !status.success() {
-        bail!(
-            "{} {} seed {seed} failed ({status}); its results: {}",
-            method.name,
-            scenario.title(),
-            dir.display()
-        );
-    }
-    let summary = read_summary(&summary_path).with_context(|| format!("no summary in {}", dir.display()))?;
-    accuracy_of(&summary, &summary_path)
-}
-
-fn read_summary(path: &Path) -> Option<Value> {
-    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
-}
-
-fn accuracy_of(summary: &Value, path: &Path) -> Result<f64> {
-    summary["final_average_accuracy"]
-        .as_f64()
-        .with_context(|| format!("{}: no final_average_accuracy", path.display()))
 }
 
 type Rows<'a> = Vec<(&'a str, Vec<(Scenario, Vec<f64>)>)>;
 
 /// The markdown and CSV tables of `rows`.
-fn table(args: &ThreeTypesArgs, scenarios: &[Scenario], rows: &Rows) -> (String, String) {
+fn table(args: &ComparisonArgs, scenarios: &[Scenario], rows: &Rows) -> (String, String) {
     let mut md = String::new();
     let protocol = if args.quick {
         "quick variant: 1 epoch per context on the first 3,000 training and 1,000 test images"
@@ -269,11 +232,7 @@ fn table(args: &ThreeTypesArgs, scenarios: &[Scenario], rows: &Rows) -> (String,
     let _ = writeln!(
         md,
         "Split-{} (5 contexts of 2 classes), final average accuracy (%), mean ± std over {} seed(s); {protocol}.\n",
-        if args.dataset == "mnist" {
-            "MNIST"
-        } else {
-            "Fashion-MNIST"
-        },
+        dataset_title(&args.dataset),
         args.seeds
     );
     let titles: Vec<&str> = scenarios.iter().map(|s| s.title()).collect();
