@@ -309,6 +309,8 @@ pub struct Rehearsal {
     gate: Arc<StepGate>,
     /// Whether the stream is offered to the buffer (not when its owner curates it).
     stores_stream: bool,
+    /// Sets of representatives drawn at each step ([`Rehearsal::draw_sets`]).
+    sets: usize,
 }
 
 /// The steps whose fresh samples the training thread has offered to the buffer, for the
@@ -422,6 +424,7 @@ impl Rehearsal {
             payload_len,
             gate: Arc::default(),
             stores_stream: true,
+            sets: 1,
         })
     }
 
@@ -450,7 +453,7 @@ impl Rehearsal {
         let window = Arc::clone(&self.window);
         let class_weights = self.config.class_weights;
         let count = if task >= self.config.start_task {
-            self.config.num_representatives
+            self.config.num_representatives * self.sets
         } else {
             0
         };
@@ -571,6 +574,11 @@ impl Rehearsal {
     /// ([`Rehearsal::replace_memory`]).
     pub fn keep_stream_out(&mut self) {
         self.stores_stream = false;
+    }
+
+    /// Draws `sets` times `num_representatives` at every step ([`crate::Agent::replay_sets`]).
+    pub fn draw_sets(&mut self, sets: usize) {
+        self.sets = sets.max(1);
     }
 
     /// The classes the buffer knows.

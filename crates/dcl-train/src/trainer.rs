@@ -170,8 +170,11 @@ impl<'a> Trainer<'a> {
             }
             None => None,
         };
-        if let Some(rehearsal) = rehearsal.as_mut().filter(|_| !agent.stores_stream()) {
-            rehearsal.keep_stream_out();
+        if let Some(rehearsal) = rehearsal.as_mut() {
+            if !agent.stores_stream() {
+                rehearsal.keep_stream_out();
+            }
+            rehearsal.draw_sets(agent.replay_sets());
         }
         Ok(Trainer {
             config,

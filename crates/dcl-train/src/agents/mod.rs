@@ -123,6 +123,14 @@ pub trait Agent: Send {
         ReplayUse::Train
     }
 
+    /// Sets of `num_representatives` replayed per step (DER++: one for the stored logits, one
+    /// for the labels): one draw of `sets` times as many, without duplicates, whose row i the
+    /// agent takes as set i mod `sets` (a draw's rows come in random order within each
+    /// worker's share, so each set is a random part of every share).
+    fn replay_sets(&self) -> usize {
+        1
+    }
+
     /// Floats the agent stores with every sample it offers the rehearsal buffer (its logits
     /// over `num_classes`, for DER); 0: none.
     fn payload_len(&self, _num_classes: usize) -> usize {
@@ -483,9 +491,17 @@ mod tests {
             loss_of(1.0, 0.0, &logits).abs() < 1e-6,
             "stored logits reached: no loss"
         );
-        // DER++: plus beta times the cross-entropy of softmax(2, 0) at the label: ln(1 + e^-2).
+        // DER++ replays two sets, interleaved: row 0 for the logits, row 1 for the labels. Its
+        // logit term is the MSE of row 0, (1 + 0) / 2, plus beta times the cross-entropy of
+        // row 1's softmax(0, 2) at its label 1: ln(1 + e^-2).
         let cross_entropy = (1.0 + (-2.0f64).exp()).ln();
         assert!((loss_of(1.0, 2.0, &stored) - (0.5 + 2.0 * cross_entropy)).abs() < 1e-5);
+        let second_row_far = Tensor::from_slice(&[2.0f32, 0.0, 100.0, 100.0]).view([2, 2]);
+        assert!(
+            (loss_of(1.0, 2.0, &second_row_far) - 2.0 * cross_entropy).abs() < 1e-5,
+            "the label set's stored logits play no part"
+        );
+        assert!(loss_of(1.0, 0.0, &second_row_far) > 1000.0, "DER matches every row");
     }
 
     #[test]

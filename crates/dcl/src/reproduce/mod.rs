@@ -1,8 +1,9 @@
 //! `dcl reproduce`: comparisons of published continual-learning papers, run with dcl's agents.
 //!
 //! Every run of a comparison is a `dcl train` process of its own with its own results
-//! directory; a directory whose `summary.json` says `complete` is reused when the command runs
-//! again, so an interrupted comparison continues where it stopped. Up to `--jobs` runs go at
+//! directory; a directory whose `summary.json` says `complete` and whose run had the same
+//! flags (`<directory>.flags`) is reused when the command runs again, so an interrupted
+//! comparison continues where it stopped. Up to `--jobs` runs go at
 //! once, each writing its lines to `<its directory>.log`. Each comparison builds its runs and
 //! writes its tables (markdown and CSV).
 
@@ -108,14 +109,20 @@ fn run_jobs(jobs: &[Job], args: &ComparisonArgs, threads: u32) -> Result<Vec<Val
     Ok(summaries)
 }
 
-/// One job's summary: from its directory if complete, else from a fresh `dcl train`.
+/// One job's summary: from its directory if complete with the same flags, else from a
+/// fresh `dcl train`.
 fn run_job(exe: &Path, job: &Job, args: &ComparisonArgs, threads: u32) -> Result<Value> {
     let summary_path = job.dir.join("summary.json");
+    // The flags of the run in the directory, written once it completed.
+    let flags_path = job.dir.with_extension("flags");
+    let flags = job.flags.join("\n");
     let complete = |summary: &Value| summary["status"] == "complete";
-    if read_summary(&summary_path).filter(complete).is_some() {
+    let same_flags = std::fs::read_to_string(&flags_path).is_ok_and(|earlier| earlier == flags);
+    if let Some(summary) = read_summary(&summary_path).filter(complete).filter(|_| same_flags) {
         eprintln!("{}: done before", job.label);
-        return read_summary(&summary_path).context("the summary went away");
+        return Ok(summary);
     }
+    let _ = std::fs::remove_file(&flags_path);
     eprintln!("{}: training…", job.label);
     // The run's own lines go to a log beside its directory (runs at once would interleave).
     let log_path = job.dir.with_extension("log");
@@ -139,9 +146,11 @@ fn run_job(exe: &Path, job: &Job, args: &ComparisonArgs, threads: u32) -> Result
         let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
         bail!("{} failed ({status}): {last} (its log: {})", job.label, log_path.display());
     }
-    read_summary(&summary_path)
+    let summary = read_summary(&summary_path)
         .filter(complete)
-        .with_context(|| format!("{}: no complete summary in {}", job.label, job.dir.display()))
+        .with_context(|| format!("{}: no complete summary in {}", job.label, job.dir.display()))?;
+    std::fs::write(&flags_path, flags).with_context(|| format!("cannot write {}", flags_path.display()))?;
+    Ok(summary)
 }
 
 fn read_summary(path: &Path) -> Option<Value> {

@@ -1,10 +1,10 @@
 //! `dcl reproduce seq-mnist`: the Seq-MNIST benchmark of Buzzega et al. (2020), "Dark
 //! Experience for General Continual Learning: a Strong, Simple Baseline" (NeurIPS), as their
 //! framework Mammoth runs it: 5 class-incremental tasks of 2 digits, seen once (1 epoch), pixels
-//! in [0, 1] (no normalisation); an MLP of two hidden layers of 100 units; plain SGD (no momentum) on batches of 10 stream
-//! samples; buffers of 200 and 500 samples filled by reservoir sampling over the whole stream
-//! (the current task included) and replayed from all of it; each method's learning rate,
-//! replayed batch and strengths from Mammoth's `utils/best_args.py` for `seq-mnist` (GDumb and
+//! in [0, 1] (no normalisation); an MLP of two hidden layers of 100 units; plain SGD (no
+//! momentum) on batches of 10 stream samples; buffers of 200 and 500 samples filled by reservoir sampling over the whole stream
+//! (the current task included) and replayed from all of it, 10 samples a step; each method's
+//! learning rate and strengths from Mammoth's `utils/best_args.py` for `seq-mnist` (GDumb and
 //! offline EWC have none there: ours are named in `METHODS`). The table: final average class-IL
 //! accuracy and the task-IL accuracy of the same model (mean ± standard deviation over the
 //! seeds) per method and buffer.
@@ -18,15 +18,19 @@ use super::{dataset_title, final_accuracy, prepare, run_jobs, select, slug, writ
 use crate::cli::{ComparisonArgs, SeqMnistArgs};
 use crate::stats::mean_std;
 
-/// A method's settings for one buffer size (`None` for methods without a buffer).
+/// A method's settings for one buffer size.
 struct Settings {
     lr: f64,
     weight_decay: f64,
     /// The `--agent-config` keys beyond the buffer's.
     keys: &'static str,
-    /// Representatives replayed per step (Mammoth's `minibatch_size`).
-    replayed: usize,
 }
+
+/// Representatives replayed per step: Mammoth's best arguments name a `minibatch_size` of 128
+/// for A-GEM, DER (500) and DER++ (200), but its `main.py` sets `minibatch_size` to the batch
+/// size whenever a batch size is given, as the best arguments do (commit e75a491,
+/// `main.py:431-436`): 10 is what runs.
+const REPLAYED: usize = 10;
 
 /// One method of the comparison.
 struct Method {
@@ -48,16 +52,6 @@ const fn sgd(lr: f64, keys: &'static str) -> Settings {
         lr,
         weight_decay: 0.0,
         keys,
-        replayed: 0,
-    }
-}
-
-const fn replay(lr: f64, replayed: usize, keys: &'static str) -> Settings {
-    Settings {
-        lr,
-        weight_decay: 0.0,
-        keys,
-        replayed,
     }
 }
 
@@ -99,22 +93,19 @@ const METHODS: &[Method] = &[
         weight_decay: 0.0005,
         ..sgd(0.03, "'alpha': 1.0, 'temperature': 2.0")
     }),
-    buffered("ER", "er", |buffer| match buffer {
-        200 => replay(0.01, 10, ""),
-        _ => replay(0.1, 10, ""),
-    }),
-    buffered("A-GEM", "agem", |_| replay(0.1, 128, "")),
+    buffered("ER", "er", |buffer| sgd(if buffer == 200 { 0.01 } else { 0.1 }, "")),
+    buffered("A-GEM", "agem", |_| sgd(0.1, "")),
     buffered("DER", "der", |buffer| match buffer {
-        200 => replay(0.03, 10, "'alpha': 0.2"),
-        _ => replay(0.03, 128, "'alpha': 1.0"),
+        200 => sgd(0.03, "'alpha': 0.2"),
+        _ => sgd(0.03, "'alpha': 1.0"),
     }),
     buffered("DER++", "derpp", |buffer| match buffer {
-        200 => replay(0.03, 128, "'alpha': 0.2, 'beta': 1.0"),
-        _ => replay(0.03, 10, "'alpha': 1.0, 'beta': 0.5"),
+        200 => sgd(0.03, "'alpha': 0.2, 'beta': 1.0"),
+        _ => sgd(0.03, "'alpha': 1.0, 'beta': 0.5"),
     }),
     Method {
         curated: true,
-        ..buffered("iCaRL", "icarl", |_| replay(0.1, 10, ""))
+        ..buffered("iCaRL", "icarl", |_| sgd(0.1, ""))
     },
     // GDumb: not in Mammoth's seq-mnist arguments; SGD's learning rate, 50 epochs on the memory.
     Method {
@@ -173,9 +164,7 @@ fn job(args: &ComparisonArgs, root: &Path, method: &Method, buffer: Option<usize
         if !method.curated {
             keys.push("'policy': 'reservoir', 'replay': 'all'".to_owned());
         }
-        if settings.replayed > 0 {
-            keys.push(format!("'num_representatives': {}", settings.replayed));
-        }
+        keys.push(format!("'num_representatives': {REPLAYED}"));
     }
     if !settings.keys.is_empty() {
         keys.push(settings.keys.to_owned());
