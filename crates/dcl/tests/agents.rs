@@ -248,11 +248,20 @@ fn reproduce_seq_mnist_runs_every_method_and_buffer_and_writes_its_table() {
     // Every run's own lines went to its log, not to the terminal.
     assert!(results.join("derpp-buffer200-seed0.log").is_file());
     assert!(!stderr(&output).contains("task 1/5"), "{}", stderr(&output));
-    // The quick variant over seeds 0-4 (2026-12-07, 2-core EPYC): SGD 18.1-19.4 %,
-    // Joint MARGIN_JOINT, iCaRL MARGIN_ICARL, GDumb MARGIN_GDUMB, ER 500 MARGIN_ER.
+    // The quick variant over seeds 0-4 (AVX2 path, 2026-12-07), class-IL: SGD 16.9-18.6 %,
+    // Joint 77.7-84.0, iCaRL 200 76.6-79.3, GDumb 200 74.1-79.1, GDumb 500 81.7-84.1, ER 500
+    // 62.5-77.6, DER++ 200 56.0-66.1: each lowest is 17 points or more above the margin over
+    // the highest SGD.
     let sgd = mean("SGD", "-");
-    assert!(mean("Joint", "-") > sgd + 30.0, "{csv}");
-    for (method, buffer, margin) in [("iCaRL", "200", 30.0), ("GDumb", "200", 30.0), ("GDumb", "500", 30.0), ("ER", "500", 20.0)] {
+    let above_sgd = [
+        ("Joint", "-", 30.0),
+        ("iCaRL", "200", 30.0),
+        ("GDumb", "200", 30.0),
+        ("GDumb", "500", 30.0),
+        ("ER", "500", 20.0),
+        ("DER++", "200", 20.0),
+    ];
+    for (method, buffer, margin) in above_sgd {
         assert!(mean(method, buffer) > sgd + margin, "{method} {buffer}:\n{csv}");
     }
 }
