@@ -6,29 +6,23 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::{dataset_dir, dcl_command, read_json, stderr};
+use common::{dataset_dir, dcl_command, read_json, stderr, SplitMnist};
 
 /// Split-MNIST (5 tasks of 2 classes) with `agent`: task-incremental for the regularisation
 /// methods, class-incremental for the replay methods.
 fn split_mnist(agent: &str, results: &Path) -> Command {
-    let (scenario, config) = match agent {
+    let (scenario, agent_config) = match agent {
         "agem" | "der" | "derpp" | "gdumb" | "icarl" => ("class", "{'buffer_size': 200, 'num_representatives': 32}"),
         _ => ("task", "{}"),
     };
-    let mut command = dcl_command();
-    command
-        .args(["train", "--model", "mlp", "--epochs", "2", "--quiet", "--seed", "4"])
-        .args(["--threads", "2", "--train-samples", "3000", "--test-samples", "1000"])
-        .args(["--agent", agent, "--agent-config", config])
-        .arg("--tasksets-config")
-        .arg(format!(
-            "{{'scenario': '{scenario}', 'initial_increment': 2, 'increment': 2}}"
-        ))
-        .arg("--dataset-dir")
-        .arg(dataset_dir())
-        .arg("--results-dir")
-        .arg(results);
-    command
+    SplitMnist {
+        agent,
+        agent_config,
+        scenario,
+        seed: "4",
+        ..SplitMnist::default()
+    }
+    .command(results)
 }
 
 #[test]

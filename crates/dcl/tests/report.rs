@@ -5,28 +5,21 @@ use std::path::Path;
 use std::process::Command;
 
 mod common;
-use common::{dataset_dir, dcl_command, stderr};
+use common::{dcl_command, stderr, SplitMnist};
 
 fn split_mnist(agent: &str, seed: &str, results: &Path) {
-    let output = dcl_command()
-        .args(["train", "--model", "mlp", "--epochs", "1", "--quiet", "--seed", seed])
-        .args(["--threads", "2", "--train-samples", "2000", "--test-samples", "500"])
-        .args([
-            "--agent",
-            agent,
-            "--agent-config",
-            if agent == "er" { "{'buffer_size': 200}" } else { "{}" },
-        ])
-        .args([
-            "--tasksets-config",
-            "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
-        ])
-        .arg("--dataset-dir")
-        .arg(dataset_dir())
-        .arg("--results-dir")
-        .arg(results)
-        .output()
-        .unwrap();
+    let output = SplitMnist {
+        agent,
+        agent_config: if agent == "er" { "{'buffer_size': 200}" } else { "{}" },
+        epochs: "1",
+        seed,
+        train_samples: "2000",
+        test_samples: "500",
+        ..SplitMnist::default()
+    }
+    .command(results)
+    .output()
+    .unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
 }
 

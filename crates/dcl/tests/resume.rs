@@ -9,32 +9,19 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod common;
-use common::{dataset_dir, dcl_command, read_json, stderr};
+use common::{dcl_command, read_json, stderr, SplitMnist};
 
 /// Split-MNIST with `er`, 5 tasks of 2 epochs (so that resuming inside a task needs the
 /// optimiser's state), small enough for a few seconds a run.
 fn split_mnist(results: &Path) -> Command {
-    let mut command = dcl_command();
-    command
-        .args([
-            "train", "--model", "mnistnet", "--epochs", "2", "--quiet", "--seed", "3",
-        ])
-        .args(["--threads", "2", "--train-samples", "3000", "--test-samples", "1000"])
-        .args([
-            "--agent",
-            "er",
-            "--agent-config",
-            "{'buffer_size': 200, 'num_representatives': 16}",
-        ])
-        .args([
-            "--tasksets-config",
-            "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
-        ])
-        .arg("--dataset-dir")
-        .arg(dataset_dir())
-        .arg("--results-dir")
-        .arg(results);
-    command
+    SplitMnist {
+        model: "mnistnet",
+        agent: "er",
+        agent_config: "{'buffer_size': 200, 'num_representatives': 16}",
+        seed: "3",
+        ..SplitMnist::default()
+    }
+    .command(results)
 }
 
 fn resume(results: &Path) -> Command {

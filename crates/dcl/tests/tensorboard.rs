@@ -7,31 +7,19 @@ use std::process::Command;
 use serde_json::Value;
 
 mod common;
-use common::{dataset_dir, dcl_command, read_json, stderr};
+use common::{read_json, stderr, SplitMnist};
 
 fn split_mnist_er(results: &Path, extra: &[&str]) -> std::process::Output {
-    dcl_command()
-        .args(["train", "--model", "mlp", "--epochs", "2", "--quiet", "--seed", "1"])
-        .args(["--threads", "2", "--train-samples", "3000", "--test-samples", "1000"])
-        .args([
-            "--log-interval",
-            "5",
-            "--agent",
-            "er",
-            "--agent-config",
-            "{'buffer_size': 200}",
-        ])
-        .args([
-            "--tasksets-config",
-            "{'scenario': 'class', 'initial_increment': 2, 'increment': 2}",
-        ])
-        .arg("--dataset-dir")
-        .arg(dataset_dir())
-        .arg("--results-dir")
-        .arg(results)
-        .args(extra)
-        .output()
-        .unwrap()
+    SplitMnist {
+        agent: "er",
+        agent_config: "{'buffer_size': 200}",
+        ..SplitMnist::default()
+    }
+    .command(results)
+    .args(["--log-interval", "5"])
+    .args(extra)
+    .output()
+    .unwrap()
 }
 
 /// Every scalar series of the event files in `dir`, by tag: [[step, value], …].

@@ -57,3 +57,54 @@ pub fn stderr(output: &Output) -> String {
 pub fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
+
+/// A quiet `dcl train` of Split-MNIST (5 tasks of 2 classes) on the first images of the test
+/// data set, 2 threads, into a results directory: each test names what differs.
+pub struct SplitMnist<'a> {
+    pub model: &'a str,
+    pub agent: &'a str,
+    pub agent_config: &'a str,
+    /// `class` or `task`.
+    pub scenario: &'a str,
+    pub epochs: &'a str,
+    pub seed: &'a str,
+    pub train_samples: &'a str,
+    pub test_samples: &'a str,
+}
+
+impl Default for SplitMnist<'_> {
+    fn default() -> Self {
+        SplitMnist {
+            model: "mlp",
+            agent: "base",
+            agent_config: "{}",
+            scenario: "class",
+            epochs: "2",
+            seed: "1",
+            train_samples: "3000",
+            test_samples: "1000",
+        }
+    }
+}
+
+impl SplitMnist<'_> {
+    /// The command, writing into `results`.
+    pub fn command(&self, results: &Path) -> std::process::Command {
+        let mut command = dcl_command();
+        command
+            .args(["train", "--quiet", "--threads", "2", "--model", self.model])
+            .args(["--epochs", self.epochs, "--seed", self.seed])
+            .args(["--train-samples", self.train_samples, "--test-samples", self.test_samples])
+            .args(["--agent", self.agent, "--agent-config", self.agent_config])
+            .arg("--tasksets-config")
+            .arg(format!(
+                "{{'scenario': '{}', 'initial_increment': 2, 'increment': 2}}",
+                self.scenario
+            ))
+            .arg("--dataset-dir")
+            .arg(dataset_dir())
+            .arg("--results-dir")
+            .arg(results);
+        command
+    }
+}
