@@ -231,7 +231,7 @@ fn table(args: &ComparisonArgs, cells: &Cells) -> (String, String) {
     };
     let _ = writeln!(
         md,
-        "Seq-{} (5 class-incremental tasks of 2 digits), final average accuracy (%), mean ± std over {} seed(s); \
+        "Seq-{} (5 class-incremental tasks of 2 classes), final average accuracy (%), mean ± std over {} seed(s); \
          {protocol}; batches of 10, Mammoth's seq-mnist settings.\n",
         dataset_title(&args.dataset),
         args.seeds
