@@ -642,17 +642,17 @@ pub fn run_agents(args: crate::cli::AgentsArgs) -> Result<()> {
         ),
     ];
     let b = args.batch_size as i64;
-    let batch = || {
+    let batch_of = |rows: i64| {
         (
-            Tensor::randn([b, 1, 28, 28], (Kind::Float, tch::Device::Cpu)),
-            Tensor::randint(10, [b], (Kind::Int64, tch::Device::Cpu)),
+            Tensor::randn([rows, 1, 28, 28], (Kind::Float, tch::Device::Cpu)),
+            Tensor::randint(10, [rows], (Kind::Int64, tch::Device::Cpu)),
         )
     };
+    let batch = || batch_of(b);
     tch::manual_seed(0);
     let (images, labels) = batch();
-    let (rep_images, rep_labels) = batch();
-    let payloads = Tensor::randn([b, 10], (Kind::Float, tch::Device::Cpu));
-    // Every agent with a learner of its own, consolidated once on a few batches.
+    // Every agent with a learner of its own, consolidated once on a few batches, and its
+    // replayed samples: B per set it draws (DER++: two).
     let mut runs = Vec::new();
     for (name, method, replays) in methods {
         let mut learner = Learner::new(
@@ -672,16 +672,20 @@ pub fn run_agents(args: crate::cli::AgentsArgs) -> Result<()> {
             world: &dcl_dist::SingleProcess,
             memory: None,
         })?;
-        runs.push((name, learner, agent, replays, Vec::new()));
+        let rows = b * agent.replay_sets() as i64;
+        let (rep_images, rep_labels) = batch_of(rows);
+        let payloads = Tensor::randn([rows, 10], (Kind::Float, tch::Device::Cpu));
+        let replay = replays.then_some((rep_images, rep_labels, payloads));
+        runs.push((name, learner, agent, replay, Vec::new()));
     }
     for round in 0..=args.repeats {
-        for (_, learner, agent, replays, times) in &mut runs {
+        for (_, learner, agent, replay, times) in &mut runs {
             let started = Instant::now();
             for _ in 0..args.steps {
-                let replayed = replays.then(|| Replayed {
-                    images: &rep_images,
-                    labels: &rep_labels,
-                    payloads: Some(&payloads),
+                let replayed = replay.as_ref().map(|(images, labels, payloads)| Replayed {
+                    images,
+                    labels,
+                    payloads: Some(payloads),
                 });
                 let _step = learner.train_step(agent.as_mut(), (&images, &labels), replayed, None, None)?;
             }
@@ -698,7 +702,7 @@ pub fn run_agents(args: crate::cli::AgentsArgs) -> Result<()> {
     }
     let er = medians.iter().find(|(n, ..)| *n == "er").map_or(1.0, |(_, m, _)| *m);
     println!(
-        "agent step, mnistnet, {} fresh + {} replayed (replay agents), {} threads, median of {} rounds of {} steps:",
+        "agent step, mnistnet, {} fresh + {} replayed per set (replay agents; DER++ two sets), {} threads, median of {} rounds of {} steps:",
         args.batch_size, args.batch_size, args.threads, args.repeats, args.steps
     );
     for (name, m, times) in &medians {
