@@ -320,6 +320,11 @@ impl<'a> Trainer<'a> {
             ),
         };
         let earlier_seconds = record.wall_seconds;
+        // The record as a checkpoint within an epoch keeps it: the run's wall time so far.
+        let record_now = |record: &RunRecord| RunRecord {
+            wall_seconds: earlier_seconds + started.elapsed().as_secs_f64(),
+            ..record.clone()
+        };
         // Steps of the run before the current pass (for --checkpoint-every-steps).
         let mut steps_before = (0..first.task)
             .map(|t| config.epochs * self.pass_steps(t))
@@ -439,7 +444,7 @@ impl<'a> Trainer<'a> {
                         buffer.map(|b| b.buffer),
                         here(done),
                         size,
-                        &record,
+                        &record_now(&record),
                         Some(progress),
                     )?;
                     checkpointer.save(snapshot, &*world)
@@ -485,7 +490,7 @@ impl<'a> Trainer<'a> {
                                 None,
                                 here(steps),
                                 size,
-                                &record,
+                                &record_now(&record),
                                 Some(progress),
                             )?;
                             checkpointer.save(snapshot, &*world)?;

@@ -225,11 +225,15 @@ fn a_run_stopped_by_a_signal_checkpoints_within_the_epoch_and_resumes_from_that_
     assert_eq!(output.status.code(), Some(143), "{}", stderr(&output));
     let latest = latest_checkpoint(&run).unwrap();
     assert!(latest.contains("-step-"), "no checkpoint within the epoch: {latest}");
-    assert!(run
-        .join("checkpoints")
-        .join(&latest)
-        .join("progress-rank-0.json")
-        .exists());
+    let checkpoints = run.join("checkpoints");
+    assert!(checkpoints.join(&latest).join("progress-rank-0.json").exists());
+    // Its record holds the wall time up to the stop, beyond the first epoch's end.
+    let wall = |checkpoint: &str| {
+        read_json(&checkpoints.join(checkpoint).join("state.json"))["record"]["wall_seconds"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(wall(&latest) > wall("task-000-epoch-000"), "{latest}");
     assert_eq!(read_json(&run.join("summary.json"))["status"], "interrupted");
     let output = resume(&run).output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
