@@ -60,7 +60,11 @@ impl Agent for Der {
             .ok_or_else(|| TrainError::Config("DER replayed samples without their stored logits".into()))?;
         let logits = replayed.logits.f_to_kind(Kind::Float)?;
         if self.config.beta == 0.0 {
-            return Ok(Some(logits.f_mse_loss(stored, Reduction::Mean)?.f_mul_scalar(self.config.alpha)?));
+            return Ok(Some(
+                logits
+                    .f_mse_loss(stored, Reduction::Mean)?
+                    .f_mul_scalar(self.config.alpha)?,
+            ));
         }
         // DER++: even rows are the logit set, odd rows the label set (`replay_sets`).
         let rows = logits.size()[0];

@@ -333,7 +333,12 @@ pub fn resolve(options: TrainOptions, results_dir: impl FnOnce(&str, &str) -> Pa
         dataloader_workers: options.dataloader_workers.unwrap_or(0),
         train_samples: options.train_samples,
         test_samples: options.test_samples,
-        normalization: options.normalize.as_deref().map(parse_normalization).transpose()?.flatten(),
+        normalization: options
+            .normalize
+            .as_deref()
+            .map(parse_normalization)
+            .transpose()?
+            .flatten(),
         log_interval: options.log_interval,
     };
     config.validate()?;

@@ -47,10 +47,12 @@ fn select<'a, M>(all: &'a [M], chosen: &Option<Vec<String>>, name: fn(&M) -> &st
     names
         .iter()
         .map(|wanted| {
-            all.iter().find(|m| name(m).eq_ignore_ascii_case(wanted)).with_context(|| {
-                let known: Vec<&str> = all.iter().map(name).collect();
-                format!("--methods: no method '{wanted}'; the methods: {}", known.join(", "))
-            })
+            all.iter()
+                .find(|m| name(m).eq_ignore_ascii_case(wanted))
+                .with_context(|| {
+                    let known: Vec<&str> = all.iter().map(name).collect();
+                    format!("--methods: no method '{wanted}'; the methods: {}", known.join(", "))
+                })
         })
         .collect()
 }
@@ -144,7 +146,11 @@ fn run_job(exe: &Path, job: &Job, args: &ComparisonArgs, threads: u32) -> Result
     if !status.success() {
         let text = std::fs::read_to_string(&log_path).unwrap_or_default();
         let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no output");
-        bail!("{} failed ({status}): {last} (its log: {})", job.label, log_path.display());
+        bail!(
+            "{} failed ({status}): {last} (its log: {})",
+            job.label,
+            log_path.display()
+        );
     }
     let summary = read_summary(&summary_path)
         .filter(complete)
@@ -208,6 +214,9 @@ mod tests {
         let chosen = Some(vec!["der++".to_owned(), "ER".to_owned()]);
         assert_eq!(select(&all, &chosen, name).unwrap(), vec![&"DER++", &"ER"]);
         let error = select(&all, &Some(vec!["GEM".to_owned()]), name).unwrap_err();
-        assert_eq!(error.to_string(), "--methods: no method 'GEM'; the methods: ER, DER++, A-GEM");
+        assert_eq!(
+            error.to_string(),
+            "--methods: no method 'GEM'; the methods: ER, DER++, A-GEM"
+        );
     }
 }

@@ -2,10 +2,12 @@
 //! Experience for General Continual Learning: a Strong, Simple Baseline" (NeurIPS), as their
 //! framework Mammoth runs it: 5 class-incremental tasks of 2 digits, seen once (1 epoch), pixels
 //! in [0, 1] (no normalisation); an MLP of two hidden layers of 100 units; plain SGD (no
-//! momentum) on batches of 10 stream samples; buffers of 200 and 500 samples filled by reservoir sampling over the whole stream
-//! (the current task included) and replayed from all of it, 10 samples a step; each method's
-//! learning rate and strengths from Mammoth's `utils/best_args.py` for `seq-mnist` (GDumb and
-//! offline EWC have none there: ours are named in `METHODS`). The table: final average class-IL
+//! momentum) on batches of 10 stream samples; buffers of 200 and 500 samples (by default;
+//! Mammoth also tunes 5120, and other sizes take the settings of the nearest of the three) filled
+//! by reservoir sampling over the whole stream (the current task included) and replayed from all
+//! of it, 10 samples a step; each method's learning rate and strengths from Mammoth's
+//! `utils/best_args.py` for `seq-mnist` (GDumb and offline EWC have none there: ours are named in
+//! `METHODS`). The table: final average class-IL
 //! accuracy and the task-IL accuracy of the same model (mean ± standard deviation over the
 //! seeds) per method and buffer.
 
@@ -97,11 +99,13 @@ const METHODS: &[Method] = &[
     buffered("A-GEM", "agem", |_| sgd(0.1, "")),
     buffered("DER", "der", |buffer| match buffer {
         200 => sgd(0.03, "'alpha': 0.2"),
-        _ => sgd(0.03, "'alpha': 1.0"),
+        500 => sgd(0.03, "'alpha': 1.0"),
+        _ => sgd(0.1, "'alpha': 0.5"),
     }),
     buffered("DER++", "derpp", |buffer| match buffer {
         200 => sgd(0.03, "'alpha': 0.2, 'beta': 1.0"),
-        _ => sgd(0.03, "'alpha': 1.0, 'beta': 0.5"),
+        500 => sgd(0.03, "'alpha': 1.0, 'beta': 0.5"),
+        _ => sgd(0.1, "'alpha': 0.2, 'beta': 0.5"),
     }),
     Method {
         curated: true,
@@ -141,7 +145,10 @@ pub fn run(args: SeqMnistArgs) -> Result<()> {
         .collect();
     let summaries = run_jobs(&jobs, common, common.threads.unwrap_or(1))?;
     let mut cells = Vec::new();
-    for (row, chunk) in rows.iter().zip(jobs.chunks(common.seeds).zip(summaries.chunks(common.seeds))) {
+    for (row, chunk) in rows
+        .iter()
+        .zip(jobs.chunks(common.seeds).zip(summaries.chunks(common.seeds)))
+    {
         let (jobs, summaries) = chunk;
         let accuracies = |task_il: bool| -> Result<Vec<f64>> {
             jobs.iter()
@@ -155,9 +162,19 @@ pub fn run(args: SeqMnistArgs) -> Result<()> {
     write_tables(root, "seq-mnist", &markdown, &csv)
 }
 
+/// The buffer size whose settings Mammoth's best arguments give that is nearest to `buffer`
+/// (200, 500 or 5120).
+fn tuned_size(buffer: usize) -> usize {
+    match buffer {
+        0..=316 => 200,
+        317..=1600 => 500,
+        _ => 5120,
+    }
+}
+
 /// The `dcl train` of `method` with `buffer` samples (if it keeps any) and `seed`.
 fn job(args: &ComparisonArgs, root: &Path, method: &Method, buffer: Option<usize>, seed: usize) -> Job {
-    let settings = (method.settings)(buffer.unwrap_or(0));
+    let settings = (method.settings)(buffer.map_or(0, tuned_size));
     let mut keys: Vec<String> = Vec::new();
     if let Some(size) = buffer {
         keys.push(format!("'buffer_size': {size}"));
@@ -169,7 +186,11 @@ fn job(args: &ComparisonArgs, root: &Path, method: &Method, buffer: Option<usize
     if !settings.keys.is_empty() {
         keys.push(settings.keys.to_owned());
     }
-    let joint = if method.joint { ", 'concatenate_tasksets': True" } else { "" };
+    let joint = if method.joint {
+        ", 'concatenate_tasksets': True"
+    } else {
+        ""
+    };
     let mut flags: Vec<String> = [
         "--model",
         "mlp",
@@ -238,7 +259,8 @@ fn table(args: &ComparisonArgs, cells: &Cells) -> (String, String) {
     );
     let _ = writeln!(md, "| Method | Buffer | Class-IL | Task-IL |");
     let _ = writeln!(md, "|---|---|---|---|");
-    let mut csv = String::from("method,buffer,seeds,class_il_mean,class_il_std,task_il_mean,task_il_std,class_il_accuracies\n");
+    let mut csv =
+        String::from("method,buffer,seeds,class_il_mean,class_il_std,task_il_mean,task_il_std,class_il_accuracies\n");
     for (method, buffer, class_il, task_il) in cells {
         let (class_mean, class_std) = mean_std(class_il).expect("every row runs at least one seed");
         let (task_mean, task_std) = mean_std(task_il).expect("every row runs at least one seed");
@@ -302,9 +324,24 @@ mod tests {
     }
 
     #[test]
+    fn other_buffer_sizes_take_the_settings_of_the_nearest_tuned_one() {
+        // Nearest on a log scale: √(200·500) ≈ 316, √(500·5120) = 1600.
+        assert_eq!(
+            [100, 316, 317, 1000, 1600, 1601, 5120].map(tuned_size),
+            [200, 200, 500, 500, 500, 5120, 5120]
+        );
+        let large = job(&args(), Path::new("r"), method("DER++"), Some(5120), 0);
+        assert!(flag(&large, "--optimizer-regime").contains("'lr': 0.1,"));
+        assert!(flag(&large, "--agent-config").ends_with("'alpha': 0.2, 'beta': 0.5}"));
+    }
+
+    #[test]
     fn curated_memories_keep_their_own_policy_and_plain_methods_have_no_buffer() {
         let icarl = job(&args(), Path::new("r"), method("iCaRL"), Some(200), 0);
-        assert_eq!(flag(&icarl, "--agent-config"), "{'buffer_size': 200, 'num_representatives': 10}");
+        assert_eq!(
+            flag(&icarl, "--agent-config"),
+            "{'buffer_size': 200, 'num_representatives': 10}"
+        );
         let joint = job(&args(), Path::new("r"), method("Joint"), None, 0);
         assert_eq!(joint.dir, PathBuf::from("r/joint-seed0"));
         assert_eq!(flag(&joint, "--agent-config"), "{}");

@@ -94,7 +94,12 @@ impl SplitMnist<'_> {
         command
             .args(["train", "--quiet", "--threads", "2", "--model", self.model])
             .args(["--epochs", self.epochs, "--seed", self.seed])
-            .args(["--train-samples", self.train_samples, "--test-samples", self.test_samples])
+            .args([
+                "--train-samples",
+                self.train_samples,
+                "--test-samples",
+                self.test_samples,
+            ])
             .args(["--agent", self.agent, "--agent-config", self.agent_config])
             .arg("--tasksets-config")
             .arg(format!(
