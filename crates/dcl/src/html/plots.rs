@@ -22,24 +22,33 @@ fn heat(value: f64) -> RGBColor {
     RGBColor(r as u8, g as u8, 80)
 }
 
+/// A plot of `SIZE` on a white page, as SVG text: `draw` gets a chart builder with the report's
+/// caption (`title`), margin and label areas (`y_label_area` pixels for the y axis's labels).
+fn plot(title: &str, y_label_area: u32, draw: impl FnOnce(ChartBuilder<SVGBackend>) -> Result<()>) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        drawn(root.fill(&WHITE))?;
+        let mut builder = ChartBuilder::on(&root);
+        builder
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(y_label_area);
+        draw(builder)?;
+        drawn(root.present())?;
+    }
+    Ok(svg)
+}
+
 /// An accuracy matrix (row i: after training task i+1; column j: test task j+1) as a heat map
 /// with its values written in.
 pub fn heat_map(matrix: &[Vec<Option<f64>>], title: &str) -> Result<String> {
-    let mut svg = String::new();
-    {
-        let n = matrix.len().max(1) as i32;
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        drawn(root.fill(&WHITE))?;
+    let n = matrix.len().max(1) as i32;
+    plot(title, 45, |mut builder| {
         // Segmented axes put each task's label under the middle of its cells; the rows go
         // downwards (row y holds "after task n - y").
-        let mut chart = drawn(
-            ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 16))
-                .margin(10)
-                .x_label_area_size(35)
-                .y_label_area_size(45)
-                .build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented()),
-        )?;
+        let mut chart = drawn(builder.build_cartesian_2d((0..n - 1).into_segmented(), (0..n - 1).into_segmented()))?;
         let task = |value: &SegmentValue<i32>, flip: bool| match value {
             SegmentValue::CenterOf(v) if flip => format!("{}", n - v),
             SegmentValue::CenterOf(v) => format!("{}", v + 1),
@@ -76,26 +85,15 @@ pub fn heat_map(matrix: &[Vec<Option<f64>>], title: &str) -> Result<String> {
                 drawn(chart.draw_series(std::iter::once(label)))?;
             }
         }
-        drawn(root.present())?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// One line per task: its accuracy (%) after each epoch (x: the run's epoch count).
 pub fn task_curves(curves: &[Vec<(f64, f64)>], title: &str) -> Result<String> {
-    let mut svg = String::new();
-    {
-        let epochs = curves.iter().flatten().map(|(x, _)| *x).fold(1.0, f64::max);
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        drawn(root.fill(&WHITE))?;
-        let mut chart = drawn(
-            ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 16))
-                .margin(10)
-                .x_label_area_size(35)
-                .y_label_area_size(45)
-                .build_cartesian_2d(1.0..epochs.max(2.0), 0.0..100.0),
-        )?;
+    let epochs = curves.iter().flatten().map(|(x, _)| *x).fold(1.0, f64::max);
+    plot(title, 45, |mut builder| {
+        let mut chart = drawn(builder.build_cartesian_2d(1.0..epochs.max(2.0), 0.0..100.0))?;
         drawn(
             chart
                 .configure_mesh()
@@ -116,51 +114,28 @@ pub fn task_curves(curves: &[Vec<(f64, f64)>], title: &str) -> Result<String> {
                 .border_style(BLACK)
                 .position(SeriesLabelPosition::LowerLeft)
                 .draw(),
-        )?;
-        drawn(root.present())?;
-    }
-    Ok(svg)
+        )
+    })
 }
 
 /// One series against the run's epoch count.
 pub fn line(points: &[(f64, f64)], title: &str) -> Result<String> {
-    let mut svg = String::new();
-    {
-        let epochs = points.iter().map(|(x, _)| *x).fold(2.0, f64::max);
-        let top = points.iter().map(|(_, y)| *y).fold(1.0, f64::max) * 1.1;
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        drawn(root.fill(&WHITE))?;
-        let mut chart = drawn(
-            ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 16))
-                .margin(10)
-                .x_label_area_size(35)
-                .y_label_area_size(60)
-                .build_cartesian_2d(1.0..epochs, 0.0..top),
-        )?;
+    let epochs = points.iter().map(|(x, _)| *x).fold(2.0, f64::max);
+    let top = points.iter().map(|(_, y)| *y).fold(1.0, f64::max) * 1.1;
+    plot(title, 60, |mut builder| {
+        let mut chart = drawn(builder.build_cartesian_2d(1.0..epochs, 0.0..top))?;
         drawn(chart.configure_mesh().x_desc("epoch of the run").draw())?;
         drawn(chart.draw_series(LineSeries::new(points.iter().copied(), BLUE.stroke_width(2))))?;
-        drawn(root.present())?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Labelled bars.
 pub fn bars(bars: &[(String, f64)], title: &str) -> Result<String> {
-    let mut svg = String::new();
-    {
-        let top = bars.iter().map(|(_, v)| *v).fold(1e-3, f64::max) * 1.15;
-        let n = bars.len().max(1) as i32;
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        drawn(root.fill(&WHITE))?;
-        let mut chart = drawn(
-            ChartBuilder::on(&root)
-                .caption(title, ("sans-serif", 16))
-                .margin(10)
-                .x_label_area_size(35)
-                .y_label_area_size(60)
-                .build_cartesian_2d(0..n, 0.0..top),
-        )?;
+    let top = bars.iter().map(|(_, v)| *v).fold(1e-3, f64::max) * 1.15;
+    let n = bars.len().max(1) as i32;
+    plot(title, 60, |mut builder| {
+        let mut chart = drawn(builder.build_cartesian_2d(0..n, 0.0..top))?;
         drawn(
             chart
                 .configure_mesh()
@@ -180,9 +155,8 @@ pub fn bars(bars: &[(String, f64)], title: &str) -> Result<String> {
             );
             drawn(chart.draw_series(std::iter::once(text)))?;
         }
-        drawn(root.present())?;
-    }
-    Ok(svg)
+        Ok(())
+    })
 }
 
 /// Rasterises plots to PNG (resvg), their text in the system's sans-serif font.
