@@ -62,6 +62,7 @@
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+source "$HERE/../mnist_raw.sh"
 : "${MAMMOTH:?set MAMMOTH to a checkout of aimagelab/mammoth at commit e75a491}"
 : "${PYTHON:?set PYTHON to an interpreter with torch, torchvision, kornia, onedrivedownloader, ftfy, regex, pyyaml, tqdm (see the header of $0)}"
 DATA="${DATA:-$(dirname "$0")/../../data/mnist}"
@@ -91,25 +92,7 @@ fi
   { echo "PYTHON=$PYTHON lacks a package Mammoth needs (see the header of $0)" >&2; exit 1; }
 
 # ---- Data: dcl's IDX files -> $MAMMOTH/data/MNIST/MNIST/raw, MyMNIST -> MNIST (no download).
-RAW="$MAMMOTH/data/MNIST/MNIST/raw"
-mkdir -p "$RAW"
-declare -A MD5=(  # the official MD5s of the uncompressed files
-  [train-images-idx3-ubyte]=6bbc9ace898e44ae57da46a324031adb
-  [train-labels-idx1-ubyte]=a25bea736e30d166cdddb491f175f624
-  [t10k-images-idx3-ubyte]=2646ac647ad5339dbf082846283269ea
-  [t10k-labels-idx1-ubyte]=27ae3e4e09519cfbb04c329615203637)
-for f in "${!MD5[@]}"; do
-  if [ -f "$DATA/$f" ]; then
-    cmp -s "$DATA/$f" "$RAW/$f" || cp "$DATA/$f" "$RAW/$f" || exit 1
-  elif [ -f "$DATA/$f.gz" ]; then
-    gunzip -c "$DATA/$f.gz" > "$RAW/$f.tmp" && mv "$RAW/$f.tmp" "$RAW/$f" || exit 1
-  else
-    echo "no $f(.gz) in DATA=$DATA (run: target/release/dcl data fetch mnist --dataset-dir data)" >&2; exit 1
-  fi
-  if command -v md5sum >/dev/null && [ "$(md5sum < "$RAW/$f" | cut -d' ' -f1)" != "${MD5[$f]}" ]; then
-    echo "[seq_mnist] WARNING: $RAW/$f is not the official MNIST file (MD5 differs)" >&2
-  fi
-done
+place_mnist_raw "$DATA" "$MAMMOTH/data/MNIST/MNIST/raw" seq_mnist
 MY="$MAMMOTH/data/MNIST/MyMNIST"
 if [ -L "$MY" ] || [ ! -e "$MY" ]; then
   ln -sfn MNIST "$MY"

@@ -98,6 +98,7 @@
 #    used); classifier.py changes only the preconditioning branch (NCL, not used); models/fc/nets.py
 #    only MLPs of 0 layers; param_stamp.py a trailing comma; visual_plt.py a plot option.
 set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/../mnist_raw.sh"
 
 : "${CL:?set CL to a checkout of GMvandeVen/continual-learning at commit e6d795a}"
 : "${PYTHON:?set PYTHON to an interpreter with torch, torchvision, numpy, tqdm, matplotlib (see the header of $0)}"
@@ -138,25 +139,7 @@ fi
   { echo "PYTHON=$PYTHON lacks a package the code needs (see the header of $0)" >&2; exit 1; }
 
 # ---- Data: dcl's IDX files -> $CL/store/datasets/MNIST/MNIST/raw (torchvision then downloads nothing).
-RAW="$CL/store/datasets/MNIST/MNIST/raw"
-mkdir -p "$RAW" || exit 1
-declare -A MD5=(  # the official MD5s of the uncompressed files
-  [train-images-idx3-ubyte]=6bbc9ace898e44ae57da46a324031adb
-  [train-labels-idx1-ubyte]=a25bea736e30d166cdddb491f175f624
-  [t10k-images-idx3-ubyte]=2646ac647ad5339dbf082846283269ea
-  [t10k-labels-idx1-ubyte]=27ae3e4e09519cfbb04c329615203637)
-for f in "${!MD5[@]}"; do
-  if [ -f "$DATA/$f" ]; then
-    cmp -s "$DATA/$f" "$RAW/$f" || cp "$DATA/$f" "$RAW/$f" || exit 1
-  elif [ -f "$DATA/$f.gz" ]; then
-    gunzip -c "$DATA/$f.gz" > "$RAW/$f.tmp" && mv "$RAW/$f.tmp" "$RAW/$f" || exit 1
-  else
-    echo "no $f(.gz) in DATA=$DATA (run: target/release/dcl data fetch mnist --dataset-dir data)" >&2; exit 1
-  fi
-  if command -v md5sum >/dev/null && [ "$(md5sum < "$RAW/$f" | cut -d' ' -f1)" != "${MD5[$f]}" ]; then
-    echo "[split_mnist] WARNING: $RAW/$f is not the official MNIST file (MD5 differs)" >&2
-  fi
-done
+place_mnist_raw "$DATA" "$CL/store/datasets/MNIST/MNIST/raw" split_mnist
 
 # ---- The runs.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 NUMEXPR_NUM_THREADS=1
