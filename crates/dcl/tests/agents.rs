@@ -145,20 +145,24 @@ fn resumes_within_an_epoch_exactly(agent: &str) {
     assert_eq!(losses(&a), losses(&b));
 }
 
+/// `dcl reproduce` with `args`, on the test data, into `results`.
+fn reproduce(args: &[&str], results: &Path) -> std::process::Output {
+    dcl_command()
+        .arg("reproduce")
+        .args(args)
+        .arg("--dataset-dir")
+        .arg(dataset_dir())
+        .arg("--results-dir")
+        .arg(results)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn reproduce_three_types_runs_every_method_in_every_scenario_and_writes_its_table() {
     let root = tempfile::tempdir().unwrap();
     let results = root.path().join("three-types");
-    let run = || {
-        dcl_command()
-            .args(["reproduce", "three-types", "--quick", "--seeds", "1"])
-            .arg("--dataset-dir")
-            .arg(dataset_dir())
-            .arg("--results-dir")
-            .arg(&results)
-            .output()
-            .unwrap()
-    };
+    let run = || reproduce(&["three-types", "--quick", "--seeds", "1"], &results);
     let output = run();
     assert!(output.status.success(), "{}", stderr(&output));
     let table = std::fs::read_to_string(results.join("three-types.md")).unwrap();
@@ -212,14 +216,7 @@ fn reproduce_three_types_runs_every_method_in_every_scenario_and_writes_its_tabl
 fn reproduce_seq_mnist_runs_every_method_and_buffer_and_writes_its_table() {
     let root = tempfile::tempdir().unwrap();
     let results = root.path().join("seq-mnist");
-    let output = dcl_command()
-        .args(["reproduce", "seq-mnist", "--quick", "--seeds", "1", "--jobs", "2"])
-        .arg("--dataset-dir")
-        .arg(dataset_dir())
-        .arg("--results-dir")
-        .arg(&results)
-        .output()
-        .unwrap();
+    let output = reproduce(&["seq-mnist", "--quick", "--seeds", "1", "--jobs", "2"], &results);
     assert!(output.status.success(), "{}", stderr(&output));
     let table = std::fs::read_to_string(results.join("seq-mnist.md")).unwrap();
     let csv = std::fs::read_to_string(results.join("seq-mnist.csv")).unwrap();

@@ -28,6 +28,9 @@ pub fn run(command: ReproduceCommand) -> Result<()> {
     }
 }
 
+/// The flags of every `--quick` variant: the first 3,000 training and 1,000 test images.
+const QUICK_SAMPLES: [&str; 4] = ["--train-samples", "3000", "--test-samples", "1000"];
+
 /// One `dcl train` of a comparison.
 struct Job {
     /// How the progress lines name it ("DER++ Class-IL seed 0").

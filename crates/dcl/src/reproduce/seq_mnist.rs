@@ -16,7 +16,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
-use super::{dataset_title, final_accuracy, prepare, run_jobs, select, slug, write_tables, Job};
+use super::{dataset_title, final_accuracy, prepare, run_jobs, select, slug, write_tables, Job, QUICK_SAMPLES};
 use crate::cli::{ComparisonArgs, SeqMnistArgs};
 use crate::stats::mean_std;
 
@@ -221,7 +221,7 @@ fn job(args: &ComparisonArgs, root: &Path, method: &Method, buffer: Option<usize
     .map(str::to_owned)
     .to_vec();
     if args.quick {
-        flags.extend(["--train-samples", "3000", "--test-samples", "1000"].map(str::to_owned));
+        flags.extend(QUICK_SAMPLES.map(str::to_owned));
     }
     let (label, dir) = match buffer {
         Some(size) => (

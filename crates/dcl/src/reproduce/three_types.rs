@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use super::{dataset_title, final_accuracy, prepare, run_jobs, select, slug, write_tables, Job};
+use super::{dataset_title, final_accuracy, prepare, run_jobs, select, slug, write_tables, Job, QUICK_SAMPLES};
 use crate::cli::{ComparisonArgs, ThreeTypesArgs};
 use crate::stats::mean_std;
 
@@ -182,11 +182,7 @@ fn run_dir(root: &Path, method: &Method, scenario: Scenario, seed: usize) -> Pat
 
 /// The `dcl train` of `method` in `scenario` with `seed`.
 fn job(args: &ComparisonArgs, root: &Path, method: &Method, scenario: Scenario, seed: usize) -> Job {
-    let (epochs, samples): (&str, &[&str]) = if args.quick {
-        ("1", &["--train-samples", "3000", "--test-samples", "1000"])
-    } else {
-        ("21", &[])
-    };
+    let epochs = if args.quick { "1" } else { "21" };
     let mut flags: Vec<String> = [
         "--model",
         "mlp",
@@ -211,7 +207,9 @@ fn job(args: &ComparisonArgs, root: &Path, method: &Method, scenario: Scenario, 
     ]
     .map(str::to_owned)
     .to_vec();
-    flags.extend(samples.iter().map(|s| s.to_string()));
+    if args.quick {
+        flags.extend(QUICK_SAMPLES.map(str::to_owned));
+    }
     Job {
         label: format!("{} {} seed {seed}", method.name, scenario.title()),
         dir: run_dir(root, method, scenario, seed),
