@@ -81,7 +81,7 @@ fn prepare(args: &ComparisonArgs, default: &str) -> Result<PathBuf> {
 
 /// Runs `jobs` (up to `--jobs` at once, each with `threads` intra-op threads) or reuses their
 /// complete results; returns their summaries in the order of `jobs`. After a failed run no
-/// further run starts; the first failure is the error.
+/// further run starts (those started finish); the error is the failure earliest in `jobs`.
 fn run_jobs(jobs: &[Job], args: &ComparisonArgs, threads: u32) -> Result<Vec<Value>> {
     let exe = std::env::current_exe().context("cannot find the dcl executable")?;
     let next = AtomicUsize::new(0);
